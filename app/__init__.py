@@ -1,0 +1,155 @@
+"""Pro Monetization: the Flask application factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+
+from app.config import Config
+from app.extensions import csrf, db, limiter, login_manager, migrate, sock
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app. With no `DATABASE_URL` the embedded PostgreSQL under
+    `instance/` is started (or reused), so `flask …` commands in this checkout
+    see the same data as `make run`."""
+    config = config or Config.from_env()
+    app = Flask(__name__, template_folder="../templates", static_folder="../static",
+                instance_path=config.INSTANCE_DIR)
+    app.config.update(config.as_flask())
+    _resolve_services(app)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=app.config["DATABASE_URL"],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 40, "pool_pre_ping": True},
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in `_authenticate` so bearer clients skip it
+        WTF_CSRF_TIME_LIMIT=None,  # token lives as long as the session
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["APP_ENV"] == "production",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=app.config["APP_ENV"] == "production",
+        MAX_CONTENT_LENGTH=64 * 1024,
+        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"],
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 1},
+        # A Redis outage must not take logins and purchases down with it.
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
+    )
+    app.json.sort_keys = False
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_root() / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    sock.init_app(app)
+    from app import redis_client
+    redis_client.init_app(app)
+
+    _import_models()
+    _register_blueprints(app)
+    _register_auth(app)
+    _register_templates(app)
+    from app.errors import register_error_handlers
+    register_error_handlers(app)
+    from app.security import register_security_headers
+    register_security_headers(app)
+    from app.ledger.cli import ledger_cli
+    app.cli.add_command(ledger_cli)
+    from app.seed import seed_cli
+    app.cli.add_command(seed_cli)
+    return app
+
+
+def _root():
+    from pathlib import Path
+    return Path(__file__).resolve().parent.parent
+
+
+def _resolve_services(app: Flask) -> None:
+    from app import embedded
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = embedded.postgres_url(app.config["INSTANCE_DIR"])
+    if not app.config["REDIS_URL"]:
+        app.config["REDIS_URL"] = embedded.redis_url(app.config["INSTANCE_DIR"])
+
+
+def _import_models() -> None:
+    # Register every table with the metadata (Alembic and relationships need them).
+    from app.auth import models as _auth  # noqa: F401
+    from app.idempotency import IdempotencyKey  # noqa: F401
+    from app.ledger import models as _ledger  # noqa: F401
+    from app.wallet import models as _wallet  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.auth.api import bp as auth_api
+    from app.auth.routes import bp as auth_routes
+    from app.main.routes import bp as main_routes
+    from app.wallet.api import bp as wallet_api
+    from app.wallet.routes import bp as wallet_routes
+
+    for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api):
+        app.register_blueprint(bp)
+
+
+def _register_auth(app: Flask) -> None:
+    from app.auth.models import User
+    from app.auth.service import user_for_token
+    from app.errors import Unauthorized, error_response
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Log in to continue."
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def _load(user_id):
+        try:
+            return db.session.get(User, int(user_id))
+        except (TypeError, ValueError):
+            return None
+
+    @app.before_request
+    def _authenticate():
+        """Bearer tokens for API clients; 401 before CSRF for anonymous API calls;
+        CSRF for every cookie-authenticated state change."""
+        g.bearer = False
+        view = app.view_functions.get(request.endpoint)
+        public = getattr(view, "public", False)
+        header = request.headers.get("Authorization")
+        if header and request.path.startswith("/api/"):
+            scheme, _, token = header.partition(" ")
+            user = user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+            if user is None:
+                return error_response(Unauthorized("The API token is missing, invalid or revoked.", "invalid_token"))
+            # Identity for this request only; nothing is written to the session.
+            login_manager._update_request_context_with_user(user)
+            g.bearer = True
+            return None
+        if request.path.startswith("/api/") and not public:
+            from flask_login import current_user
+            if not current_user.is_authenticated:
+                return error_response(Unauthorized("Log in or send an API token.", "unauthorized"))
+        if request.method not in SAFE_METHODS and not getattr(view, "csrf_exempt", False):
+            csrf.protect()
+        return None
+
+
+def _register_templates(app: Flask) -> None:
+    from app.wallet.payments import test_mode
+    from app.wallet.service import wallet_balance
+
+    @app.template_filter("tokens")
+    def tokens_filter(n):
+        """1000 → "1,000": the one way tokens are written."""
+        return "—" if n is None else f"{int(n):,}"
+
+    @app.context_processor
+    def _globals():
+        return {"payments_test_mode": test_mode(), "app_env": app.config["APP_ENV"],
+                "nav_balance": wallet_balance}

@@ -1,0 +1,145 @@
+"""Configuration from the environment (DESIGN.md §9).
+
+`Config.from_env()` reads every setting once; nothing else in the app reads
+`os.environ`. Integer settings are validated here so a typo fails at start-up
+with a clear message instead of at the first tip.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the app refuses to start."""
+
+
+def _int(env, name, default, minimum=None, maximum=None):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _packs(raw):
+    try:
+        packs = tuple(int(p) for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"TOKEN_PACKS must be comma-separated integers, got {raw!r}") from None
+    if not packs or any(p < 1 or p > 100_000 for p in packs):
+        raise ConfigError("TOKEN_PACKS entries must be between 1 and 100,000")
+    return packs
+
+
+def _instance_secret(instance_dir: str) -> str:
+    """Development only: a key kept under instance/ so sessions survive restarts."""
+    path = os.path.join(instance_dir, "secret_key")
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        os.makedirs(instance_dir, exist_ok=True)
+        key = secrets.token_hex(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race
+            return _instance_secret(instance_dir)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+@dataclass
+class Config:
+    APP_ENV: str = "development"
+    SECRET_KEY: str = ""
+    DATABASE_URL: str | None = None
+    REDIS_URL: str | None = None
+    PORT: int = 5000
+    PAYMENTS_PROVIDER: str = "demo"
+    ALLOW_DEMO_PAYMENTS: bool = False
+    STRIPE_SECRET_KEY: str = ""
+    STRIPE_WEBHOOK_SECRET: str = ""
+    BILLING_WEBHOOK_SECRET: str = ""
+    BILLING_BLOCK_SECONDS: int = 30
+    BILLING_TICK_SECONDS: int = 5
+    PRESENCE_GRACE_SECONDS: int = 20
+    CREATOR_SHARE_PERCENT: int = 80
+    MAX_TIP_TOKENS: int = 100_000
+    MAX_PURCHASE_TOKENS: int = 100_000
+    TOKEN_PACKS: tuple = (500, 1000, 2500)
+    NO_SHOW_GRACE_MINUTES: int = 15
+    ICE_SERVERS: str = ""
+    MEDIA_HLS_BASE_URL: str = ""
+    # Rate limits (Flask-Limiter syntax). Login is limited per account and
+    # per IP; purchases per user.
+    LOGIN_LIMIT_PER_ACCOUNT: str = "10 per minute"
+    LOGIN_LIMIT_PER_IP: str = "60 per minute"
+    SIGNUP_LIMIT_PER_IP: str = "30 per hour"
+    PURCHASE_LIMIT_PER_USER: str = "30 per minute"
+    RATELIMIT_ENABLED: bool = True
+    # werkzeug's scrypt by default; tests may choose a cheaper method.
+    PASSWORD_HASH_METHOD: str = "scrypt"
+    # Where embedded PostgreSQL/Redis keep their data (git-ignored).
+    INSTANCE_DIR: str = field(default_factory=lambda: os.path.abspath("instance"))
+
+    @classmethod
+    def from_env(cls, env=None, **overrides) -> "Config":
+        env = os.environ if env is None else env
+        app_env = env.get("APP_ENV", "development")
+        if app_env not in ("development", "production", "test"):
+            raise ConfigError(f"APP_ENV must be development, production or test, got {app_env!r}")
+        cfg = cls(
+            APP_ENV=app_env,
+            SECRET_KEY=env.get("SECRET_KEY", ""),
+            DATABASE_URL=env.get("DATABASE_URL") or None,
+            REDIS_URL=env.get("REDIS_URL") or None,
+            PORT=_int(env, "PORT", 5000, 1, 65535),
+            PAYMENTS_PROVIDER=env.get("PAYMENTS_PROVIDER", "demo"),
+            ALLOW_DEMO_PAYMENTS=env.get("ALLOW_DEMO_PAYMENTS") == "1",
+            STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY", ""),
+            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            BILLING_WEBHOOK_SECRET=env.get("BILLING_WEBHOOK_SECRET", ""),
+            BILLING_BLOCK_SECONDS=_int(env, "BILLING_BLOCK_SECONDS", 30, 1, 3600),
+            BILLING_TICK_SECONDS=_int(env, "BILLING_TICK_SECONDS", 5, 1, 3600),
+            PRESENCE_GRACE_SECONDS=_int(env, "PRESENCE_GRACE_SECONDS", 20, 0, 3600),
+            CREATOR_SHARE_PERCENT=_int(env, "CREATOR_SHARE_PERCENT", 80, 0, 100),
+            MAX_TIP_TOKENS=_int(env, "MAX_TIP_TOKENS", 100_000, 1),
+            TOKEN_PACKS=_packs(env.get("TOKEN_PACKS", "500,1000,2500")),
+            NO_SHOW_GRACE_MINUTES=_int(env, "NO_SHOW_GRACE_MINUTES", 15, 0),
+            ICE_SERVERS=env.get("ICE_SERVERS", ""),
+            MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
+            INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
+        )
+        for name, value in overrides.items():
+            setattr(cfg, name, value)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.PAYMENTS_PROVIDER not in ("demo",):
+            # Stripe lands with its own issue; refusing beats a half provider.
+            raise ConfigError(f"PAYMENTS_PROVIDER {self.PAYMENTS_PROVIDER!r} is not available (supported: demo)")
+        if self.APP_ENV == "production":
+            if not self.SECRET_KEY:
+                raise ConfigError("SECRET_KEY must be set in production")
+            if self.PAYMENTS_PROVIDER == "demo" and not self.ALLOW_DEMO_PAYMENTS:
+                raise ConfigError(
+                    "PAYMENTS_PROVIDER=demo credits tokens without payment; refusing to start in "
+                    "production. Set ALLOW_DEMO_PAYMENTS=1 to allow it explicitly."
+                )
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = _instance_secret(self.INSTANCE_DIR)
+
+    def as_flask(self) -> dict:
+        """The mapping handed to `app.config.update`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,84 @@
+"""Request idempotency: one key, one outcome.
+
+A money-moving request carries a client key (HTMX forms: a hidden UUID
+rendered with the form; API clients: the `Idempotency-Key` header). The
+service calls `claim()` inside its transaction *before* doing any work:
+
+* first use → the key row is inserted (uncommitted) and the caller proceeds;
+  concurrent requests with the same key block on the unique index until this
+  transaction ends;
+* the key was already used with the same parameters → the caller gets the id
+  of the resource the first request created and returns that, moving nothing;
+* same key, different parameters (or another kind of request) → `Conflict`.
+
+If the work fails (say, insufficient funds) the transaction rolls back and
+takes the claim with it, so a retry after topping up can succeed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.errors import Conflict
+from app.extensions import db
+
+
+class IdempotencyKey(db.Model):
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+@dataclass(frozen=True)
+class Claim:
+    user_id: int
+    key: str
+    fresh: bool
+    resource_id: int | None = None
+
+
+def fingerprint(scope: str, params: dict) -> str:
+    return hashlib.sha256(json.dumps([scope, params], sort_keys=True).encode()).hexdigest()
+
+
+def claim(user_id: int, key: str, scope: str, params: dict) -> Claim:
+    """Claim `key` for this request or find the request that already used it.
+
+    Raises `Conflict` (idempotency_key_reused) when the key was used for a
+    request with other parameters.
+    """
+    fp = fingerprint(scope, params)
+    inserted = db.session.execute(
+        text("INSERT INTO idempotency_keys (user_id, key, scope, fingerprint) VALUES (:u, :k, :s, :f) "
+             "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1"),
+        {"u": user_id, "k": key, "s": scope, "f": fp},
+    ).scalar()
+    if inserted:
+        return Claim(user_id, key, fresh=True)
+    row = db.session.execute(
+        text("SELECT fingerprint, resource_id FROM idempotency_keys WHERE user_id = :u AND key = :k"),
+        {"u": user_id, "k": key},
+    ).one()
+    if row.fingerprint != fp:
+        raise Conflict("This idempotency key was already used for a different request.",
+                       "idempotency_key_reused")
+    return Claim(user_id, key, fresh=False, resource_id=row.resource_id)
+
+
+def complete(c: Claim, resource_id: int) -> None:
+    """Record which resource the claimed request created (same transaction)."""
+    db.session.execute(
+        text("UPDATE idempotency_keys SET resource_id = :r WHERE user_id = :u AND key = :k"),
+        {"r": resource_id, "u": c.user_id, "k": c.key},
+    )

@@ -1,0 +1,62 @@
+"""Ledger tables. Only `app.ledger` writes them; see `app/ledger/__init__.py`."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+ACCOUNT_KINDS = ("wallet", "earnings", "platform_fees", "token_sales", "escrow")
+
+
+class LedgerAccount(db.Model):
+    __tablename__ = "ledger_accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    # True: `balance` is maintained row-by-row (wallets). False: a hot
+    # account whose balance is the sum of its entries; `balance` stays 0.
+    cached: Mapped[bool] = mapped_column(Boolean)
+    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ACCOUNT_KINDS!r}", name="kind"),
+        CheckConstraint("kind = 'token_sales' OR balance >= 0", name="balance_non_negative"),
+        CheckConstraint("cached OR balance = 0", name="derived_balance_zero"),
+        Index("uq_ledger_accounts_user_kind", "user_id", "kind", unique=True,
+              postgresql_where=text("user_id IS NOT NULL AND kind IN ('wallet', 'earnings')")),
+        Index("uq_ledger_accounts_system_kind", "kind", unique=True,
+              postgresql_where=text("kind IN ('platform_fees', 'token_sales')")),
+    )
+
+
+class LedgerTransfer(db.Model):
+    __tablename__ = "ledger_transfers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerEntry(db.Model):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    transfer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_transfers.id"), index=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # Running balance after this entry, for cached (wallet) accounts only.
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_non_zero"),
+        Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+    )

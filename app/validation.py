@@ -1,0 +1,117 @@
+"""Input checks shared by the HTML forms and the JSON API.
+
+Services call these so a rule is written once. Each collector raises one
+`InvalidValue` carrying every field error (`errors`), so a form can show all
+of them next to their fields and the API can name the first.
+"""
+from __future__ import annotations
+
+import re
+
+from email_validator import EmailNotValidError, validate_email
+
+from app.errors import BadRequest, InvalidValue
+
+_DIGITS = re.compile(r"^\s*\d[\d,\s]*\s*$")
+# Control characters other than tab/newline have no place in names or messages.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Errors:
+    """Collects field errors; `raise_if_any()` raises one InvalidValue for all of them."""
+
+    def __init__(self):
+        self.errors: dict[str, str] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.setdefault(field, message)
+
+    def check(self, field: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InvalidValue as err:
+            self.add(err.field or field, err.message)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            field, message = next(iter(self.errors.items()))
+            raise InvalidValue(message, field=field, errors=dict(self.errors))
+
+
+def token_amount(value, field: str, *, maximum: int, minimum: int = 1, from_form: bool = False) -> int:
+    """A whole number of tokens in [minimum, maximum].
+
+    JSON must send a number; forms send text, where digits with thousands
+    separators ("1,000") are accepted. Booleans, floats, "1.5", "abc" and
+    out-of-range values raise `InvalidValue`.
+    """
+    if value is None or value == "":
+        raise InvalidValue("Enter an amount of tokens.", field=field)
+    if from_form and isinstance(value, str):
+        if not _DIGITS.match(value) or len(value) > 32:
+            raise InvalidValue("Enter a whole number of tokens, like 1000.", field=field)
+        value = int(re.sub(r"[,\s]", "", value))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue("The amount must be a whole number of tokens.", field=field)
+    if value < minimum:
+        raise InvalidValue(f"The amount must be at least {minimum:,} token{'s' if minimum != 1 else ''}.", field=field)
+    if value > maximum:
+        raise InvalidValue(f"The amount can be at most {maximum:,} tokens.", field=field)
+    return value
+
+
+def text_value(value, field: str, *, label: str, max_length: int, required: bool = True,
+               min_length: int = 0, strip: bool = True) -> str:
+    """A string of bounded length without control characters (stored raw, escaped on output)."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{label} must be text.", field=field)
+    if strip:
+        value = value.strip()
+    if not value:
+        if required:
+            raise InvalidValue(f"{label} is required.", field=field)
+        return ""
+    if _CONTROL.search(value):
+        raise InvalidValue(f"{label} contains characters that are not allowed.", field=field)
+    if len(value) > max_length:
+        raise InvalidValue(f"{label} can be at most {max_length:,} characters.", field=field)
+    if len(value) < min_length:
+        raise InvalidValue(f"{label} must be at least {min_length} characters.", field=field)
+    return value
+
+
+def email_address(value, field: str = "email") -> str:
+    """Normalised e-mail address; checks the form only, never deliverability."""
+    raw = text_value(value, field, label="Email", max_length=254)
+    try:
+        info = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError:
+        raise InvalidValue("Enter a valid email address, like name@example.com.", field=field) from None
+    return info.normalized.lower()
+
+
+def choice(value, field: str, options: tuple[str, ...], *, label: str) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise InvalidValue(f"{label} must be one of: {', '.join(options)}.", field=field)
+    return value
+
+
+def json_body(request) -> dict:
+    """The request's JSON object, or `BadRequest` when the body is not one."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("Send a JSON object body with Content-Type: application/json.", "invalid_json")
+    return data
+
+
+def idempotency_key(value, field: str = "idempotency_key") -> str:
+    """A client-chosen key: 1–255 visible ASCII characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("An Idempotency-Key is required for this request.", "idempotency_key_required")
+    value = value.strip()
+    if len(value) > 255 or not value.isascii() or not value.isprintable():
+        raise BadRequest("The Idempotency-Key must be 1–255 printable ASCII characters.", "invalid_idempotency_key")
+    return value

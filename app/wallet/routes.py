@@ -1,0 +1,70 @@
+"""Pages: /wallet (balance, buy sheet, history) and receipts."""
+from flask import Blueprint, render_template, request
+from flask_login import current_user, login_required
+
+from app.errors import AppError
+from app.http import is_htmx, render, request_idempotency_key
+from app.wallet import service
+from app.wallet.forms import buy_sheet_context
+from app.wallet.limits import purchase_limit
+
+bp = Blueprint("wallet", __name__)
+
+
+def _page_arg() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else 1
+
+
+@bp.get("/wallet")
+@login_required
+def wallet():
+    prefill = request.args.get("topup", "")
+    prefill = int(prefill) if prefill.isdigit() and len(prefill) < 7 else None
+    return render_template(
+        "wallet/wallet.html", balances=service.balances(current_user),
+        history=service.history(current_user, _page_arg()), **buy_sheet_context(prefill=prefill))
+
+
+@bp.get("/wallet/history")
+@login_required
+def history():
+    return render("wallet/wallet.html", "wallet/_history.html",
+                  history=service.history(current_user, _page_arg()),
+                  balances=service.balances(current_user), **buy_sheet_context())
+
+
+@bp.get("/wallet/buy")
+@login_required
+def buy_sheet():
+    """The buy-tokens sheet alone (other pages open it, e.g. prefilled with a shortfall)."""
+    prefill = request.args.get("amount", "")
+    prefill = int(prefill) if prefill.isdigit() and len(prefill) < 7 else None
+    return render_template("wallet/_buy_sheet.html", **buy_sheet_context(prefill=prefill))
+
+
+@bp.post("/wallet/purchase")
+@login_required
+@purchase_limit
+def purchase():
+    raw = request.form.get("amountTokens", "")
+    try:
+        amount = service.purchase_amount(raw, from_form=True)
+        result = service.purchase_tokens(current_user, amount, request_idempotency_key())
+    except AppError as err:
+        return render("wallet/wallet.html", "wallet/_buy_sheet.html", err.status,
+                      balances=service.balances(current_user), history=service.history(current_user),
+                      **buy_sheet_context(error=err.message, custom_value=raw[:32]))
+    success = f"Added {result.purchase.amount_tokens:,} tokens to your wallet."
+    context = dict(balances=service.balances(current_user), history=service.history(current_user),
+                   **buy_sheet_context(success=success))
+    if is_htmx():
+        # The sheet, plus the balance and history swapped out-of-band.
+        return render_template("wallet/_purchase_done.html", **context)
+    return render_template("wallet/wallet.html", **context)
+
+
+@bp.get("/wallet/receipts/<int:transfer_id>")
+@login_required
+def receipt(transfer_id):
+    return render_template("wallet/receipt.html", **service.receipt(current_user, transfer_id))

@@ -1,0 +1,51 @@
+"""The background worker: an RQ worker on the `default` queue.
+
+Later features register periodic jobs (call metering, no-show refunds,
+rollups) in `app.jobs.CRON_JOBS`; when there are any, RQ 3's
+`CronScheduler` runs them from a daemon thread in this same process (its
+signal handlers only work in the main thread, which the RQ worker needs).
+Start exactly one cron per deployment: two schedulers double-enqueue, which
+jobs must survive anyway (they are idempotent).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from redis import Redis
+from rq import Queue, Worker
+
+from app import create_app, embedded
+from app.jobs import CRON_JOBS
+
+log = logging.getLogger("worker")
+
+
+def _start_cron(connection: Redis) -> None:
+    from rq.cron import CronScheduler
+
+    class ThreadCron(CronScheduler):
+        def _install_signal_handlers(self):  # only the main thread may install them
+            pass
+
+    cron = ThreadCron(connection=connection)
+    for func, interval in CRON_JOBS:
+        cron.register(func, queue_name="default", interval=interval)
+    threading.Thread(target=cron.start, name="rq-cron", daemon=True).start()
+    log.info("cron: %d periodic job(s) registered", len(CRON_JOBS))
+
+
+def main() -> None:
+    embedded.exit_on_sigterm()
+    app = create_app()
+    with app.app_context():
+        connection = Redis.from_url(app.config["REDIS_URL"])
+        if CRON_JOBS:
+            _start_cron(connection)
+        worker = Worker([Queue("default", connection=connection)], connection=connection)
+        log.info("worker: listening on queue 'default'")
+        worker.work(with_scheduler=False)
+
+
+if __name__ == "__main__":
+    main()
