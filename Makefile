@@ -1,0 +1,34 @@
+# Two commands: `make run` (install + run the app) and `make test` (install + run the tests).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP := $(VENV)/.requirements-installed
+JS_STAMP := static/vendor/.npm-installed
+
+.PHONY: run test install bench-ledger clean
+
+run: install
+	$(BIN)/python -m app.devserver
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(PY_STAMP) $(JS_STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): requirements.txt $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+$(JS_STAMP): package.json package-lock.json scripts/vendor.js
+	npm ci --no-audit --no-fund
+	@touch $@
+
+bench-ledger: install
+	$(BIN)/python bench/ledger.py
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor
