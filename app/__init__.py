@@ -32,7 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=app.config["APP_ENV"] == "production",
         MAX_CONTENT_LENGTH=64 * 1024,
-        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"],
+        RATELIMIT_STORAGE_URI=_limits_uri(app.config["REDIS_URL"]),
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 1},
         # A Redis outage must not take logins and purchases down with it.
         RATELIMIT_SWALLOW_ERRORS=True,
@@ -77,6 +77,11 @@ def _resolve_services(app: Flask) -> None:
         app.config["DATABASE_URL"] = embedded.postgres_url(app.config["INSTANCE_DIR"])
     if not app.config["REDIS_URL"]:
         app.config["REDIS_URL"] = embedded.redis_url(app.config["INSTANCE_DIR"])
+
+
+def _limits_uri(redis_url: str) -> str:
+    # The `limits` package spells unix-socket Redis as redis+unix://.
+    return "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") else redis_url
 
 
 def _import_models() -> None:

@@ -1,0 +1,183 @@
+"""Test fixtures: real PostgreSQL and real Redis, never mocks.
+
+`DATABASE_URL` / `REDIS_URL` name servers to use; without them an embedded
+PostgreSQL (instance/test-services/pgdata, kept between runs for speed) and a
+redis-server are started. Each session gets a brand-new database, migrated
+with the real Alembic migrations, and dropped at the end.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app import create_app, embedded
+from app.config import Config
+from app.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_INSTANCE = ROOT / "instance" / "test-services"
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def services():
+    """(database_url, redis_url) of a fresh database and a live Redis for this session."""
+    base = os.environ.get("DATABASE_URL") or embedded.postgres_url(str(TEST_INSTANCE), database="postgres")
+    base = base.replace("postgresql://", "postgresql+psycopg://", 1) if base.startswith("postgresql://") else base
+    name = f"pm_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    redis_proc = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis_proc = embedded.start_redis(str(TEST_INSTANCE))
+        redis_url = embedded.redis_url(str(TEST_INSTANCE))
+    yield db_url, redis_url
+    embedded.stop(redis_proc)
+    with psycopg.connect(_libpq(base), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_config(services, **overrides) -> Config:
+    db_url, redis_url = services
+    settings = dict(
+        PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",  # fast hashing keeps the suite quick
+        LOGIN_LIMIT_PER_IP="10000 per minute",
+        LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
+        SIGNUP_LIMIT_PER_IP="10000 per minute",
+        PURCHASE_LIMIT_PER_USER="10000 per minute",
+    )
+    settings.update(overrides)
+    cfg = Config.from_env({"APP_ENV": "test", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+                           "SECRET_KEY": "test-secret-key"}, **settings)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def app(services):
+    from flask_migrate import upgrade
+    application = create_app(make_config(services))
+    # Each session's rate-limit counters are its own, even on a shared Redis.
+    application.config["RATELIMIT_KEY_PREFIX"] = f"t{uuid.uuid4().hex[:8]}"
+    with application.app_context():
+        upgrade()
+    return application
+
+
+@pytest.fixture()
+def ctx(app):
+    """An app context with a clean session, closed afterwards."""
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+# ---- factories -------------------------------------------------------------
+
+def unique_email(prefix="user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture()
+def make_user(ctx):
+    """make_user(role="fan", balance=0, name=None) → User, funded through a real purchase."""
+    from app.auth import service as auth
+    from app.wallet import service as wallet
+
+    def _make(role="fan", balance=0, name=None, password="correct-horse-1"):
+        user = auth.register(unique_email(role), password, name or f"{role.title()} {uuid.uuid4().hex[:4]}", role)
+        user.test_password = password
+        while balance > 0:
+            chunk = min(balance, 100_000)
+            wallet.purchase_tokens(user, chunk, f"seed-{uuid.uuid4()}")
+            balance -= chunk
+        return user
+    return _make
+
+
+@pytest.fixture()
+def make_fan(make_user):
+    return lambda **kw: make_user("fan", **kw)
+
+
+@pytest.fixture()
+def make_creator(make_user):
+    return lambda **kw: make_user("creator", **kw)
+
+
+@pytest.fixture()
+def api_headers(ctx):
+    """api_headers(user, **extra) → {"Authorization": "Bearer …", ...}."""
+    from app.auth.service import issue_token
+
+    def _headers(user, **extra):
+        return {"Authorization": f"Bearer {issue_token(user)}", **extra}
+    return _headers
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(client, path="/signup") -> str:
+    """The CSRF token the browser would get, read from a rendered page."""
+    html = client.get(path).get_data(as_text=True)
+    return _CSRF.search(html).group(1)
+
+
+@pytest.fixture()
+def login(client):
+    """login(user) → the CSRF token for that logged-in session (client is the test client)."""
+    def _login(user, password=None):
+        token = csrf_from(client, "/login")
+        resp = client.post("/login", data={"email": user.email, "password": password or user.test_password,
+                                           "csrf_token": token})
+        assert resp.status_code == 303, resp.get_data(as_text=True)
+        return csrf_from(client, "/wallet")
+    return _login
+
+
+# ---- live server for browser tests ------------------------------------------
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app served over real HTTP on a free port (threaded, like production)."""
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright. Missing browser → skipped with a
+    reason; CI (.ci/run) installs it and fails the run on any skip."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"browser test needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -1,0 +1,80 @@
+"""`app.ledger.transfer` and `split`: the rules every money movement goes through."""
+import uuid
+
+import pytest
+
+from app import ledger
+from app.errors import InsufficientFunds
+from app.extensions import db
+
+
+def _tip_legs(fan, creator, amount):
+    creator_share, platform_share = ledger.split(amount)
+    return [ledger.Leg(ledger.account_for(fan.id, "wallet"), -amount),
+            ledger.Leg(ledger.account_for(creator.id, "earnings"), creator_share),
+            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
+
+
+@pytest.mark.parametrize("amount,creator,platform", [
+    (100, 80, 20), (1, 0, 1), (3, 2, 1), (99, 79, 20), (100_000, 80_000, 20_000), (7, 5, 2),
+])
+def test_split_is_80_20_floor_for_creator_and_always_adds_up(ctx, amount, creator, platform):
+    assert ledger.split(amount) == (creator, platform)
+    assert sum(ledger.split(amount)) == amount
+
+
+def test_split_follows_configured_share(ctx):
+    assert ledger.split(100, share_percent=70) == (70, 30)
+    assert ledger.split(101, share_percent=0) == (0, 101)
+
+
+def test_transfer_moves_tokens_and_records_running_balance(make_fan, make_creator):
+    fan, creator = make_fan(balance=1000), make_creator()
+    result = ledger.transfer("tip", f"t:{uuid.uuid4()}", _tip_legs(fan, creator, 250))
+    db.session.commit()
+    assert result.created
+    wallet = ledger.account_for(fan.id, "wallet")
+    assert result.balances == {wallet.id: 750}
+    assert ledger.balance_of(wallet) == 750
+    assert ledger.balance_of(ledger.account_for(creator.id, "earnings")) == 200
+
+
+def test_same_transfer_key_moves_nothing_the_second_time(make_fan, make_creator):
+    fan, creator = make_fan(balance=1000), make_creator()
+    key = f"t:{uuid.uuid4()}"
+    first = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    db.session.commit()
+    second = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    db.session.commit()
+    assert not second.created and second.transfer_id == first.transfer_id
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 900
+
+
+def test_overdraft_raises_insufficient_funds_with_shortfall(make_fan, make_creator):
+    fan, creator = make_fan(balance=40), make_creator()
+    with pytest.raises(InsufficientFunds) as info:
+        ledger.transfer("tip", f"t:{uuid.uuid4()}", _tip_legs(fan, creator, 100))
+    db.session.rollback()
+    assert info.value.required == 60
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 40
+
+
+@pytest.mark.parametrize("amounts", [[-10, 9], [0, 0], [-10], [-1.5, 1.5], [True, -1]])
+def test_malformed_legs_are_refused_before_touching_the_database(make_fan, make_creator, amounts):
+    fan, creator = make_fan(balance=100), make_creator()
+    accounts = [ledger.account_for(fan.id, "wallet"), ledger.account_for(creator.id, "earnings")]
+    legs = [ledger.Leg(acc, amt) for acc, amt in zip(accounts, amounts)]
+    with pytest.raises(ledger.LedgerError):
+        ledger.transfer("tip", f"t:{uuid.uuid4()}", legs)
+    db.session.rollback()
+
+
+def test_derived_account_debit_cannot_overdraw(make_creator, make_fan):
+    """Escrow-like hot accounts are debited under a row lock and may not go below zero."""
+    creator = make_creator()
+    fan = make_fan()
+    earnings = ledger.account_for(creator.id, "earnings")
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer("payout", f"t:{uuid.uuid4()}",
+                        [ledger.Leg(earnings, -5), ledger.Leg(ledger.account_for(fan.id, "wallet"), 5)])
+    db.session.rollback()
