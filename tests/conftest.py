@@ -77,6 +77,20 @@ def app(services):
 
 
 @pytest.fixture()
+def make_app(app, services):
+    """make_app(services=None, **config_overrides) → a second app on the same
+    database (or other services). Flask-Limiter's extension object keeps one
+    storage for the last app it was bound to, so the session app is re-bound
+    afterwards."""
+    from app.extensions import limiter
+
+    def _make(services_override=None, **overrides):
+        return create_app(make_config(services_override or services, **overrides))
+    yield _make
+    limiter.init_app(app)
+
+
+@pytest.fixture()
 def ctx(app):
     """An app context with a clean session, closed afterwards."""
     with app.app_context():

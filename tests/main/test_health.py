@@ -4,13 +4,9 @@ def test_healthz_reports_db_and_redis_ok(client):
     assert resp.get_json() == {"db": "ok", "redis": "ok"}
 
 
-def test_healthz_names_redis_when_it_is_down(services):
+def test_healthz_names_redis_when_it_is_down(services, make_app):
     """A dead Redis makes /healthz answer 503 naming it, without hanging."""
-    from app import create_app
-    from tests.conftest import make_config
-
-    db_url, _ = services
-    app = create_app(make_config((db_url, "redis://127.0.0.1:1/0")))
+    app = make_app((services[0], "redis://127.0.0.1:1/0"))
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 503
     body = resp.get_json()

@@ -1,0 +1,44 @@
+"""Configuration rules (DESIGN.md §9): bad settings stop the app at start-up."""
+import pytest
+
+from app.config import Config, ConfigError
+
+
+def test_production_refuses_demo_payments_unless_explicitly_allowed():
+    with pytest.raises(ConfigError, match="ALLOW_DEMO_PAYMENTS"):
+        Config.from_env({"APP_ENV": "production", "SECRET_KEY": "s"})
+    cfg = Config.from_env({"APP_ENV": "production", "SECRET_KEY": "s", "ALLOW_DEMO_PAYMENTS": "1"})
+    assert cfg.PAYMENTS_PROVIDER == "demo"
+
+
+def test_production_requires_a_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Config.from_env({"APP_ENV": "production", "ALLOW_DEMO_PAYMENTS": "1"})
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"APP_ENV": "staging"}, "APP_ENV"),
+    ({"CREATOR_SHARE_PERCENT": "eighty"}, "CREATOR_SHARE_PERCENT"),
+    ({"CREATOR_SHARE_PERCENT": "101"}, "CREATOR_SHARE_PERCENT"),
+    ({"TOKEN_PACKS": "500,abc"}, "TOKEN_PACKS"),
+    ({"TOKEN_PACKS": "0,100"}, "TOKEN_PACKS"),
+    ({"PORT": "99999"}, "PORT"),
+    ({"PAYMENTS_PROVIDER": "paypal"}, "PAYMENTS_PROVIDER"),
+])
+def test_invalid_settings_are_refused_with_the_setting_named(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env({"INSTANCE_DIR": str(tmp_path), **env})
+
+
+def test_defaults_match_the_design(tmp_path):
+    cfg = Config.from_env({"INSTANCE_DIR": str(tmp_path)})
+    assert (cfg.TOKEN_PACKS, cfg.CREATOR_SHARE_PERCENT, cfg.MAX_TIP_TOKENS, cfg.BILLING_BLOCK_SECONDS,
+            cfg.PRESENCE_GRACE_SECONDS, cfg.PORT, cfg.APP_ENV) == ((500, 1000, 2500), 80, 100_000, 30, 20, 5000,
+                                                                  "development")
+
+
+def test_development_secret_key_is_kept_under_instance(tmp_path):
+    first = Config.from_env({"INSTANCE_DIR": str(tmp_path)}).SECRET_KEY
+    second = Config.from_env({"INSTANCE_DIR": str(tmp_path)}).SECRET_KEY
+    assert first == second and len(first) == 64
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
