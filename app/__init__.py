@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from app.config import Config
 from app.extensions import csrf, db, limiter, login_manager, migrate, sock
@@ -39,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
     )
+    app.json = _JSONProvider(app)
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -64,6 +66,15 @@ def create_app(config: Config | None = None) -> Flask:
     from app.seed import seed_cli
     app.cli.add_command(seed_cli)
     return app
+
+
+class _JSONProvider(DefaultJSONProvider):
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            # Absurdly nested bodies are malformed input (400), not a crash.
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _root():

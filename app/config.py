@@ -87,6 +87,7 @@ class Config:
     SIGNUP_LIMIT_PER_IP: str = "30 per hour"
     PURCHASE_LIMIT_PER_USER: str = "30 per minute"
     RATELIMIT_ENABLED: bool = True
+    RATELIMIT_KEY_PREFIX: str = ""
     # werkzeug's scrypt by default; tests may choose a cheaper method.
     PASSWORD_HASH_METHOD: str = "scrypt"
     # Where embedded PostgreSQL/Redis keep their data (git-ignored).

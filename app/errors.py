@@ -147,6 +147,13 @@ def register_error_handlers(app):
     @app.errorhandler(Exception)
     def _unexpected(err):
         log.exception("unhandled error on %s %s", request.method, request.path)
+        # The failed statement may have aborted the transaction; the error page
+        # (its nav balance, say) must not run its queries in it and fail again.
+        try:
+            from app.extensions import db
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the answer below matters more
+            log.exception("rollback after unhandled error failed")
         e = AppError("Something went wrong on our side and nothing was changed. Please try again.", "internal_error")
         e.status = 500
         return error_response(e)

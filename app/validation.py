@@ -15,6 +15,13 @@ from app.errors import BadRequest, InvalidValue
 _DIGITS = re.compile(r"^\s*\d[\d,\s]*\s*$")
 # Control characters other than tab/newline have no place in names or messages.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Single-line values (names) also refuse line breaks, tabs and the bidi
+# overrides that let a name display reversed ("Trojan Source" style).
+_CONTROL_SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def has_control_characters(value: str, single_line: bool = True) -> bool:
+    return bool((_CONTROL_SINGLE_LINE if single_line else _CONTROL).search(value))
 
 
 class Errors:
@@ -62,7 +69,7 @@ def token_amount(value, field: str, *, maximum: int, minimum: int = 1, from_form
 
 
 def text_value(value, field: str, *, label: str, max_length: int, required: bool = True,
-               min_length: int = 0, strip: bool = True) -> str:
+               min_length: int = 0, strip: bool = True, single_line: bool = True) -> str:
     """A string of bounded length without control characters (stored raw, escaped on output)."""
     if value is None:
         value = ""
@@ -74,7 +81,7 @@ def text_value(value, field: str, *, label: str, max_length: int, required: bool
         if required:
             raise InvalidValue(f"{label} is required.", field=field)
         return ""
-    if _CONTROL.search(value):
+    if has_control_characters(value, single_line):
         raise InvalidValue(f"{label} contains characters that are not allowed.", field=field)
     if len(value) > max_length:
         raise InvalidValue(f"{label} can be at most {max_length:,} characters.", field=field)

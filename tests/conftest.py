@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from app import create_app, embedded
@@ -58,6 +59,8 @@ def make_config(services, **overrides) -> Config:
         LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
+        # Counters of this run are its own, even on a Redis shared with other runs.
+        RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
     )
     settings.update(overrides)
     cfg = Config.from_env({"APP_ENV": "test", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
@@ -69,8 +72,6 @@ def make_config(services, **overrides) -> Config:
 def app(services):
     from flask_migrate import upgrade
     application = create_app(make_config(services))
-    # Each session's rate-limit counters are its own, even on a shared Redis.
-    application.config["RATELIMIT_KEY_PREFIX"] = f"t{uuid.uuid4().hex[:8]}"
     with application.app_context():
         upgrade()
     return application
@@ -98,9 +99,33 @@ def ctx(app):
         db.session.remove()
 
 
+class FreshContextClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as in production.
+
+    Flask reuses an app context that is already pushed (the `ctx` fixture pushes
+    one for the whole test), so `g` — Flask-Login's user, the DB session — would
+    otherwise leak from one request into the next: a bearer request would make
+    the following anonymous request look logged in.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+def fresh_client(app) -> FreshContextClient:
+    return FreshContextClient(app, app.response_class, use_cookies=True)
+
+
 @pytest.fixture()
 def client(app):
-    return app.test_client()
+    return fresh_client(app)
+
+
+@pytest.fixture()
+def new_client(app):
+    """new_client() → another independent browser (own cookies), e.g. a second user."""
+    return lambda: fresh_client(app)
 
 
 # ---- factories -------------------------------------------------------------

@@ -1,5 +1,5 @@
 """JSON API: /api/auth/register, /api/auth/token."""
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from app.auth import service
 from app.auth.limits import login_limits, signup_limits

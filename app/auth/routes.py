@@ -13,8 +13,12 @@ bp = Blueprint("auth", __name__)
 
 def _next_url() -> str:
     target = request.args.get("next") or request.form.get("next") or ""
-    # Only same-site paths: never an open redirect.
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Only same-site paths: never an open redirect. Control characters and
+    # whitespace are refused too: URL parsers (browsers, urllib, werkzeug)
+    # drop tab/CR/LF, so "/\t/evil.com" would turn into "//evil.com", and a
+    # newline cannot go into a Location header at all.
+    if (target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable() and not any(c.isspace() for c in target)):
         return target
     return url_for("wallet.wallet")
 

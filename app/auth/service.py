@@ -29,7 +29,8 @@ def register(email, password, display_name, role="fan") -> User:
     errors = validation.Errors()
     email = errors.check("email", validation.email_address, email)
     password = errors.check("password", validation.text_value, password, "password", label="Password",
-                            max_length=PASSWORD_MAX, min_length=PASSWORD_MIN, strip=False)
+                            max_length=PASSWORD_MAX, min_length=PASSWORD_MIN, strip=False,
+                            single_line=False)
     display_name = errors.check("displayName", validation.text_value, display_name, "displayName",
                                 label="Display name", max_length=DISPLAY_NAME_MAX)
     role = errors.check("role", validation.choice, role, "role", ROLES, label="Role")
@@ -55,7 +56,7 @@ def authenticate(email, password) -> User:
     """The user for these credentials, or `Unauthorized` — identical for an
     unknown email and a wrong password, including the time it takes."""
     if not isinstance(email, str) or not isinstance(password, str) or len(password) > PASSWORD_MAX \
-            or len(email) > 254:
+            or len(email) > 254 or validation.has_control_characters(email):
         raise Unauthorized(_BAD_CREDENTIALS, "invalid_credentials")
     user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:

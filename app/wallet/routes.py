@@ -2,13 +2,15 @@
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
-from app.errors import AppError
+from app.errors import AppError, NotFound
 from app.http import is_htmx, render, request_idempotency_key
 from app.wallet import service
 from app.wallet.forms import buy_sheet_context
 from app.wallet.limits import purchase_limit
 
 bp = Blueprint("wallet", __name__)
+
+_BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL BIGINT
 
 
 def _page_arg() -> int:
@@ -67,4 +69,7 @@ def purchase():
 @bp.get("/wallet/receipts/<int:transfer_id>")
 @login_required
 def receipt(transfer_id):
+    if transfer_id > _BIGINT_MAX:
+        # No such row can exist, and PostgreSQL would reject the comparison.
+        raise NotFound("No such receipt.")
     return render_template("wallet/receipt.html", **service.receipt(current_user, transfer_id))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from app import idempotency, ledger, validation
 from app.errors import NotFound

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app import ledger
-from app.extensions import db
 
 
 @pytest.fixture()

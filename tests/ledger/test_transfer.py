@@ -63,7 +63,7 @@ def test_overdraft_raises_insufficient_funds_with_shortfall(make_fan, make_creat
 def test_malformed_legs_are_refused_before_touching_the_database(make_fan, make_creator, amounts):
     fan, creator = make_fan(balance=100), make_creator()
     accounts = [ledger.account_for(fan.id, "wallet"), ledger.account_for(creator.id, "earnings")]
-    legs = [ledger.Leg(acc, amt) for acc, amt in zip(accounts, amounts)]
+    legs = [ledger.Leg(acc, amt) for acc, amt in zip(accounts, amounts, strict=False)]
     with pytest.raises(ledger.LedgerError):
         ledger.transfer("tip", f"t:{uuid.uuid4()}", legs)
     db.session.rollback()
