@@ -339,7 +339,7 @@ def test_history_is_paginated_newest_first(client, make_fan, login):
     rows1 = history_rows(page1)
     assert len(rows1) == 25
     assert "Page 1 of 2" in page1 and "Older →" in page1
-    balances1 = [re.findall(r'<td class="num">([^<]*)</td>', r)[0] for r in rows1]
+    balances1 = [re.findall(r'<td class="num col-balance">([^<]*)</td>', r)[0] for r in rows1]
     assert balances1 == [str(n) for n in range(30, 5, -1)]
 
     for path, headers in (("/wallet?page=2", {}), ("/wallet/history?page=2", HTMX)):
@@ -348,7 +348,7 @@ def test_history_is_paginated_newest_first(client, make_fan, login):
         html = resp.get_data(as_text=True)
         rows2 = history_rows(html)
         assert len(rows2) == 5
-        assert [re.findall(r'<td class="num">([^<]*)</td>', r)[0] for r in rows2] == ["5", "4", "3", "2", "1"]
+        assert [re.findall(r'<td class="num col-balance">([^<]*)</td>', r)[0] for r in rows2] == ["5", "4", "3", "2", "1"]
         assert "Page 2 of 2" in html and "← Newer" in html and "Older →" not in html
     fragment = client.get("/wallet/history?page=2", headers=HTMX).get_data(as_text=True)
     assert fragment.lstrip().startswith('<div id="wallet-history"') and "<html" not in fragment
