@@ -6,6 +6,7 @@ import pytest
 from app import ledger
 from app.errors import InsufficientFunds
 from app.extensions import db
+from sqlalchemy import text
 
 
 def _tip_legs(fan, creator, amount):
@@ -78,3 +79,19 @@ def test_derived_account_debit_cannot_overdraw(make_creator, make_fan):
         ledger.transfer("payout", f"t:{uuid.uuid4()}",
                         [ledger.Leg(earnings, -5), ledger.Leg(ledger.account_for(fan.id, "wallet"), 5)])
     db.session.rollback()
+
+
+def test_a_caller_that_forgets_to_roll_back_cannot_commit_half_a_transfer(make_fan, make_creator):
+    """After a refused debit the transfer row has no entries; the deferred
+    sum-to-zero trigger refuses the COMMIT, so nothing half-done can land."""
+    fan, creator = make_fan(balance=10), make_creator()
+    key = f"t:{uuid.uuid4()}"
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    with pytest.raises(Exception) as info:
+        db.session.commit()
+    db.session.rollback()
+    assert "unbalanced" in str(info.value)
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 10
+    assert db.session.execute(text("SELECT count(*) FROM ledger_transfers WHERE idempotency_key = :k"),
+                              {"k": key}).scalar_one() == 0
