@@ -51,6 +51,14 @@ def post_purchase(client, csrf, amount, key, htmx=True):
 
 # ---- the page ---------------------------------------------------------------------
 
+@pytest.fixture()
+def on_wallet(client, make_fan, login):
+    """A logged-in fan with /wallet open: (fan, csrf token, the sheet's idempotency key)."""
+    fan = make_fan()
+    csrf = login(fan)
+    return fan, csrf, sheet_key(client.get("/wallet").get_data(as_text=True))
+
+
 def test_wallet_requires_login_and_redirects_to_login_with_next(client):
     resp = client.get("/wallet")
     assert resp.status_code == 302
@@ -124,10 +132,8 @@ def test_buy_sheet_says_purchases_are_simulated(client, make_fan, login):
 
 # ---- buying through the sheet ---------------------------------------------------------
 
-def test_htmx_pack_purchase_returns_the_sheet_and_out_of_band_balance(client, make_fan, login):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_htmx_pack_purchase_returns_the_sheet_and_out_of_band_balance(client, on_wallet):
+    fan, csrf, key = on_wallet
     resp = post_purchase(client, csrf, "1000", key)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     html = resp.get_data(as_text=True)
@@ -144,10 +150,8 @@ def test_htmx_pack_purchase_returns_the_sheet_and_out_of_band_balance(client, ma
     assert purchases_of(fan.id) == 1
 
 
-def test_plain_form_pack_purchase_renders_the_whole_wallet(client, make_fan, login):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_plain_form_pack_purchase_renders_the_whole_wallet(client, on_wallet):
+    fan, csrf, key = on_wallet
     resp = post_purchase(client, csrf, "2500", key, htmx=False)
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)
@@ -156,11 +160,9 @@ def test_plain_form_pack_purchase_renders_the_whole_wallet(client, make_fan, log
 
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
-def test_the_same_sheet_key_posted_twice_buys_once(client, make_fan, login, htmx):
+def test_the_same_sheet_key_posted_twice_buys_once(client, on_wallet, htmx):
     """A double click (or a retry) of one rendered sheet is one purchase."""
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+    fan, csrf, key = on_wallet
     first = post_purchase(client, csrf, "500", key, htmx=htmx)
     second = post_purchase(client, csrf, "500", key, htmx=htmx)
     assert first.status_code == second.status_code == 200
@@ -169,10 +171,8 @@ def test_the_same_sheet_key_posted_twice_buys_once(client, make_fan, login, htmx
     assert purchases_of(fan.id) == 1
 
 
-def test_the_same_sheet_key_with_another_pack_is_refused_inline(client, make_fan, login):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_the_same_sheet_key_with_another_pack_is_refused_inline(client, on_wallet):
+    fan, csrf, key = on_wallet
     assert post_purchase(client, csrf, "500", key).status_code == 200
     resp = post_purchase(client, csrf, "2500", key)
     assert resp.status_code == 409
@@ -192,10 +192,8 @@ def test_the_same_sheet_key_with_another_pack_is_refused_inline(client, make_fan
     ("9" * 40, "Enter a whole number of tokens, like 1000."),
     ("<b>5</b>", "Enter a whole number of tokens, like 1000."),
 ])
-def test_bad_custom_amount_is_422_with_the_error_inline_in_the_sheet(client, make_fan, login, amount, message):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_bad_custom_amount_is_422_with_the_error_inline_in_the_sheet(client, on_wallet, amount, message):
+    fan, csrf, key = on_wallet
     resp = post_purchase(client, csrf, amount, key)
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
@@ -207,10 +205,8 @@ def test_bad_custom_amount_is_422_with_the_error_inline_in_the_sheet(client, mak
     assert purchases_of(fan.id) == 0
 
 
-def test_bad_custom_amount_without_htmx_rerenders_the_whole_page_422(client, make_fan, login):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_bad_custom_amount_without_htmx_rerenders_the_whole_page_422(client, on_wallet):
+    fan, csrf, key = on_wallet
     resp = post_purchase(client, csrf, "abc", key, htmx=False)
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
@@ -220,21 +216,17 @@ def test_bad_custom_amount_without_htmx_rerenders_the_whole_page_422(client, mak
 
 @pytest.mark.parametrize("typed,tokens,shown", [("1,000", 1000, "1,000"), (" 2 500 ", 2500, "2,500"),
                                                 ("1", 1, "1"), ("100,000", 100_000, "100,000")])
-def test_custom_amount_accepts_whole_numbers_with_separators(client, make_fan, login, typed, tokens, shown):
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+def test_custom_amount_accepts_whole_numbers_with_separators(client, on_wallet, typed, tokens, shown):
+    fan, csrf, key = on_wallet
     resp = post_purchase(client, csrf, typed, key)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert f"Added {shown} tokens to your wallet." in resp.get_data(as_text=True)
     assert me(client)["balance"] == tokens
 
 
-def test_a_refused_custom_amount_keeps_the_key_usable(client, make_fan, login):
+def test_a_refused_custom_amount_keeps_the_key_usable(client, on_wallet):
     """The sheet re-rendered after an error works for the corrected amount."""
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+    fan, csrf, key = on_wallet
     bad = post_purchase(client, csrf, "abc", key)
     assert bad.status_code == 422
     assert post_purchase(client, csrf, "750", sheet_key(bad.get_data(as_text=True))).status_code == 200
@@ -259,11 +251,9 @@ def test_purchase_without_csrf_token_is_400_and_buys_nothing(client, make_fan, l
     assert purchases_of(fan.id) == 0 and me(client)["balance"] == 0
 
 
-def test_htmx_purchase_with_the_csrf_header_instead_of_the_field_works(client, make_fan, login):
+def test_htmx_purchase_with_the_csrf_header_instead_of_the_field_works(client, on_wallet):
     """htmx sends the token as X-CSRFToken (base.html hx-headers)."""
-    fan = make_fan()
-    csrf = login(fan)
-    key = sheet_key(client.get("/wallet").get_data(as_text=True))
+    fan, csrf, key = on_wallet
     resp = client.post("/wallet/purchase", data={"idempotency_key": key, "amountTokens": "500"},
                        headers={**HTMX, "X-CSRFToken": csrf})
     assert resp.status_code == 200
