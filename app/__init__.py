@@ -54,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
     sock.init_app(app)
     from app import redis_client
     redis_client.init_app(app)
+    _init_realtime(app)
 
     _import_models()
     _register_blueprints(app)
@@ -79,6 +80,21 @@ class _JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
+def _init_realtime(app: Flask) -> None:
+    """One hub (one Redis listener thread, started on the first socket) per process."""
+    from flask import render_template
+
+    from app.realtime.hub import Hub
+
+    def render_viewer_count(n: int) -> str:
+        with app.app_context():
+            return render_template("streams/_viewer_count.html", viewers=n)
+
+    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], render_viewer_count)
+    # Ping idle sockets so dead peers are noticed and proxies keep them open.
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
+
+
 def _root():
     from pathlib import Path
     return Path(__file__).resolve().parent.parent
@@ -102,17 +118,26 @@ def _import_models() -> None:
     from app.auth import models as _auth  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
+    from app.streams import models as _streams  # noqa: F401
+    from app.tips import models as _tips  # noqa: F401
     from app.wallet import models as _wallet  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
     from app.auth.api import bp as auth_api
     from app.auth.routes import bp as auth_routes
+    from app.creator.routes import bp as creator_routes
     from app.main.routes import bp as main_routes
+    from app.realtime.sockets import bp as realtime_sockets
+    from app.streams.api import bp as streams_api
+    from app.streams.routes import bp as streams_routes
+    from app.tips.api import bp as tips_api
+    from app.tips.routes import bp as tips_routes
     from app.wallet.api import bp as wallet_api
     from app.wallet.routes import bp as wallet_routes
 
-    for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api):
+    for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
+               tips_routes, tips_api, creator_routes, realtime_sockets):
         app.register_blueprint(bp)
 
 
@@ -140,7 +165,7 @@ def _register_auth(app: Flask) -> None:
         view = app.view_functions.get(request.endpoint)
         public = getattr(view, "public", False)
         header = request.headers.get("Authorization")
-        if header and request.path.startswith("/api/"):
+        if header and request.path.startswith(("/api/", "/ws/")):
             scheme, _, token = header.partition(" ")
             user = user_for_token(token.strip()) if scheme.lower() == "bearer" else None
             if user is None:

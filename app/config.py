@@ -86,6 +86,8 @@ class Config:
     LOGIN_LIMIT_PER_IP: str = "60 per minute"
     SIGNUP_LIMIT_PER_IP: str = "30 per hour"
     PURCHASE_LIMIT_PER_USER: str = "30 per minute"
+    # A tip storm from one excited fan must get through: at least 30/s.
+    TIP_LIMIT_PER_USER: str = "40 per second"
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_KEY_PREFIX: str = ""
     # werkzeug's scrypt by default; tests may choose a cheaper method.

@@ -1,4 +1,5 @@
 """Response headers: CSP and friends (DESIGN.md §10)."""
+from flask import g
 
 # htmx runs from /static with its inline indicator styles disabled
 # (see base.html's htmx-config), so no 'unsafe-inline' is needed anywhere.
@@ -13,7 +14,8 @@ def register_security_headers(app):
         resp.headers.setdefault("Content-Security-Policy", CSP)
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if not g.get("framable"):  # only the OBS overlay may be framed
+            resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
         if app.config["APP_ENV"] == "production":
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")

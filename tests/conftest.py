@@ -59,6 +59,7 @@ def make_config(services, **overrides) -> Config:
         LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
+        TIP_LIMIT_PER_USER="10000 per second",
         # Counters of this run are its own, even on a Redis shared with other runs.
         RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
     )

@@ -19,6 +19,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(50))
     role: Mapped[str] = mapped_column(String(16), server_default=text("'fan'"))
+    # Secret path segment of the creator's OBS browser-source overlay (regenerable).
+    overlay_secret: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

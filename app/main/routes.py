@@ -1,7 +1,7 @@
 """Discover page and the health check."""
 from flask import Blueprint, jsonify, render_template
 from redis import RedisError
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
@@ -13,7 +13,12 @@ bp = Blueprint("main", __name__)
 
 @bp.get("/")
 def discover():
-    return render_template("main/discover.html")
+    from app.auth.models import User
+    from app.streams.service import live_and_upcoming
+    streams = live_and_upcoming()
+    ids = {s.creator_id for s in streams}
+    names = dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all()) if ids else {}
+    return render_template("main/discover.html", streams=streams, names=names)
 
 
 @bp.get("/healthz")

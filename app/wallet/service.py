@@ -53,6 +53,14 @@ def purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     returns the first purchase and the balance it produced, moving nothing;
     the same key with another amount raises `Conflict`.
     """
+    try:
+        return _purchase_tokens(user, amount_tokens, key)
+    except Exception:
+        db.session.rollback()  # a refused purchase leaves nothing behind
+        raise
+
+
+def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     claim = idempotency.claim(user.id, key, PURCHASE_SCOPE, {"amountTokens": amount_tokens})
     if not claim.fresh:
         db.session.rollback()  # end the claim's transaction: nothing to write

@@ -1,0 +1,30 @@
+"""Publishing realtime events: HTML fragments to a channel, after the commit.
+
+`publish` never raises: Redis being down loses the overlay, not the money
+(the caller has already committed). Channels: a stream's or call's channel
+name, or `user:<id>` for one user's own feed (`/ws/me`).
+"""
+from __future__ import annotations
+
+import logging
+
+from redis import RedisError
+
+from app.realtime.hub import PREFIX
+from app.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+
+
+def user_channel(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def publish(channel: str, html: str) -> bool:
+    """Send `html` to every socket on `channel` on every instance; False if Redis is down."""
+    try:
+        get_redis().publish(PREFIX + channel, html)
+        return True
+    except RedisError as exc:
+        log.warning("realtime: event for %s not delivered, Redis unavailable: %s", channel, exc)
+        return False

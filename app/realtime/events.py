@@ -1,0 +1,49 @@
+"""Domain events rendered as htmx out-of-band fragments and published.
+
+Each event renders the *same* partial templates the pages use, so an item
+looks identical whether it arrived by page load, htmx swap or WebSocket.
+Call these only after the transaction that caused them has committed.
+"""
+from __future__ import annotations
+
+from flask import render_template
+from redis import RedisError
+
+from app.realtime.bus import publish, user_channel
+from app.redis_client import get_redis
+
+UNSEEN_KEY = "pm:unseen-tips:{}"
+
+
+def tip_sent(tip, sender, creator, sender_balance: int) -> None:
+    """Overlay on the tip's channel, OBS overlay + feed + badge for the creator,
+    balance for the sender's other tabs."""
+    overlay = render_template("tips/_overlay_push.html", tip=tip, sender=sender)
+    if tip.channel:
+        publish(tip.channel, overlay)
+    publish(f"overlay:{creator.id}", overlay)
+    try:
+        unseen = int(get_redis().incr(UNSEEN_KEY.format(creator.id)))
+    except RedisError:
+        unseen = None
+    publish(user_channel(creator.id),
+            render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen))
+    publish(user_channel(sender.id), render_template("wallet/_balance_push.html", balance=sender_balance))
+
+
+def stream_status_changed(stream) -> None:
+    publish(stream.channel, render_template("streams/_status.html", stream=stream, oob=True))
+
+
+def unseen_tips(creator_id: int) -> int | None:
+    try:
+        return int(get_redis().get(UNSEEN_KEY.format(creator_id)) or 0)
+    except RedisError:
+        return None
+
+
+def mark_tips_seen(creator_id: int) -> None:
+    try:
+        get_redis().delete(UNSEEN_KEY.format(creator_id))
+    except RedisError:
+        pass

@@ -1,0 +1,202 @@
+"""The per-process realtime hub: Redis pub/sub in, WebSockets out.
+
+Design note
+-----------
+Web instances are stateless, so an event committed on instance A must reach a
+viewer connected to instance B: every event is PUBLISHed to Redis
+(`pm:<channel>`), and each web process runs exactly one listener thread that
+PSUBSCRIBEs to `pm:*` and hands each message to the sockets *this* process
+holds for that channel.
+
+* **Bounded per-socket queues.** The listener never blocks on a socket: it
+  `put_nowait`s into each subscriber's queue (`QUEUE_SIZE` messages). A
+  subscriber whose queue is full is marked dropped; its socket loop closes
+  the connection (the browser reconnects and re-syncs). One slow phone never
+  delays the other viewers.
+* **Redis outages.** The listener reconnects with backoff, so after Redis
+  comes back events flow again without restarting the app. Publishing while
+  Redis is down logs and returns False: the money has already committed.
+* **Presence.** Each socket is a member of the sorted set `pm:viewers:<channel>`
+  (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
+  stale members (a crashed instance's sockets expire) and pushes the viewer
+  count to its local sockets every `PRESENCE_INTERVAL` seconds: O(channels)
+  Redis calls per process, not O(viewers²) messages on every join.
+
+Pattern-subscribing to everything means every process sees every event; a
+process drops those with no local subscriber after one dict lookup. That is
+fine at this product's event rates and keeps subscription bookkeeping out of
+the hot path.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import redis
+
+log = logging.getLogger(__name__)
+
+PREFIX = "pm:"
+QUEUE_SIZE = 256
+PRESENCE_INTERVAL = 5.0
+PRESENCE_TTL = 60.0
+
+
+class Subscriber:
+    """One socket's inbox."""
+
+    __slots__ = ("id", "channels", "queue", "dropped")
+
+    def __init__(self, channels: tuple[str, ...]):
+        self.id = uuid.uuid4().hex
+        self.channels = channels
+        self.queue: queue.Queue = queue.Queue(QUEUE_SIZE)
+        self.dropped = False
+
+    def offer(self, message: str) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except queue.Full:
+            self.dropped = True  # the socket loop closes it; never block the listener
+
+
+class Hub:
+    def __init__(self, redis_url: str, render_viewer_count=None):
+        self.redis_url = redis_url
+        self._subs: dict[str, set[Subscriber]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._render_viewer_count = render_viewer_count
+        self._last_counts: dict[str, int] = {}
+        self.connected = threading.Event()  # set while the listener is subscribed
+        # For presence writes from socket threads (redis-py clients are thread-safe).
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1)
+
+    # ---- sockets ---------------------------------------------------------------
+
+    def subscribe(self, channels: tuple[str, ...]) -> Subscriber:
+        sub = Subscriber(channels)
+        with self._lock:
+            for channel in channels:
+                self._subs[channel].add(sub)
+        self._ensure_listener()
+        self._presence_add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            for channel in sub.channels:
+                members = self._subs.get(channel)
+                if members is not None:
+                    members.discard(sub)
+                    if not members:
+                        del self._subs[channel]
+        self._presence_remove(sub)
+
+    def local_count(self, channel: str) -> int:
+        with self._lock:
+            return len(self._subs.get(channel, ()))
+
+    # ---- listener ----------------------------------------------------------------
+
+    def _ensure_listener(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="realtime-hub", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        next_presence = 0.0
+        while not self._stopping.is_set():
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(PREFIX + "*")
+                self.connected.set()
+                if backoff > 0.2:
+                    log.info("realtime hub: reconnected to Redis")
+                backoff = 0.2
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None and message["type"] == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+                    if time.monotonic() >= next_presence:
+                        next_presence = time.monotonic() + PRESENCE_INTERVAL
+                        self._presence_tick(client)
+            except (redis.RedisError, OSError) as exc:
+                self.connected.clear()
+                log.warning("realtime hub: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # noqa: BLE001 - closing a dead connection
+                        pass
+
+    def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
+        channel = raw_channel.decode()[len(PREFIX):]
+        with self._lock:
+            targets = list(self._subs.get(channel, ()))
+        if targets:
+            text = data.decode()
+            for sub in targets:
+                sub.offer(text)
+
+    # ---- presence ----------------------------------------------------------------
+
+    def _presence_key(self, channel: str) -> str:
+        return f"{PREFIX}viewers:{channel}"
+
+    def _presence_add(self, sub: Subscriber) -> None:
+        self._presence_write(lambda pipe: [pipe.zadd(self._presence_key(c), {sub.id: time.time()})
+                                           for c in sub.channels])
+
+    def _presence_remove(self, sub: Subscriber) -> None:
+        self._presence_write(lambda pipe: [pipe.zrem(self._presence_key(c), sub.id) for c in sub.channels])
+
+    def _presence_write(self, fill) -> None:
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            fill(pipe)
+            pipe.execute()
+        except (redis.RedisError, OSError):
+            pass  # presence is best effort; the next tick repairs it
+
+    def _presence_tick(self, client: redis.Redis) -> None:
+        """Refresh our sockets' heartbeats, expire stale ones, push counts that changed."""
+        with self._lock:
+            channels = {c: [s.id for s in subs] for c, subs in self._subs.items() if not c.startswith("user:")}
+        if not channels:
+            return
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        for channel, ids in channels.items():
+            key = self._presence_key(channel)
+            pipe.zadd(key, dict.fromkeys(ids, now))
+            pipe.zremrangebyscore(key, 0, now - PRESENCE_TTL)
+            pipe.zcard(key)
+            pipe.expire(key, int(PRESENCE_TTL * 2))
+        results = pipe.execute()
+        for i, channel in enumerate(channels):
+            count = int(results[i * 4 + 2])
+            if self._render_viewer_count and self._last_counts.get(channel) != count:
+                self._last_counts[channel] = count
+                html = self._render_viewer_count(count)
+                with self._lock:
+                    targets = list(self._subs.get(channel, ()))
+                for sub in targets:
+                    sub.offer(html)

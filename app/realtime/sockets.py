@@ -1,0 +1,115 @@
+"""WebSocket endpoints (flask-sock): `/ws/channels/<channel>`, `/ws/me`,
+`/ws/overlay/<secret>`.
+
+Every check — Origin, identity, access — runs in `before_request`, i.e.
+before the WebSocket handshake: a refused client gets an HTTP error and no
+data at all. Browsers authenticate with the session cookie; other clients
+with `Authorization: Bearer <token>` on the handshake (see `create_app`).
+
+On every (re)connect the socket first sends the current state (status,
+viewer count, recent tips, balance), so a message missed while disconnected
+never leaves a page stale. After that it only relays hub messages; the DB
+session is released first so a thousand idle sockets hold no connections.
+"""
+from __future__ import annotations
+
+import queue
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, g, render_template, request
+from flask_login import current_user
+from simple_websocket import ConnectionClosed
+
+from app.errors import Forbidden, NotFound, Unauthorized, error_response
+from app.extensions import db, sock
+from app.realtime import events
+from app.realtime.bus import user_channel
+
+bp = Blueprint("realtime", __name__)
+
+KEEPALIVE_SECONDS = 1.0
+
+
+def hub():
+    return current_app.extensions["realtime_hub"]
+
+
+def _origin_allowed() -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser; such clients must still authenticate
+    return urlsplit(origin).netloc == request.host
+
+
+@bp.before_request
+def _guard():
+    if not _origin_allowed():
+        return error_response(Forbidden("WebSocket connections from other sites are refused.", "bad_origin"))
+    endpoint = request.endpoint
+    if endpoint == "realtime.channel_socket":
+        from app.streams.service import can_view, stream_for_channel
+        stream = stream_for_channel(request.view_args["channel"])
+        if stream is None:
+            return error_response(NotFound("No such channel.", "channel_not_found"))
+        if not can_view(current_user, stream):
+            return error_response(Forbidden("You don't have access to this stream.", "no_access"))
+        g.stream = stream
+    elif endpoint == "realtime.me_socket":
+        if not current_user.is_authenticated:
+            return error_response(Unauthorized("Log in to receive your notifications.", "unauthorized"))
+    elif endpoint == "realtime.overlay_socket":
+        from app.tips.service import creator_for_overlay
+        creator = creator_for_overlay(request.view_args["secret"])
+        if creator is None:
+            return error_response(NotFound("No such overlay.", "overlay_not_found"))
+        g.overlay_creator_id = creator.id
+    return None
+
+
+def _pump(ws, channels: tuple[str, ...], initial: str | None) -> None:
+    """Send `initial`, then relay this socket's hub messages until either side goes away."""
+    db.session.remove()  # release the DB connection for the socket's lifetime
+    sub = hub().subscribe(channels)
+    try:
+        if initial:
+            ws.send(initial)
+        while ws.connected:
+            try:
+                message = sub.queue.get(timeout=KEEPALIVE_SECONDS)
+            except queue.Empty:
+                continue
+            if sub.dropped:
+                # Too slow to keep up: drop it rather than hold everyone else back.
+                ws.close(reason=1013, message="Too slow; reconnect to resync.")
+                break
+            ws.send(message)
+    except ConnectionClosed:
+        pass
+    finally:
+        hub().unsubscribe(sub)
+
+
+@sock.route("/ws/channels/<channel>", bp=bp)
+def channel_socket(ws, channel):
+    from app.tips.service import recent_tips
+    stream = g.stream
+    initial = render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
+                              viewers=None)
+    _pump(ws, (stream.channel,), initial)
+
+
+@sock.route("/ws/me", bp=bp)
+def me_socket(ws):
+    from app.tips.service import recent_tips
+    from app.wallet.service import wallet_balance
+    user = current_user._get_current_object()
+    initial = render_template(
+        "realtime/_me_sync.html", balance=wallet_balance(user),
+        feed=recent_tips(creator_id=user.id) if user.is_creator else None,
+        unseen=events.unseen_tips(user.id) if user.is_creator else None)
+    _pump(ws, (user_channel(user.id),), initial)
+
+
+@sock.route("/ws/overlay/<secret>", bp=bp)
+def overlay_socket(ws, secret):
+    _pump(ws, (f"overlay:{g.overlay_creator_id}",), None)

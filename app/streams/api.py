@@ -1,0 +1,34 @@
+"""JSON API: /api/streams/…"""
+from flask import Blueprint, jsonify, request
+from flask_login import current_user
+
+from app.http import public
+from app.streams import service
+from app.validation import json_body
+
+bp = Blueprint("streams_api", __name__, url_prefix="/api/streams")
+
+
+@bp.post("/create")
+def create():
+    data = json_body(request)
+    stream = service.create_stream(current_user, data.get("type"), data.get("title"), data.get("ticketPrice"),
+                                   data.get("startsAt"))
+    return jsonify(stream=stream.to_dict()), 201
+
+
+@bp.get("/<int:stream_id>")
+@public
+def get(stream_id):
+    stream = service.get_stream(stream_id)
+    return jsonify(stream=stream.to_dict())
+
+
+@bp.post("/<int:stream_id>/<any(start, end, cancel):action>")
+def change(stream_id, action):
+    return jsonify(stream=service.change_status(current_user, stream_id, action).to_dict())
+
+
+@bp.get("/<int:stream_id>/access")
+def access(stream_id):
+    return jsonify(hasAccess=service.can_view(current_user, service.get_stream(stream_id)))

@@ -1,0 +1,123 @@
+"""Streams: creation, the status machine and the access rule.
+
+States: scheduled → live → ended; canceled from scheduled or live. Every
+status change is published to the stream's channel after the commit.
+Private shows' tickets, escrow and refunds arrive with the streams issue;
+until then a private stream is visible to its creator only.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+
+from app import validation
+from app.errors import Conflict, Forbidden, InvalidValue, NotFound
+from app.extensions import db
+from app.streams.models import STREAM_TYPES, Stream
+
+TITLE_MAX = 120
+TICKET_MAX = 1_000_000
+_TRANSITIONS = {"start": ({"scheduled"}, "live"), "end": ({"live"}, "ended"),
+                "cancel": ({"scheduled", "live"}, "canceled")}
+
+
+def _parse_starts_at(value):
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidValue("startsAt must be an ISO 8601 date-time.", field="startsAt")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue("startsAt must be an ISO 8601 date-time, like 2026-12-01T20:00:00Z.",
+                           field="startsAt") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None, *, from_form=False) -> Stream:
+    """Create a scheduled stream owned by `creator`; commits.
+
+    Raises `Forbidden` for non-creators and `InvalidValue` (all bad fields)
+    for a bad type, title, ticket price (private: 1..1,000,000; public: none)
+    or start time.
+    """
+    if not creator.is_creator:
+        raise Forbidden("Only creators can create streams. Become a creator from your account page.",
+                        "not_a_creator")
+    errors = validation.Errors()
+    type_ = errors.check("type", validation.choice, type_, "type", STREAM_TYPES, label="Type")
+    title = errors.check("title", validation.text_value, title, "title", label="Title", max_length=TITLE_MAX,
+                         required=False) or ""
+    if type_ == "private":
+        ticket_price = errors.check("ticketPrice", validation.token_amount, ticket_price, "ticketPrice",
+                                    maximum=TICKET_MAX, from_form=from_form)
+    elif ticket_price not in (None, ""):
+        errors.add("ticketPrice", "Public streams have no ticket price.")
+    else:
+        ticket_price = None
+    starts_at = errors.check("startsAt", _parse_starts_at, starts_at)
+    errors.raise_if_any()
+    stream = Stream(creator_id=creator.id, type=type_, title=title or f"{creator.display_name} live",
+                    ticket_price=ticket_price, starts_at=starts_at, channel=f"s-{secrets.token_urlsafe(12)}")
+    db.session.add(stream)
+    db.session.commit()
+    return stream
+
+
+def get_stream(stream_id) -> Stream:
+    stream = db.session.get(Stream, stream_id) if isinstance(stream_id, int) and 0 < stream_id < 2**63 else None
+    if stream is None:
+        raise NotFound("No such stream.", "stream_not_found")
+    return stream
+
+
+def change_status(user, stream_id: int, action: str) -> Stream:
+    """Apply `action` (start, end, cancel) as the stream's creator; commits and
+    publishes the new status. `Forbidden` for anyone else, `Conflict` when the
+    current status does not allow it."""
+    from app.realtime import events
+
+    stream = get_stream(stream_id)
+    if stream.creator_id != user.id:
+        raise Forbidden("Only the stream's creator can do that.", "not_stream_owner")
+    allowed_from, to = _TRANSITIONS[action]
+    # Lock the row: two clicks (or two instances) must not both transition it.
+    stream = db.session.execute(select(Stream).where(Stream.id == stream.id).with_for_update()).scalar_one()
+    if stream.status not in allowed_from:
+        raise Conflict(f"A {stream.status} stream cannot be {'started' if action == 'start' else action + 'ed'}.",
+                       "invalid_stream_status")
+    stream.status = to
+    if to == "live":
+        stream.started_at = func.now()
+    elif to in ("ended", "canceled"):
+        stream.ended_at = func.now()
+    db.session.commit()
+    events.stream_status_changed(stream)
+    return stream
+
+
+def can_view(user, stream: Stream) -> bool:
+    """The access rule: the creator always; public streams everyone; private
+    streams (until tickets exist) only the creator."""
+    if user is not None and getattr(user, "is_authenticated", False) and user.id == stream.creator_id:
+        return True
+    return stream.type == "public"
+
+
+def live_and_upcoming(limit: int = 50) -> list[Stream]:
+    return list(db.session.scalars(
+        select(Stream).where(Stream.status.in_(("live", "scheduled")))
+        .order_by(Stream.status.desc(), Stream.starts_at.nulls_last(), Stream.id.desc()).limit(limit)))
+
+
+def streams_of(creator) -> list[Stream]:
+    return list(db.session.scalars(select(Stream).where(Stream.creator_id == creator.id)
+                                   .order_by(Stream.id.desc()).limit(100)))
+
+
+def stream_for_channel(channel: str) -> Stream | None:
+    if not isinstance(channel, str) or len(channel) > 64:
+        return None
+    return db.session.scalar(select(Stream).where(Stream.channel == channel))

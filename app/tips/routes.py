@@ -1,0 +1,77 @@
+"""Tip modal (HTMX): open, preview the split, send."""
+from flask import Blueprint, g, make_response, render_template, request
+from flask_login import current_user, login_required
+
+from app.auth.models import User
+from app.errors import AppError, InsufficientFunds, NotFound
+from app.extensions import db
+from app.http import request_idempotency_key
+from app.security import CSP
+from app.tips import service
+from app.tips.forms import chosen_amount, creator_share_for, tip_modal_context
+from app.tips.limits import tip_limit
+
+bp = Blueprint("tips", __name__)
+
+
+def _int_arg(source, name):
+    raw = source.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def _creator_or_404(creator_id):
+    creator = db.session.get(User, creator_id) if creator_id else None
+    if creator is None or not creator.is_creator:
+        raise NotFound("No such creator.", "creator_not_found")
+    return creator
+
+
+@bp.get("/tips/new")
+@login_required
+def new():
+    creator = _creator_or_404(_int_arg(request.args, "creator"))
+    return render_template("tips/_modal.html", **tip_modal_context(
+        creator, stream_id=_int_arg(request.args, "stream")))
+
+
+@bp.get("/tips/preview")
+def preview():
+    """“Creator receives N” for the amount being chosen (the split rule stays in one place)."""
+    return render_template("tips/_preview.html", creator_share=creator_share_for(request.args))
+
+
+@bp.post("/tips/send")
+@login_required
+@tip_limit
+def send():
+    form = request.form
+    creator = _creator_or_404(_int_arg(form, "toCreatorId"))
+    stream_id = _int_arg(form, "streamId")
+    state = dict(stream_id=stream_id, amount_choice=form.get("amountTokens", ""),
+                 custom=(form.get("customAmount") or "")[:32], message=(form.get("message") or "")[:2000])
+    try:
+        amount = service.tip_amount(chosen_amount(form), from_form=True)
+        message = service.tip_message(form.get("message"))
+        result = service.send_tip(current_user, creator.id, amount, message,
+                                  {"streamId": stream_id} if stream_id else None, request_idempotency_key())
+    except InsufficientFunds as err:
+        return render_template("tips/_modal.html", **tip_modal_context(
+            creator, error=err.message, field="amountTokens", shortfall=err.required, **state)), 402
+    except AppError as err:
+        field = err.field if err.field in ("message", "amountTokens") else "amountTokens"
+        return render_template("tips/_modal.html", **tip_modal_context(
+            creator, error=err.message, field=field, **state)), err.status
+    return render_template("tips/_sent.html", tip=result.tip, creator=creator, balance=result.new_balance)
+
+
+@bp.get("/overlay/<secret>")
+def overlay(secret):
+    """The OBS browser source: transparent, tips only. The one framable page."""
+    creator = service.creator_for_overlay(secret)
+    if creator is None:
+        raise NotFound("No such overlay.", "overlay_not_found")
+    resp = make_response(render_template("tips/overlay.html", secret=secret))
+    g.framable = True  # no X-Frame-Options: OBS embeds it
+    resp.headers["Content-Security-Policy"] = CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the URL is the secret
+    return resp

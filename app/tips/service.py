@@ -1,0 +1,186 @@
+"""Tips: a fan sends tokens (and a message) to a creator, everyone watching sees it.
+
+The tip row and its ledger transfer (`tip:<id>`: fan wallet → creator
+earnings + platform fees, split by `ledger.split`) commit together; the
+realtime event is published only after that commit, and a Redis outage only
+costs the overlay.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import idempotency, ledger, validation
+from app.auth.models import User
+from app.errors import Forbidden, InvalidValue, NotFound
+from app.extensions import db
+from app.streams.models import Stream
+from app.tips.models import Tip
+
+MESSAGE_MAX = 280
+TIP_PRESETS = (50, 100, 250, 500)
+SCOPE = "tips.send"
+
+
+@dataclass
+class TipResult:
+    tip: Tip
+    new_balance: int
+    replayed: bool
+
+
+def tip_amount(raw, *, from_form: bool = False) -> int:
+    return validation.token_amount(raw, "amountTokens", maximum=current_app.config["MAX_TIP_TOKENS"],
+                                   from_form=from_form)
+
+
+def tip_message(raw) -> str:
+    # Multi-line allowed; stored raw and escaped wherever it is shown.
+    return validation.text_value(raw, "message", label="Message", max_length=MESSAGE_MAX, required=False,
+                                 single_line=False)
+
+
+def preview_split(amount: int) -> tuple[int, int]:
+    """What the creator and the platform get: the modal shows it before sending."""
+    return ledger.split(amount)
+
+
+def _creator(to_creator_id, sender) -> User:
+    if isinstance(to_creator_id, bool) or not isinstance(to_creator_id, int) or not 0 < to_creator_id < 2**63:
+        raise InvalidValue("toCreatorId must be a creator's id.", field="toCreatorId")
+    creator = db.session.get(User, to_creator_id)
+    if creator is None:
+        raise NotFound("No such creator.", "creator_not_found")
+    if creator.id == sender.id:
+        raise InvalidValue("You can't tip yourself.", "self_tip", field="toCreatorId")
+    if not creator.is_creator:
+        raise InvalidValue("Only creators can receive tips.", "not_a_creator", field="toCreatorId")
+    return creator
+
+
+def _context(raw, creator: User) -> dict:
+    """Validate `{streamId?, callId?, channel?}`: each must exist and belong to `creator`."""
+    if raw in (None, {}):
+        return {"stream_id": None, "call_id": None, "channel": None}
+    if not isinstance(raw, dict) or set(raw) - {"streamId", "callId", "channel"}:
+        raise InvalidValue("context may only hold streamId, callId and channel.", field="context")
+    stream = None
+    stream_id, call_id, channel = raw.get("streamId"), raw.get("callId"), raw.get("channel")
+    if stream_id is not None:
+        if isinstance(stream_id, bool) or not isinstance(stream_id, int) or not 0 < stream_id < 2**63:
+            raise InvalidValue("context.streamId must be a stream id.", field="context.streamId")
+        stream = db.session.get(Stream, stream_id)
+        if stream is None:
+            raise NotFound("No such stream.", "stream_not_found")
+        if stream.creator_id != creator.id:
+            raise Forbidden("That stream belongs to another creator.", "context_mismatch")
+    if call_id is not None:
+        # Calls arrive with their own issue; until then no call id can be valid.
+        raise NotFound("No such call.", "call_not_found")
+    if channel is not None:
+        if not isinstance(channel, str) or len(channel) > 64:
+            raise InvalidValue("context.channel must be a channel name.", field="context.channel")
+        owner = stream or db.session.scalar(select(Stream).where(Stream.channel == channel))
+        if owner is None or owner.channel != channel:
+            raise NotFound("No such channel.", "channel_not_found")
+        if owner.creator_id != creator.id:
+            raise Forbidden("That channel belongs to another creator.", "context_mismatch")
+        stream = owner
+    return {"stream_id": stream.id if stream else None, "call_id": None,
+            "channel": stream.channel if stream else None}
+
+
+def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str) -> TipResult:
+    """Tip `amount` tokens from `sender` to a creator; commits, then publishes.
+
+    Raises `InvalidValue` (bad creator/self/message), `NotFound` (unknown
+    creator or context), `Forbidden` (context of another creator),
+    `InsufficientFunds` (with the shortfall) and `Conflict` (key reused with
+    other parameters). A replay of `key` returns the first tip, moving nothing.
+    """
+    try:
+        return _send_tip(sender, to_creator_id, amount, message, context, key)
+    except Exception:
+        db.session.rollback()  # a refused tip leaves nothing behind, not even the key claim
+        raise
+
+
+def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
+    from app.realtime import events
+
+    creator = _creator(to_creator_id, sender)
+    ctx = _context(context, creator)
+    claim = idempotency.claim(sender.id, key, SCOPE, {"to": creator.id, "amount": amount, "message": message,
+                                                      "context": ctx})
+    if not claim.fresh:
+        db.session.rollback()
+        tip = db.session.get(Tip, claim.resource_id)
+        return TipResult(tip, _balance_after(tip), replayed=True)
+
+    creator_share, platform_share = ledger.split(amount)
+    tip = Tip(sender_id=sender.id, creator_id=creator.id, amount=amount, creator_share=creator_share,
+              platform_share=platform_share, message=message, **ctx)
+    db.session.add(tip)
+    db.session.flush()
+    wallet = ledger.account_for(sender.id, "wallet")
+    legs = [ledger.Leg(wallet, -amount),
+            ledger.Leg(ledger.account_for(creator.id, "earnings"), creator_share),
+            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
+    moved = ledger.transfer("tip", f"tip:{tip.id}", [leg for leg in legs if leg.amount],
+                            {"tipId": tip.id, "creatorId": creator.id, "creatorName": creator.display_name,
+                             "fanId": sender.id, "fanName": sender.display_name})
+    tip.transfer_id = moved.transfer_id
+    idempotency.complete(claim, tip.id)
+    db.session.commit()
+    new_balance = moved.balances[wallet.id]
+    events.tip_sent(tip, sender, creator, new_balance)
+    return TipResult(tip, new_balance, replayed=False)
+
+
+def _balance_after(tip: Tip) -> int:
+    from app.ledger.models import LedgerEntry
+    wallet = ledger.account_for(tip.sender_id, "wallet")
+    return db.session.scalar(select(LedgerEntry.balance_after).where(
+        LedgerEntry.transfer_id == tip.transfer_id, LedgerEntry.account_id == wallet.id))
+
+
+@dataclass
+class TipView:
+    """A tip with the sender's name, as every template shows it."""
+    tip: Tip
+    sender_name: str
+
+
+def recent_tips(*, stream_id: int | None = None, creator_id: int | None = None, limit: int = 10) -> list[TipView]:
+    q = select(Tip, User.display_name).join(User, User.id == Tip.sender_id)
+    q = q.where(Tip.stream_id == stream_id) if stream_id is not None else q.where(Tip.creator_id == creator_id)
+    return [TipView(t, name) for t, name in db.session.execute(q.order_by(Tip.id.desc()).limit(limit))]
+
+
+def creator_for_overlay(secret) -> User | None:
+    if not isinstance(secret, str) or not 20 <= len(secret) <= 64:
+        return None
+    user = db.session.scalar(select(User).where(User.overlay_secret == secret))
+    # Compare again in constant time: the lookup is by index, the check must not leak.
+    if user is None or not secrets.compare_digest(user.overlay_secret, secret):
+        return None
+    return user
+
+
+def overlay_secret(creator) -> str:
+    """The creator's OBS overlay secret, created on first use."""
+    if not creator.overlay_secret:
+        return regenerate_overlay_secret(creator)
+    return creator.overlay_secret
+
+
+def regenerate_overlay_secret(creator) -> str:
+    """Replace the secret: the old overlay URL stops working at once; commits."""
+    if not creator.is_creator:
+        raise Forbidden("Only creators have an overlay.", "not_a_creator")
+    creator.overlay_secret = secrets.token_urlsafe(24)
+    db.session.commit()
+    return creator.overlay_secret
