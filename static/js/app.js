@@ -51,10 +51,8 @@
   document.addEventListener("click", (event) => {
     const target = event.target;
     if (!(target instanceof Element)) return;
-    if (target.matches("[data-close-modal]") && (target.tagName === "BUTTON" || target === event.currentTarget || target.classList.contains("modal-backdrop"))) {
-      if (target.classList.contains("modal-backdrop") && event.target !== target) return;
-      closeModal();
-    }
+    // A click on the backdrop itself (outside the dialog) or on a close button.
+    if (target.classList.contains("modal-backdrop") || target.closest("button[data-close-modal]")) closeModal();
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && document.querySelector("#modal [role=dialog]")) closeModal();
