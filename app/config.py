@@ -58,6 +58,10 @@ def _instance_secret(instance_dir: str) -> str:
         return key
 
 
+RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP", "SIGNUP_LIMIT_PER_IP",
+                       "PURCHASE_LIMIT_PER_USER", "TIP_LIMIT_PER_USER")
+
+
 @dataclass
 class Config:
     APP_ENV: str = "development"
@@ -123,12 +127,21 @@ class Config:
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
         )
+        for name in RATE_LIMIT_SETTINGS:
+            if env.get(name):
+                setattr(cfg, name, env[name])
         for name, value in overrides.items():
             setattr(cfg, name, value)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
+        from limits import parse_many
+        for name in RATE_LIMIT_SETTINGS:
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"{name} must be a rate limit like '10 per minute', got {getattr(self, name)!r}") from None
         if self.PAYMENTS_PROVIDER not in ("demo",):
             # Stripe lands with its own issue; refusing beats a half provider.
             raise ConfigError(f"PAYMENTS_PROVIDER {self.PAYMENTS_PROVIDER!r} is not available (supported: demo)")

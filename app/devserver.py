@@ -19,8 +19,7 @@ from app.config import Config
 
 def _web_command(cfg: Config, host: str) -> list[str]:
     if cfg.APP_ENV == "production":
-        return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{cfg.PORT}", "-k", "gthread",
-                "--threads", "32", "-w", "2", "--no-control-socket", "wsgi:app"]
+        return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"{host}:{cfg.PORT}", "wsgi:app"]
     return [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", host, "--port", str(cfg.PORT),
             "--no-reload", "--with-threads", "--no-debugger"]
 

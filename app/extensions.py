@@ -17,7 +17,11 @@ naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention))
+# expire_on_commit=False: a request that commits then renders what it just wrote
+# (the tip it sent, the purchase it made) must not re-SELECT every row; sessions
+# live for one request, so nothing stays stale beyond it.
+db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention),
+                session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 sock = Sock()

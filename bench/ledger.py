@@ -78,18 +78,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
+from _common import BENCH_INSTANCE, create_database, drop_database, libpq_url, server_url  # noqa: E402
 from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from app import create_app, embedded, ledger  # noqa: E402
+from app import create_app, ledger  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.extensions import db  # noqa: E402
-
-BENCH_INSTANCE = ROOT / "instance" / "bench-services"
 TARGET_RATIO = 0.6          # ledger must reach this fraction of raw SQL throughput
 MAX_PURCHASE = 100_000      # app limit per purchase_tokens call
 KIND = "tip"                # ledger_transfers.kind used by the benchmark
@@ -101,34 +98,6 @@ RAW_TRANSFER = ("INSERT INTO ledger_transfers (kind, idempotency_key, metadata) 
                 "VALUES (%s, %s, %s::jsonb) RETURNING id")
 RAW_ENTRIES = ("INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after) "
                "VALUES (%s, %s, %s, %s), (%s, %s, %s, NULL), (%s, %s, %s, NULL)")
-
-
-# ---- database lifecycle ------------------------------------------------------
-
-def libpq_url(url: str) -> str:
-    """SQLAlchemy URL -> plain libpq URL that psycopg.connect accepts."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def server_url() -> str:
-    """SQLAlchemy URL of the server's maintenance database (`postgres`)."""
-    base = os.environ.get("DATABASE_URL") or embedded.postgres_url(str(BENCH_INSTANCE), database="postgres")
-    if base.startswith("postgresql://"):
-        base = base.replace("postgresql://", "postgresql+psycopg://", 1)
-    return base
-
-
-def create_database(base: str) -> tuple[str, str]:
-    """Create a fresh `pm_bench_<random>` database; returns (name, SQLAlchemy URL)."""
-    name = f"pm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, make_url(base).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(base: str, name: str) -> None:
-    with psycopg.connect(libpq_url(base), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_app(db_url: str):

@@ -42,3 +42,10 @@ def test_development_secret_key_is_kept_under_instance(tmp_path):
     second = Config.from_env({"INSTANCE_DIR": str(tmp_path)}).SECRET_KEY
     assert first == second and len(first) == 64
     assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_rate_limits_can_be_set_from_the_environment_and_are_validated(tmp_path):
+    cfg = Config.from_env({"INSTANCE_DIR": str(tmp_path), "TIP_LIMIT_PER_USER": "5 per second"})
+    assert cfg.TIP_LIMIT_PER_USER == "5 per second"
+    with pytest.raises(ConfigError, match="TIP_LIMIT_PER_USER"):
+        Config.from_env({"INSTANCE_DIR": str(tmp_path), "TIP_LIMIT_PER_USER": "lots"})

@@ -26,3 +26,10 @@ def token():
     data = json_body(request)
     user = service.authenticate(data.get("email"), data.get("password"))
     return jsonify(token=service.issue_token(user))
+
+
+@bp.get("/me")
+def me():
+    """Who this token or session belongs to (also the benchmarks' authenticated no-op)."""
+    from flask_login import current_user
+    return jsonify(user=current_user.to_dict())

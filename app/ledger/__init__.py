@@ -106,11 +106,19 @@ def open_account(kind: str, user_id: int) -> Account:
 
 
 def account_for(user_id: int, kind: str) -> Account | None:
-    row = db.session.execute(
-        text("SELECT id, kind, cached FROM ledger_accounts WHERE user_id = :u AND kind = :k"),
-        {"u": user_id, "k": kind},
-    ).one_or_none()
-    return Account(*row) if row else None
+    """The user's account of this kind, or None. Found accounts are cached per
+    process: an account's id, kind and flavour never change once it exists."""
+    cache = current_app.extensions.setdefault("ledger_accounts", {})
+    found = cache.get((user_id, kind))
+    if found is None:
+        row = db.session.execute(
+            text("SELECT id, kind, cached FROM ledger_accounts WHERE user_id = :u AND kind = :k"),
+            {"u": user_id, "k": kind},
+        ).one_or_none()
+        if row is None:
+            return None
+        found = cache[(user_id, kind)] = Account(*row)
+    return found
 
 
 def system_account(kind: str) -> Account:

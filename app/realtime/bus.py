@@ -22,9 +22,18 @@ def user_channel(user_id: int) -> str:
 
 def publish(channel: str, html: str) -> bool:
     """Send `html` to every socket on `channel` on every instance; False if Redis is down."""
+    return publish_many([(channel, html)])
+
+
+def publish_many(messages: list[tuple[str, str]]) -> bool:
+    """Publish several (channel, html) messages in one round trip to Redis."""
     try:
-        get_redis().publish(PREFIX + channel, html)
+        pipe = get_redis().pipeline(transaction=False)
+        for channel, html in messages:
+            pipe.publish(PREFIX + channel, html)
+        pipe.execute()
         return True
     except RedisError as exc:
-        log.warning("realtime: event for %s not delivered, Redis unavailable: %s", channel, exc)
+        log.warning("realtime: events for %s not delivered, Redis unavailable: %s",
+                    ", ".join(c for c, _ in messages), exc)
         return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import render_template
 from redis import RedisError
 
-from app.realtime.bus import publish, user_channel
+from app.realtime.bus import publish, publish_many, user_channel
 from app.redis_client import get_redis
 
 UNSEEN_KEY = "pm:unseen-tips:{}"
@@ -18,17 +18,18 @@ UNSEEN_KEY = "pm:unseen-tips:{}"
 def tip_sent(tip, sender, creator, sender_balance: int) -> None:
     """Overlay on the tip's channel, OBS overlay + feed + badge for the creator,
     balance for the sender's other tabs."""
-    overlay = render_template("tips/_overlay_push.html", tip=tip, sender=sender)
-    if tip.channel:
-        publish(tip.channel, overlay)
-    publish(f"overlay:{creator.id}", overlay)
     try:
         unseen = int(get_redis().incr(UNSEEN_KEY.format(creator.id)))
     except RedisError:
         unseen = None
-    publish(user_channel(creator.id),
-            render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen))
-    publish(user_channel(sender.id), render_template("wallet/_balance_push.html", balance=sender_balance))
+    messages = [
+        (f"overlay:{creator.id}", render_template("tips/_overlay_push.html", tip=tip, sender=sender, obs=True)),
+        (user_channel(creator.id), render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen)),
+        (user_channel(sender.id), render_template("wallet/_balance_push.html", balance=sender_balance)),
+    ]
+    if tip.channel:
+        messages.append((tip.channel, render_template("tips/_overlay_push.html", tip=tip, sender=sender)))
+    publish_many(messages)
 
 
 def stream_status_changed(stream) -> None:

@@ -16,6 +16,13 @@ holds for that channel.
 * **Redis outages.** The listener reconnects with backoff, so after Redis
   comes back events flow again without restarting the app. Publishing while
   Redis is down logs and returns False: the money has already committed.
+  Events published during the outage are lost, so once the listener is back
+  every local socket is offered `RESYNC` and re-sends its state (as on a
+  reconnect): a missed message never leaves a page stale.
+* **No gap at subscribe.** `subscribe()` returns only once the listener's
+  PSUBSCRIBE is confirmed by Redis (bounded wait; no wait during an outage),
+  so a socket that subscribes and *then* reads its state from the database
+  misses nothing committed in between.
 * **Presence.** Each socket is a member of the sorted set `pm:viewers:<channel>`
   (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
   stale members (a crashed instance's sockets expire) and pushes the viewer
@@ -37,6 +44,8 @@ import uuid
 from collections import defaultdict
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,10 @@ PREFIX = "pm:"
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
+SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for a cold listener to be subscribed
+
+# Offered to every socket when the listener is back after missing events: re-send your state.
+RESYNC = object()
 
 
 class Subscriber:
@@ -57,7 +70,7 @@ class Subscriber:
         self.queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self.dropped = False
 
-    def offer(self, message: str) -> None:
+    def offer(self, message) -> None:
         if self.dropped:
             return
         try:
@@ -75,7 +88,8 @@ class Hub:
         self._stopping = threading.Event()
         self._render_viewer_count = render_viewer_count
         self._last_counts: dict[str, int] = {}
-        self.connected = threading.Event()  # set while the listener is subscribed
+        self.connected = threading.Event()  # set while the listener's PSUBSCRIBE is confirmed
+        self._outage = threading.Event()  # set while the listener can't reach Redis
         # For presence writes from socket threads (redis-py clients are thread-safe).
         self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1)
 
@@ -88,6 +102,12 @@ class Hub:
                 self._subs[channel].add(sub)
         self._ensure_listener()
         self._presence_add(sub)
+        # Everything published after we return must reach `sub`: the caller reads
+        # the state *after* subscribing. A cold listener may not have subscribed yet.
+        deadline = time.monotonic() + SUBSCRIBE_WAIT
+        while (not self.connected.wait(0.02) and not self._outage.is_set()
+               and time.monotonic() < deadline):
+            pass
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -118,25 +138,37 @@ class Hub:
     def _run(self) -> None:
         backoff = 0.2
         next_presence = 0.0
+        missed = False  # events may have been published while we weren't subscribed
         while not self._stopping.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                # No silent retries inside redis-py: a dropped connection must surface
+                # here, or events lost while it reconnected would go unnoticed.
+                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5,
+                                              retry=Retry(NoBackoff(), 0))
+                pubsub = client.pubsub()
                 pubsub.psubscribe(PREFIX + "*")
-                self.connected.set()
-                if backoff > 0.2:
-                    log.info("realtime hub: reconnected to Redis")
-                backoff = 0.2
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=0.5)
-                    if message is not None and message["type"] == "pmessage":
-                        self._dispatch(message["channel"], message["data"])
+                    if message is not None:
+                        if message["type"] == "pmessage":
+                            self._dispatch(message["channel"], message["data"])
+                        elif message["type"] == "psubscribe":
+                            # Confirmed by Redis: from now on every PUBLISH reaches us.
+                            self._outage.clear()
+                            self.connected.set()
+                            backoff = 0.2
+                            if missed:
+                                log.info("realtime hub: reconnected to Redis; local sockets resync")
+                                self._resync_all()
+                                missed = False
                     if time.monotonic() >= next_presence:
                         next_presence = time.monotonic() + PRESENCE_INTERVAL
                         self._presence_tick(client)
             except (redis.RedisError, OSError) as exc:
                 self.connected.clear()
+                self._outage.set()
+                missed = True
                 log.warning("realtime hub: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -146,6 +178,12 @@ class Hub:
                         pubsub.close()
                     except Exception:  # noqa: BLE001 - closing a dead connection
                         pass
+
+    def _resync_all(self) -> None:
+        with self._lock:
+            targets = {sub for subs in self._subs.values() for sub in subs}
+        for sub in targets:
+            sub.offer(RESYNC)
 
     def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
         channel = raw_channel.decode()[len(PREFIX):]

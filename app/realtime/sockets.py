@@ -8,8 +8,12 @@ with `Authorization: Bearer <token>` on the handshake (see `create_app`).
 
 On every (re)connect the socket first sends the current state (status,
 viewer count, recent tips, balance), so a message missed while disconnected
-never leaves a page stale. After that it only relays hub messages; the DB
-session is released first so a thousand idle sockets hold no connections.
+never leaves a page stale. The state is read *after* subscribing to the hub,
+so an event committed while the socket connects is in the state, or
+delivered, or both — never neither. After that it only relays hub messages
+(and re-sends the state when the hub says it missed events during a Redis
+outage); the DB session is released so a thousand idle sockets hold no
+connections.
 """
 from __future__ import annotations
 
@@ -66,13 +70,17 @@ def _guard():
     return None
 
 
-def _pump(ws, channels: tuple[str, ...], initial: str | None) -> None:
-    """Send `initial`, then relay this socket's hub messages until either side goes away."""
-    db.session.remove()  # release the DB connection for the socket's lifetime
+def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
+    """Subscribe, send `render_state()`, then relay this socket's hub messages
+    until either side goes away."""
+    from app.realtime.hub import RESYNC
+
+    db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
     try:
-        if initial:
-            ws.send(initial)
+        state = _state(render_state)
+        if state:
+            ws.send(state)
         while ws.connected:
             try:
                 message = sub.queue.get(timeout=KEEPALIVE_SECONDS)
@@ -82,34 +90,57 @@ def _pump(ws, channels: tuple[str, ...], initial: str | None) -> None:
                 # Too slow to keep up: drop it rather than hold everyone else back.
                 ws.close(reason=1013, message="Too slow; reconnect to resync.")
                 break
+            if message is RESYNC:
+                message = _state(render_state)
+                if not message:
+                    continue
             ws.send(message)
     except ConnectionClosed:
         pass
     finally:
+        db.session.remove()
         hub().unsubscribe(sub)
+
+
+def _state(render_state) -> str | None:
+    """The socket's current state, read in a fresh DB session (so it sees every
+    commit up to now), which is released right after."""
+    if render_state is None:
+        return None
+    try:
+        return render_state()
+    finally:
+        db.session.remove()
 
 
 @sock.route("/ws/channels/<channel>", bp=bp)
 def channel_socket(ws, channel):
+    from app.streams.service import stream_for_channel
     from app.tips.service import recent_tips
-    stream = g.stream
-    initial = render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
-                              viewers=None)
-    _pump(ws, (stream.channel,), initial)
+
+    def state():  # `_guard` checked the channel exists and this user may watch it
+        stream = stream_for_channel(channel)
+        return render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
+                               viewers=None)
+    _pump(ws, (channel,), state)
 
 
 @sock.route("/ws/me", bp=bp)
 def me_socket(ws):
+    from app.auth.models import User
     from app.tips.service import recent_tips
     from app.wallet.service import wallet_balance
-    user = current_user._get_current_object()
-    initial = render_template(
-        "realtime/_me_sync.html", balance=wallet_balance(user),
-        feed=recent_tips(creator_id=user.id) if user.is_creator else None,
-        unseen=events.unseen_tips(user.id) if user.is_creator else None)
-    _pump(ws, (user_channel(user.id),), initial)
+    user_id = current_user.id
+
+    def state():
+        user = db.session.get(User, user_id)
+        return render_template(
+            "realtime/_me_sync.html", balance=wallet_balance(user),
+            feed=recent_tips(creator_id=user.id) if user.is_creator else None,
+            unseen=events.unseen_tips(user.id) if user.is_creator else None)
+    _pump(ws, (user_channel(user_id),), state)
 
 
 @sock.route("/ws/overlay/<secret>", bp=bp)
 def overlay_socket(ws, secret):
-    _pump(ws, (f"overlay:{g.overlay_creator_id}",), None)
+    _pump(ws, (f"overlay:{g.overlay_creator_id}",))

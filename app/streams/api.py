@@ -20,8 +20,12 @@ def create():
 @bp.get("/<int:stream_id>")
 @public
 def get(stream_id):
+    """Anyone may read a stream; its channel (the socket to join) only those with access."""
     stream = service.get_stream(stream_id)
-    return jsonify(stream=stream.to_dict())
+    body = stream.to_dict()
+    if not service.can_view(current_user, stream):
+        body["channel"] = None
+    return jsonify(stream=body)
 
 
 @bp.post("/<int:stream_id>/<any(start, end, cancel):action>")

@@ -19,6 +19,7 @@ from app.streams.models import STREAM_TYPES, Stream
 
 TITLE_MAX = 120
 TICKET_MAX = 1_000_000
+STARTS_AT_MIN_YEAR, STARTS_AT_MAX_YEAR = 2000, 9998
 _TRANSITIONS = {"start": ({"scheduled"}, "live"), "end": ({"live"}, "ended"),
                 "cancel": ({"scheduled", "live"}, "canceled")}
 
@@ -33,7 +34,17 @@ def _parse_starts_at(value):
     except ValueError:
         raise InvalidValue("startsAt must be an ISO 8601 date-time, like 2026-12-01T20:00:00Z.",
                            field="startsAt") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    # Bound it: a date that is out of Python's range once in UTC (year 0 or 10000)
+    # would be stored, then fail every page that loads the stream.
+    try:
+        parsed = parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        parsed = None
+    if parsed is None or not STARTS_AT_MIN_YEAR <= parsed.year <= STARTS_AT_MAX_YEAR:
+        raise InvalidValue(f"startsAt must be between {STARTS_AT_MIN_YEAR} and {STARTS_AT_MAX_YEAR}.",
+                           field="startsAt")
+    return parsed
 
 
 def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None, *, from_form=False) -> Stream:
@@ -84,7 +95,10 @@ def change_status(user, stream_id: int, action: str) -> Stream:
         raise Forbidden("Only the stream's creator can do that.", "not_stream_owner")
     allowed_from, to = _TRANSITIONS[action]
     # Lock the row: two clicks (or two instances) must not both transition it.
-    stream = db.session.execute(select(Stream).where(Stream.id == stream.id).with_for_update()).scalar_one()
+    # populate_existing: the row was loaded above without the lock; without it the
+    # identity map keeps that stale status and every concurrent click "wins".
+    stream = db.session.execute(select(Stream).where(Stream.id == stream.id).with_for_update()
+                                .execution_options(populate_existing=True)).scalar_one()
     if stream.status not in allowed_from:
         raise Conflict(f"A {stream.status} stream cannot be {'started' if action == 'start' else action + 'ed'}.",
                        "invalid_stream_status")

@@ -18,6 +18,7 @@ from app.auth.models import User
 from app.errors import Forbidden, InvalidValue, NotFound
 from app.extensions import db
 from app.streams.models import Stream
+from app.streams.service import can_view
 from app.tips.models import Tip
 
 MESSAGE_MAX = 280
@@ -61,8 +62,10 @@ def _creator(to_creator_id, sender) -> User:
     return creator
 
 
-def _context(raw, creator: User) -> dict:
-    """Validate `{streamId?, callId?, channel?}`: each must exist and belong to `creator`."""
+def _context(raw, creator: User, sender) -> dict:
+    """Validate `{streamId?, callId?, channel?}`: each must exist and belong to `creator`,
+    and the sender must have access to the stream (no tipping into a private show
+    one cannot watch: the message would pop up on it)."""
     if raw in (None, {}):
         return {"stream_id": None, "call_id": None, "channel": None}
     if not isinstance(raw, dict) or set(raw) - {"streamId", "callId", "channel"}:
@@ -89,6 +92,8 @@ def _context(raw, creator: User) -> dict:
         if owner.creator_id != creator.id:
             raise Forbidden("That channel belongs to another creator.", "context_mismatch")
         stream = owner
+    if stream is not None and not can_view(sender, stream):
+        raise Forbidden("You don't have access to that stream.", "no_access")
     return {"stream_id": stream.id if stream else None, "call_id": None,
             "channel": stream.channel if stream else None}
 
@@ -112,7 +117,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     from app.realtime import events
 
     creator = _creator(to_creator_id, sender)
-    ctx = _context(context, creator)
+    ctx = _context(context, creator, sender)
     claim = idempotency.claim(sender.id, key, SCOPE, {"to": creator.id, "amount": amount, "message": message,
                                                       "context": ctx})
     if not claim.fresh:

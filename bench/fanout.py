@@ -1,0 +1,195 @@
+"""Fan-out benchmark: one stream, many viewers, tips committed → received on every socket.
+
+What is measured
+----------------
+The production server (gunicorn with gunicorn.conf.py) against a fresh
+database and Redis. For each viewer count (default 10, 1,000, 2,000), that
+many WebSockets connect to one public stream's channel; then `--tips` tips
+(default 100, at `--rate` per second) are sent through the JSON API by one
+fan. For every tip and every socket we record the time from the tip request
+being sent to the tip's overlay item (`id="tip-<id>"`) arriving — an upper
+bound of "commit to receipt", since it includes the request's own work — and
+count tips that never arrive (lost).
+
+Targets (issue 3): 0 lost and p99 ≤ 250 ms at 1,000 viewers, and the p99 at
+1,000 viewers ≤ 5× the p99 at 10 viewers in the same run. With `--workers
+gevent,gthread` both worker classes are measured in one run; that comparison
+is how gunicorn.conf.py's default was chosen.
+
+The viewers are asyncio clients (the `websockets` package, no compression) in
+this process; the server, Redis, PostgreSQL and the clients share the
+machine's cores, so absolute numbers move with load — compare within a run.
+
+Usage::
+
+    .venv/bin/python bench/fanout.py [--viewers 10,1000,2000] [--tips 100] [--rate 20]
+                                     [--workers gevent] [--server-workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import websockets  # noqa: E402
+from _common import WebServer, api, create_database, drop_database, fund, migrate, redis_url, register, server_url  # noqa: E402
+
+from app import embedded  # noqa: E402
+
+TIP_ID = re.compile(r'id="tip-(\d+)"')
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def viewer(url: str, ready: asyncio.Event, counter: list, received: dict, stop: asyncio.Event) -> None:
+    async with websockets.connect(url, compression=None, max_queue=None, open_timeout=60,
+                                  ping_interval=None) as ws:
+        await ws.recv()  # the state sync sent on connect
+        counter[0] += 1
+        if counter[0] == counter[1]:
+            ready.set()
+        seen = received.setdefault(id(ws), {})
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except asyncio.TimeoutError:
+                continue
+            now = time.monotonic()
+            for tip_id in TIP_ID.findall(message):
+                seen.setdefault(int(tip_id), now)
+
+
+def send_tips(base: str, fan: dict, creator_id: int, stream_id: int, n: int, rate: float, sent: dict) -> None:
+    """Runs in a thread: n tips at `rate`/s; records each tip's send time by id."""
+    interval = 1.0 / rate
+    start = time.monotonic()
+    for i in range(n):
+        target = start + i * interval
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = time.monotonic()
+        status, body = api(base, "POST", "/api/tips/send",
+                           {"toCreatorId": creator_id, "amountTokens": 1, "message": f"bench tip {i}",
+                            "context": {"streamId": stream_id}}, fan["token"], str(uuid.uuid4()))
+        if status != 201:
+            raise RuntimeError(f"tip failed: {status} {body}")
+        sent[body["tip"]["id"]] = t0
+
+
+async def measure(server: WebServer, channel: str, fan: dict, creator_id: int, stream_id: int, viewers: int,
+                  tips: int, rate: float) -> dict:
+    url = f"ws://127.0.0.1:{server.port}/ws/channels/{channel}"
+    ready, stop = asyncio.Event(), asyncio.Event()
+    counter, received = [0, viewers], {}
+    tasks = []
+    t_connect = time.monotonic()
+    for i in range(viewers):
+        tasks.append(asyncio.create_task(viewer(url, ready, counter, received, stop)))
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)  # don't SYN-flood the listen backlog
+    await asyncio.wait_for(ready.wait(), timeout=120)
+    connect_s = time.monotonic() - t_connect
+    await asyncio.sleep(1.0)
+    sent: dict[int, float] = {}
+    await asyncio.to_thread(send_tips, server.base, fan, creator_id, stream_id, tips, rate, sent)
+    await asyncio.sleep(2.0)  # let the last tips land
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies, lost = [], 0
+    for seen in received.values():
+        for tip_id, t0 in sent.items():
+            if tip_id in seen:
+                latencies.append((seen[tip_id] - t0) * 1000)
+            else:
+                lost += 1
+    lost += (viewers - len(received)) * len(sent)
+    return {"viewers": viewers, "connect_s": connect_s, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "max": max(latencies) if latencies else float("nan"),
+            "lost": lost, "deliveries": len(latencies)}
+
+
+def run_worker_class(worker_class: str, db_url: str, redis: str, args) -> list[dict]:
+    extra = {"WEB_CONCURRENCY": str(args.server_workers)}
+    if worker_class == "gthread":
+        # gthread needs a thread per open socket: give it enough for the largest run.
+        extra["GUNICORN_THREADS"] = str(max(args.viewer_counts) + 100)
+    server = WebServer(db_url, redis, worker_class, extra, log_path=f"/tmp/pm-bench-fanout-{worker_class}.log")
+    try:
+        creator = register(server.base, "creator", "Bench Creator")
+        fan = register(server.base, "fan", "Bench Fan")
+        fund(server.base, fan["token"], args.tips * len(args.viewer_counts) + 100)
+        _, body = api(server.base, "POST", "/api/streams/create", {"type": "public", "title": "Fan-out"},
+                      creator["token"])
+        stream = body["stream"]
+        api(server.base, "POST", f"/api/streams/{stream['id']}/start", {}, creator["token"])
+        results = []
+        for n in args.viewer_counts:
+            r = asyncio.run(measure(server, stream["channel"], fan, creator["user"]["id"], stream["id"], n,
+                                    args.tips, args.rate))
+            results.append(r)
+            print(f"  {worker_class:<8} {n:>5} viewers: p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                  f"max {r['max']:6.1f} ms  lost {r['lost']}  ({r['deliveries']:,} deliveries; "
+                  f"connected in {r['connect_s']:.1f} s)", flush=True)
+        return results
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--viewers", default="10,1000,2000")
+    parser.add_argument("--tips", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="tips per second")
+    parser.add_argument("--workers", default="gevent", help="gunicorn worker classes to compare, e.g. gevent,gthread")
+    parser.add_argument("--server-workers", type=int, default=2, help="gunicorn processes")
+    args = parser.parse_args()
+    args.viewer_counts = [int(v) for v in args.viewers.split(",")]
+
+    base = server_url()
+    name, db_url = create_database(base)
+    redis, redis_proc = redis_url()
+    ok = True
+    try:
+        migrate(db_url, redis)
+        print(f"database {name}; {args.tips} tips at {args.rate:g}/s per viewer count; "
+              f"{args.server_workers} gunicorn worker process(es)\n")
+        for worker_class in args.workers.split(","):
+            results = {r["viewers"]: r for r in run_worker_class(worker_class, db_url, redis, args)}
+            print(f"\nverdict ({worker_class})")
+            if 1000 in results:
+                r = results[1000]
+                passed = r["lost"] == 0 and r["p99"] <= 250
+                ok &= passed
+                print(f"  1,000 viewers: lost {r['lost']}, p99 {r['p99']:.1f} ms (target 0 lost, ≤ 250 ms)  "
+                      f"{'PASS' if passed else 'FAIL'}")
+                if 10 in results:
+                    ratio = r["p99"] / results[10]["p99"]
+                    passed = ratio <= 5
+                    ok &= passed
+                    print(f"  p99 1,000 / p99 10 = {ratio:.2f} ({r['p99']:.1f} / {results[10]['p99']:.1f} ms; "
+                          f"target ≤ 5)  {'PASS' if passed else 'FAIL'}")
+            for n, r in results.items():
+                if n not in (10, 1000):
+                    print(f"  {n:,} viewers: lost {r['lost']}, p99 {r['p99']:.1f} ms (reported, no target)")
+            print()
+    finally:
+        drop_database(base, name)
+        embedded.stop(redis_proc)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
