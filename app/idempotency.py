@@ -4,9 +4,10 @@ A money-moving request carries a client key (HTMX forms: a hidden UUID
 rendered with the form; API clients: the `Idempotency-Key` header). The
 service calls `claim()` inside its transaction *before* doing any work:
 
-* first use → the key row is inserted (uncommitted) and the caller proceeds;
-  concurrent requests with the same key block on the unique index until this
-  transaction ends;
+* first use → the key row is inserted (uncommitted), reserving the id of the
+  resource the request will create (from that resource's own sequence), and
+  the caller proceeds; concurrent requests with the same key block on the
+  unique index until this transaction ends;
 * the key was already used with the same parameters → the caller gets the id
   of the resource the first request created and returns that, moving nothing;
 * same key, different parameters (or another kind of request) → `Conflict`.
@@ -45,27 +46,30 @@ class Claim:
     user_id: int
     key: str
     fresh: bool
-    resource_id: int | None = None
+    resource_id: int
 
 
 def fingerprint(scope: str, params: dict) -> str:
     return hashlib.sha256(json.dumps([scope, params], sort_keys=True).encode()).hexdigest()
 
 
-def claim(user_id: int, key: str, scope: str, params: dict) -> Claim:
+def claim(user_id: int, key: str, scope: str, params: dict, id_sequence: str) -> Claim:
     """Claim `key` for this request or find the request that already used it.
 
-    Raises `Conflict` (idempotency_key_reused) when the key was used for a
-    request with other parameters.
+    A fresh claim reserves `resource_id` from `id_sequence` (e.g. `tips_id_seq`):
+    the caller creates its row with that id, in the same transaction, so the
+    key and the resource are written once each. Raises `Conflict`
+    (idempotency_key_reused) when the key was used with other parameters.
     """
     fp = fingerprint(scope, params)
-    inserted = db.session.execute(
-        text("INSERT INTO idempotency_keys (user_id, key, scope, fingerprint) VALUES (:u, :k, :s, :f) "
-             "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1"),
-        {"u": user_id, "k": key, "s": scope, "f": fp},
+    reserved = db.session.execute(
+        text("INSERT INTO idempotency_keys (user_id, key, scope, fingerprint, resource_id) "
+             "VALUES (:u, :k, :s, :f, nextval(CAST(:seq AS regclass))) "
+             "ON CONFLICT (user_id, key) DO NOTHING RETURNING resource_id"),
+        {"u": user_id, "k": key, "s": scope, "f": fp, "seq": id_sequence},
     ).scalar()
-    if inserted:
-        return Claim(user_id, key, fresh=True)
+    if reserved is not None:
+        return Claim(user_id, key, fresh=True, resource_id=reserved)
     row = db.session.execute(
         text("SELECT fingerprint, resource_id FROM idempotency_keys WHERE user_id = :u AND key = :k"),
         {"u": user_id, "k": key},
@@ -75,10 +79,3 @@ def claim(user_id: int, key: str, scope: str, params: dict) -> Claim:
                        "idempotency_key_reused")
     return Claim(user_id, key, fresh=False, resource_id=row.resource_id)
 
-
-def complete(c: Claim, resource_id: int) -> None:
-    """Record which resource the claimed request created (same transaction)."""
-    db.session.execute(
-        text("UPDATE idempotency_keys SET resource_id = :r WHERE user_id = :u AND key = :k"),
-        {"r": resource_id, "u": c.user_id, "k": c.key},
-    )

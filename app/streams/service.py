@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from app import validation
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound
@@ -123,7 +123,10 @@ def can_view(user, stream: Stream) -> bool:
 def live_and_upcoming(limit: int = 50) -> list[Stream]:
     return list(db.session.scalars(
         select(Stream).where(Stream.status.in_(("live", "scheduled")))
-        .order_by(Stream.status.desc(), Stream.starts_at.nulls_last(), Stream.id.desc()).limit(limit)))
+        # Live first (ordering by the status word put "scheduled" before "live", so a
+        # crowd of scheduled shows pushed live ones off Discover), then the soonest.
+        .order_by(case((Stream.status == "live", 0), else_=1), Stream.starts_at.nulls_last(), Stream.id.desc())
+        .limit(limit)))
 
 
 def streams_of(creator) -> list[Stream]:

@@ -27,6 +27,8 @@ class Tip(db.Model):
     transfer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_transfers.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    # created_at comes back with the INSERT (RETURNING), not a later SELECT.
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("creator_share + platform_share = amount", name="split_adds_up"),

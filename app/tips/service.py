@@ -119,26 +119,25 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     creator = _creator(to_creator_id, sender)
     ctx = _context(context, creator, sender)
     claim = idempotency.claim(sender.id, key, SCOPE, {"to": creator.id, "amount": amount, "message": message,
-                                                      "context": ctx})
+                                                      "context": ctx}, "tips_id_seq")
     if not claim.fresh:
         db.session.rollback()
         tip = db.session.get(Tip, claim.resource_id)
         return TipResult(tip, _balance_after(tip), replayed=True)
 
     creator_share, platform_share = ledger.split(amount)
-    tip = Tip(sender_id=sender.id, creator_id=creator.id, amount=amount, creator_share=creator_share,
-              platform_share=platform_share, message=message, **ctx)
-    db.session.add(tip)
-    db.session.flush()
+    tip_id = claim.resource_id
     wallet = ledger.account_for(sender.id, "wallet")
     legs = [ledger.Leg(wallet, -amount),
             ledger.Leg(ledger.account_for(creator.id, "earnings"), creator_share),
             ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-    moved = ledger.transfer("tip", f"tip:{tip.id}", [leg for leg in legs if leg.amount],
-                            {"tipId": tip.id, "creatorId": creator.id, "creatorName": creator.display_name,
+    moved = ledger.transfer("tip", f"tip:{tip_id}", [leg for leg in legs if leg.amount],
+                            {"tipId": tip_id, "creatorId": creator.id, "creatorName": creator.display_name,
                              "fanId": sender.id, "fanName": sender.display_name})
-    tip.transfer_id = moved.transfer_id
-    idempotency.complete(claim, tip.id)
+    # Written once, complete: the id was reserved by the claim, the transfer exists.
+    tip = Tip(id=tip_id, sender_id=sender.id, creator_id=creator.id, amount=amount, creator_share=creator_share,
+              platform_share=platform_share, message=message, transfer_id=moved.transfer_id, **ctx)
+    db.session.add(tip)
     db.session.commit()
     new_balance = moved.balances[wallet.id]
     events.tip_sent(tip, sender, creator, new_balance)

@@ -26,6 +26,7 @@ class Purchase(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint("amount_tokens > 0", name="amount_tokens_positive"),
         CheckConstraint("amount_cents >= 0", name="amount_cents_non_negative"),

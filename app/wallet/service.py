@@ -61,22 +61,20 @@ def purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
 
 
 def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
-    claim = idempotency.claim(user.id, key, PURCHASE_SCOPE, {"amountTokens": amount_tokens})
+    claim = idempotency.claim(user.id, key, PURCHASE_SCOPE, {"amountTokens": amount_tokens}, "purchases_id_seq")
     if not claim.fresh:
         db.session.rollback()  # end the claim's transaction: nothing to write
         purchase = db.session.get(Purchase, claim.resource_id)
         return PurchaseResult(purchase, _balance_after(purchase), replayed=True)
 
     provider = get_provider()
-    purchase = Purchase(user_id=user.id, amount_tokens=amount_tokens,
+    purchase = Purchase(id=claim.resource_id, user_id=user.id, amount_tokens=amount_tokens,
                         amount_cents=price_cents(amount_tokens), provider=provider.name)
-    db.session.add(purchase)
-    db.session.flush()
     start = provider.start(purchase)
     result = PurchaseResult(purchase, None, replayed=False, checkout_url=start.checkout_url)
     if start.completed:
         result.new_balance = _credit(purchase, start.provider_ref)
-    idempotency.complete(claim, purchase.id)
+    db.session.add(purchase)
     db.session.commit()
     return result
 
