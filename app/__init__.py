@@ -90,7 +90,7 @@ def _init_realtime(app: Flask) -> None:
         with app.app_context():
             return render_template("streams/_viewer_count.html", viewers=n)
 
-    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], render_viewer_count)
+    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], render_viewer_count, app.config["REDIS_PREFIX"])
     # Ping idle sockets so dead peers are noticed and proxies keep them open.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
 

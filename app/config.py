@@ -94,6 +94,9 @@ class Config:
     TIP_LIMIT_PER_USER: str = "40 per second"
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_KEY_PREFIX: str = ""
+    # Namespace of every realtime key and pub/sub channel in Redis, so several
+    # deployments (or test runs) can share one Redis without hearing each other.
+    REDIS_PREFIX: str = "pm:"
     # werkzeug's scrypt by default; tests may choose a cheaper method.
     PASSWORD_HASH_METHOD: str = "scrypt"
     # Where embedded PostgreSQL/Redis keep their data (git-ignored).
@@ -126,6 +129,7 @@ class Config:
             ICE_SERVERS=env.get("ICE_SERVERS", ""),
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
+            REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
         )
         for name in RATE_LIMIT_SETTINGS:
             if env.get(name):

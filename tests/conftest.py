@@ -23,6 +23,9 @@ from app.config import Config
 from app.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
+# This run's Redis namespace, inherited by server processes the tests start:
+# runs sharing one Redis never see each other's events, counters or presence.
+os.environ["REDIS_PREFIX"] = f"pmtest-{uuid.uuid4().hex[:8]}:"
 TEST_INSTANCE = ROOT / "instance" / "test-services"
 
 
@@ -65,7 +68,7 @@ def make_config(services, **overrides) -> Config:
     )
     settings.update(overrides)
     cfg = Config.from_env({"APP_ENV": "test", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
-                           "SECRET_KEY": "test-secret-key"}, **settings)
+                           "SECRET_KEY": "test-secret-key", "REDIS_PREFIX": os.environ["REDIS_PREFIX"]}, **settings)
     return cfg
 
 

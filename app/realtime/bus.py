@@ -10,7 +10,8 @@ import logging
 
 from redis import RedisError
 
-from app.realtime.hub import PREFIX
+from flask import current_app
+
 from app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ def publish(channel: str, html: str) -> bool:
 def publish_many(messages: list[tuple[str, str]]) -> bool:
     """Publish several (channel, html) messages in one round trip to Redis."""
     try:
+        prefix = current_app.config["REDIS_PREFIX"]
         pipe = get_redis().pipeline(transaction=False)
         for channel, html in messages:
-            pipe.publish(PREFIX + channel, html)
+            pipe.publish(prefix + channel, html)
         pipe.execute()
         return True
     except RedisError as exc:

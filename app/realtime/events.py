@@ -6,20 +6,23 @@ Call these only after the transaction that caused them has committed.
 """
 from __future__ import annotations
 
-from flask import render_template
+from flask import current_app, render_template
 from redis import RedisError
 
 from app.realtime.bus import publish, publish_many, user_channel
 from app.redis_client import get_redis
 
-UNSEEN_KEY = "pm:unseen-tips:{}"
+
+
+def _unseen_key(creator_id: int) -> str:
+    return f"{current_app.config['REDIS_PREFIX']}unseen-tips:{creator_id}"
 
 
 def tip_sent(tip, sender, creator, sender_balance: int) -> None:
     """Overlay on the tip's channel, OBS overlay + feed + badge for the creator,
     balance for the sender's other tabs."""
     try:
-        unseen = int(get_redis().incr(UNSEEN_KEY.format(creator.id)))
+        unseen = int(get_redis().incr(_unseen_key(creator.id)))
     except RedisError:
         unseen = None
     messages = [
@@ -38,13 +41,13 @@ def stream_status_changed(stream) -> None:
 
 def unseen_tips(creator_id: int) -> int | None:
     try:
-        return int(get_redis().get(UNSEEN_KEY.format(creator_id)) or 0)
+        return int(get_redis().get(_unseen_key(creator_id)) or 0)
     except RedisError:
         return None
 
 
 def mark_tips_seen(creator_id: int) -> None:
     try:
-        get_redis().delete(UNSEEN_KEY.format(creator_id))
+        get_redis().delete(_unseen_key(creator_id))
     except RedisError:
         pass

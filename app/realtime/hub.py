@@ -4,15 +4,16 @@ Design note
 -----------
 Web instances are stateless, so an event committed on instance A must reach a
 viewer connected to instance B: every event is PUBLISHed to Redis
-(`pm:<channel>`), and each web process runs exactly one listener thread that
-PSUBSCRIBEs to `pm:*` and hands each message to the sockets *this* process
+(`<prefix><channel>`, prefix `pm:` by default), and each web process runs exactly one listener thread that
+PSUBSCRIBEs to `<prefix>*` and hands each message to the sockets *this* process
 holds for that channel.
 
 * **Bounded per-socket queues.** The listener never blocks on a socket: it
   `put_nowait`s into each subscriber's queue (`QUEUE_SIZE` messages). A
   subscriber whose queue is full is marked dropped; its socket loop closes
   the connection (the browser reconnects and re-syncs). One slow phone never
-  delays the other viewers.
+  delays the other viewers. The listener yields after each delivered message
+  so that, in a burst, sockets that keep up get to drain their queues.
 * **Redis outages.** The listener reconnects with backoff, so after Redis
   comes back events flow again without restarting the app. Publishing while
   Redis is down logs and returns False: the money has already committed.
@@ -23,7 +24,7 @@ holds for that channel.
   PSUBSCRIBE is confirmed by Redis (bounded wait; no wait during an outage),
   so a socket that subscribes and *then* reads its state from the database
   misses nothing committed in between.
-* **Presence.** Each socket is a member of the sorted set `pm:viewers:<channel>`
+* **Presence.** Each socket is a member of the sorted set `<prefix>viewers:<channel>`
   (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
   stale members (a crashed instance's sockets expire) and pushes the viewer
   count to its local sockets every `PRESENCE_INTERVAL` seconds: O(channels)
@@ -49,7 +50,7 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
-PREFIX = "pm:"
+PREFIX = "pm:"  # default namespace; deployments may set REDIS_PREFIX
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
@@ -80,8 +81,9 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis_url: str, render_viewer_count=None):
+    def __init__(self, redis_url: str, render_viewer_count=None, prefix: str = PREFIX):
         self.redis_url = redis_url
+        self.prefix = prefix
         self._subs: dict[str, set[Subscriber]] = defaultdict(set)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -147,7 +149,7 @@ class Hub:
                 client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5,
                                               retry=Retry(NoBackoff(), 0))
                 pubsub = client.pubsub()
-                pubsub.psubscribe(PREFIX + "*")
+                pubsub.psubscribe(self.prefix + "*")
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
@@ -186,18 +188,23 @@ class Hub:
             sub.offer(RESYNC)
 
     def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
-        channel = raw_channel.decode()[len(PREFIX):]
+        channel = raw_channel.decode()[len(self.prefix):]
         with self._lock:
             targets = list(self._subs.get(channel, ()))
         if targets:
             text = data.decode()
             for sub in targets:
                 sub.offer(text)
+            # Let the sockets run. In a burst the listener reads message after message
+            # from its buffer without a syscall, so without yielding it would fill every
+            # queue — dropping fast sockets too — before any of them got the GIL (or,
+            # under gevent, before any other greenlet ran).
+            time.sleep(0)
 
     # ---- presence ----------------------------------------------------------------
 
     def _presence_key(self, channel: str) -> str:
-        return f"{PREFIX}viewers:{channel}"
+        return f"{self.prefix}viewers:{channel}"
 
     def _presence_add(self, sub: Subscriber) -> None:
         self._presence_write(lambda pipe: [pipe.zadd(self._presence_key(c), {sub.id: time.time()})
