@@ -130,6 +130,7 @@ class Config:
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
+            RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
         )
         for name in RATE_LIMIT_SETTINGS:
             if env.get(name):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -25,7 +26,9 @@ from app.extensions import db
 ROOT = Path(__file__).resolve().parent.parent
 # This run's Redis namespace, inherited by server processes the tests start:
 # runs sharing one Redis never see each other's events, counters or presence.
-os.environ["REDIS_PREFIX"] = f"pmtest-{uuid.uuid4().hex[:8]}:"
+RUN_ID = uuid.uuid4().hex[:8]
+os.environ["REDIS_PREFIX"] = f"pmtest-{RUN_ID}:"
+os.environ["RATELIMIT_KEY_PREFIX"] = f"test-{RUN_ID}"
 TEST_INSTANCE = ROOT / "instance" / "test-services"
 
 
@@ -45,11 +48,15 @@ def services():
 
     redis_proc = None
     redis_url = os.environ.get("REDIS_URL")
+    # A redis-server of this session's own: another test run in the same
+    # checkout must not stop it (or share its data) when it finishes.
+    redis_dir = TEST_INSTANCE / f"run-{RUN_ID}"
     if not redis_url:
-        redis_proc = embedded.start_redis(str(TEST_INSTANCE))
-        redis_url = embedded.redis_url(str(TEST_INSTANCE))
+        redis_proc = embedded.start_redis(str(redis_dir))
+        redis_url = embedded.redis_url(str(redis_dir))
     yield db_url, redis_url
     embedded.stop(redis_proc)
+    shutil.rmtree(redis_dir, ignore_errors=True)
     with psycopg.connect(_libpq(base), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -63,12 +70,11 @@ def make_config(services, **overrides) -> Config:
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
         TIP_LIMIT_PER_USER="10000 per second",
-        # Counters of this run are its own, even on a Redis shared with other runs.
-        RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
     )
     settings.update(overrides)
     cfg = Config.from_env({"APP_ENV": "test", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
-                           "SECRET_KEY": "test-secret-key", "REDIS_PREFIX": os.environ["REDIS_PREFIX"]}, **settings)
+                           "SECRET_KEY": "test-secret-key", "REDIS_PREFIX": os.environ["REDIS_PREFIX"],
+                           "RATELIMIT_KEY_PREFIX": os.environ["RATELIMIT_KEY_PREFIX"]}, **settings)
     return cfg
 
 

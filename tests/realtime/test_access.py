@@ -1,0 +1,76 @@
+"""Who may open which socket (DESIGN.md §5 "a private channel's WebSocket
+refuses anyone without access", §6 auth, STACK-NOTES "check Origin yourself").
+
+Every refusal happens at the handshake: an HTTP error status, no upgrade, no
+WebSocket data. The raw `handshake` helper sends the request as a browser
+does (Host with the port), so "same origin" means what it means in a browser.
+"""
+import json
+
+import pytest
+from simple_websocket import Client
+from simple_websocket import ConnectionError as HandshakeRefused
+
+from tests.realtime.helpers import handshake
+
+
+def _refused(hs, status, code):
+    assert hs.status == status, (hs.status, hs.body)
+    assert "upgrade" not in hs.headers and "sec-websocket-accept" not in hs.headers
+    body = json.loads(hs.body)
+    assert body["code"] == code, body
+    assert b"recent-tips" not in hs.body and b"stream-status" not in hs.body
+
+
+@pytest.fixture()
+def private_stream(live_api, people):
+    creator, creator_h, [(_fan, fan_h)] = people()
+    stream = live_api.create_stream(creator_h, "private", ticketPrice=100)
+    return creator, creator_h, fan_h, stream
+
+
+def test_private_channel_refuses_logged_out_clients_and_other_fans_at_the_handshake(
+        live_server, live_api, private_stream):
+    _creator, _creator_h, fan_h, stream = private_stream
+    path = f"/ws/channels/{stream['channel']}"
+    for headers in ({}, fan_h):
+        _refused(handshake(live_server, path, headers), 403, "no_access")
+        with pytest.raises(HandshakeRefused) as refused:
+            Client.connect(live_api.ws(path), headers=headers)
+        assert refused.value.status_code == 403
+
+
+def test_private_channel_accepts_its_creator_by_bearer_token_or_session_cookie(
+        live_server, live_api, private_stream, client, login, viewers):
+    creator, creator_h, _fan_h, stream = private_stream
+    path = f"/ws/channels/{stream['channel']}"
+    state = viewers(live_api.ws(path), creator_h).receive(5)
+    assert 'id="stream-status"' in state and 'id="recent-tips"' in state
+
+    login(creator)
+    cookie = f"session={client.get_cookie('session').value}"
+    hs = handshake(live_server, path, {"Cookie": cookie})
+    assert hs.status == 101 and b"stream-status" in hs.body
+
+
+def test_unknown_channel_is_404_at_the_handshake(live_server, live_api, people):
+    _creator, creator_h, _fans = people(fans=0)
+    _refused(handshake(live_server, "/ws/channels/s-no-such-channel", creator_h), 404, "channel_not_found")
+
+
+def test_cross_site_origin_is_refused_and_same_origin_accepted(live_server, live_api, private_stream, client,
+                                                                login):
+    creator, creator_h, _fan_h, private = private_stream
+    public = live_api.live_stream(creator_h)
+    login(creator)
+    cookie = {"Cookie": f"session={client.get_cookie('session').value}"}
+    port = live_server.rsplit(":", 1)[1]
+    other_port = str(int(port) + 1 if int(port) < 65535 else int(port) - 1)
+    for path in (f"/ws/channels/{public['channel']}", f"/ws/channels/{private['channel']}", "/ws/me"):
+        # Cross-site WebSocket hijacking: another site's page, riding the creator's cookie.
+        for origin in ("http://evil.example", f"http://127.0.0.1:{other_port}", "null"):
+            _refused(handshake(live_server, path, {"Origin": origin, **cookie}), 403, "bad_origin")
+            _refused(handshake(live_server, path, {"Origin": origin, **creator_h}), 403, "bad_origin")
+        hs = handshake(live_server, path, {"Origin": live_server, **cookie})
+        assert hs.status == 101, (path, hs.status, hs.body)
+        assert b"nav-balance" in hs.body or b"stream-status" in hs.body
