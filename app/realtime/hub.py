@@ -51,6 +51,8 @@ from redis.retry import Retry
 log = logging.getLogger(__name__)
 
 PREFIX = "pm:"  # default namespace; deployments may set REDIS_PREFIX
+# One person's feeds (their /ws/me, their OBS overlay) have no audience to count.
+PRIVATE_FEEDS = ("user:", "overlay:")
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
@@ -121,6 +123,13 @@ class Hub:
                     if not members:
                         del self._subs[channel]
         self._presence_remove(sub)
+
+    def viewer_count(self, channel: str) -> int | None:
+        """Viewers of `channel` across all instances (None while Redis is unavailable)."""
+        try:
+            return int(self._client.zcount(self._presence_key(channel), time.time() - PRESENCE_TTL, "+inf"))
+        except (redis.RedisError, OSError):
+            return None
 
     def local_count(self, channel: str) -> int:
         with self._lock:
@@ -224,7 +233,8 @@ class Hub:
     def _presence_tick(self, client: redis.Redis) -> None:
         """Refresh our sockets' heartbeats, expire stale ones, push counts that changed."""
         with self._lock:
-            channels = {c: [s.id for s in subs] for c, subs in self._subs.items() if not c.startswith("user:")}
+            channels = {c: [s.id for s in subs] for c, subs in self._subs.items()
+                        if not c.startswith(PRIVATE_FEEDS)}
         if not channels:
             return
         now = time.time()

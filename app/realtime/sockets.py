@@ -121,7 +121,7 @@ def channel_socket(ws, channel):
     def state():  # `_guard` checked the channel exists and this user may watch it
         stream = stream_for_channel(channel)
         return render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
-                               viewers=None)
+                               viewers=hub().viewer_count(channel))
     _pump(ws, (channel,), state)
 
 

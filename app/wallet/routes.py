@@ -1,4 +1,6 @@
 """Pages: /wallet (balance, buy sheet, history) and receipts."""
+from urllib.parse import urlsplit
+
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
@@ -11,6 +13,11 @@ from app.wallet.limits import purchase_limit
 bp = Blueprint("wallet", __name__)
 
 _BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL BIGINT
+
+
+def _htmx_page_path() -> str:
+    """Path of the page an htmx request came from (the sheet also opens inside the tip modal)."""
+    return urlsplit(request.headers.get("HX-Current-URL", "")).path
 
 
 def _page_arg() -> int:
@@ -61,8 +68,9 @@ def purchase():
     context = dict(balances=service.balances(current_user), history=service.history(current_user),
                    **buy_sheet_context(success=success))
     if is_htmx():
-        # The sheet, plus the balance and history swapped out-of-band.
-        return render_template("wallet/_purchase_done.html", **context)
+        # The sheet, plus the balance (and, on /wallet itself, the history) out-of-band.
+        return render_template("wallet/_purchase_done.html", on_wallet_page=_htmx_page_path() == "/wallet",
+                               **context)
     return render_template("wallet/wallet.html", **context)
 
 

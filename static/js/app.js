@@ -2,16 +2,28 @@
 (function () {
   "use strict";
 
+  // The element that opened the modal (e.g. the Tip button): focus goes back there on close.
+  let modalOpener = null;
+
   document.addEventListener("htmx:afterSwap", (event) => {
     // htmx fires afterSwap on each swapped-in element: `event.target` is the new content, while
     // `event.detail.target` is the old element, already detached after an outerHTML swap.
     const root = event.target;
     if (!(root instanceof Element) || !root.isConnected) return;
+    if (root.id === "modal") {
+      // Only an opening swap has focus outside the modal; a re-render inside it dropped focus to <body>.
+      const active = document.activeElement;
+      if (active && active !== document.body && !root.contains(active)) modalOpener = active;
+    }
     const invalid = root.matches("[aria-invalid=true]") ? root : root.querySelector("[aria-invalid=true]");
     if (invalid) { invalid.focus(); return; }
-    // A freshly opened dialog takes focus (keyboard users land inside it).
-    if (root.id === "modal") {
-      const first = root.querySelector("[role=dialog] input:not([type=hidden]):checked, [role=dialog] textarea, [role=dialog] button");
+    // A freshly opened dialog takes focus (keyboard users land inside it): the chosen amount first,
+    // then the message, then a button. One query per choice: a selector list would return the first
+    // match in document order, i.e. always the close button.
+    const dialog = root.id === "modal" && root.querySelector("[role=dialog]");
+    if (dialog) {
+      const first = ["input:not([type=hidden]):checked", "textarea", "button"]
+        .map((selector) => dialog.querySelector(selector)).find(Boolean);
       if (first) first.focus();
     }
   });
@@ -47,6 +59,8 @@
   function closeModal() {
     const modal = document.getElementById("modal");
     if (modal) modal.innerHTML = "";
+    if (modalOpener && modalOpener.isConnected) modalOpener.focus();
+    modalOpener = null;
   }
   document.addEventListener("click", (event) => {
     const target = event.target;

@@ -11,7 +11,7 @@ from app.extensions import db
 
 _KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
 _ROW = re.compile(r'<tr id="entry-\d+">(.*?)</tr>', re.S)
-HTMX = {"HX-Request": "true"}
+HTMX = {"HX-Request": "true", "HX-Current-URL": "http://localhost/wallet"}  # as htmx sends it from /wallet
 
 
 # ---- helpers ----------------------------------------------------------------
@@ -351,3 +351,14 @@ def test_out_of_range_history_pages_fall_back_to_a_real_page(client, make_fan, l
     resp = client.get("/wallet", query_string={"page": page})
     assert resp.status_code == 200
     assert len(history_rows(resp.get_data(as_text=True))) == 1
+
+
+def test_buying_from_the_sheet_inside_another_page_updates_only_the_sheet_and_nav_balance(client, on_wallet):
+    """The sheet also opens in the tip modal: fragments that only exist on /wallet are not pushed there."""
+    fan, csrf, key = on_wallet
+    resp = client.post("/wallet/purchase", data={"csrf_token": csrf, "idempotency_key": key, "amountTokens": "500"},
+                       headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/streams/1"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and html.lstrip().startswith('<div id="buy-sheet"')
+    assert '<span id="nav-balance" hx-swap-oob="true">500</span>' in html
+    assert 'id="wallet-balance"' not in html and 'id="wallet-history"' not in html
