@@ -25,7 +25,8 @@ def create_app(config: Config | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=app.config["DATABASE_URL"],
         # No pre-ping: it costs a round trip per request (measured in bench/ledger.py);
         # a dropped connection is discarded on its first error and recycled hourly.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 20, "max_overflow": 40, "pool_recycle": 3600},
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": app.config["DB_POOL_SIZE"],
+                                   "max_overflow": app.config["DB_MAX_OVERFLOW"], "pool_recycle": 3600},
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in `_authenticate` so bearer clients skip it
         WTF_CSRF_TIME_LIMIT=None,  # token lives as long as the session
         SESSION_COOKIE_HTTPONLY=True,

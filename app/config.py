@@ -69,6 +69,11 @@ class Config:
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
     PORT: int = 5000
+    # Per process. Keep workers × (size + overflow) under PostgreSQL's
+    # max_connections (100 by default): a connection storm (a thousand viewers
+    # joining at once) then queues for the pool instead of failing.
+    DB_POOL_SIZE: int = 10
+    DB_MAX_OVERFLOW: int = 10
     PAYMENTS_PROVIDER: str = "demo"
     ALLOW_DEMO_PAYMENTS: bool = False
     STRIPE_SECRET_KEY: str = ""
@@ -114,6 +119,8 @@ class Config:
             DATABASE_URL=env.get("DATABASE_URL") or None,
             REDIS_URL=env.get("REDIS_URL") or None,
             PORT=_int(env, "PORT", 5000, 1, 65535),
+            DB_POOL_SIZE=_int(env, "DB_POOL_SIZE", 10, 1, 1000),
+            DB_MAX_OVERFLOW=_int(env, "DB_MAX_OVERFLOW", 10, 0, 1000),
             PAYMENTS_PROVIDER=env.get("PAYMENTS_PROVIDER", "demo"),
             ALLOW_DEMO_PAYMENTS=env.get("ALLOW_DEMO_PAYMENTS") == "1",
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY", ""),

@@ -70,6 +70,8 @@ def make_config(services, **overrides) -> Config:
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
         TIP_LIMIT_PER_USER="10000 per second",
+        # Concurrency tests run up to 200 threads; they queue for these.
+        DB_POOL_SIZE=25, DB_MAX_OVERFLOW=25,
     )
     settings.update(overrides)
     cfg = Config.from_env({"APP_ENV": "test", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
