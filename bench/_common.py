@@ -109,6 +109,19 @@ class WebServer:
                 time.sleep(0.3)
         raise RuntimeError("gunicorn did not become healthy")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the gunicorn master and its workers."""
+        import psutil
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def stop(self) -> None:
         embedded.stop(self.proc, timeout=20)
         self.log.close()

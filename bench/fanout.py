@@ -16,8 +16,8 @@ Targets (issue 3): 0 lost and p99 ≤ 250 ms at 1,000 viewers, and the p99 at
 gevent,gthread` both worker classes are measured in one run; that comparison
 is how gunicorn.conf.py's default was chosen.
 
-The viewers are asyncio clients (the `websockets` package, no compression) in
-this process; the server, Redis, PostgreSQL and the clients share the
+The viewers are minimal asyncio WebSocket readers (`MiniWebSocket`) in this
+process, so the client costs far less per message than the server; the server, Redis, PostgreSQL and the clients share the
 machine's cores, so absolute numbers move with load — compare within a run.
 
 Usage::
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import os
 import re
 import sys
 import time
@@ -37,12 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import websockets  # noqa: E402
 from _common import WebServer, api, create_database, drop_database, fund, migrate, redis_url, register, server_url  # noqa: E402
 
 from app import embedded  # noqa: E402
 
-TIP_ID = re.compile(r'id="tip-(\d+)"')
+TIP_ID = re.compile(rb'id="tip-(\d+)"')
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -53,22 +54,91 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def viewer(url: str, ready: asyncio.Event, counter: list, received: dict, stop: asyncio.Event) -> None:
-    async with websockets.connect(url, compression=None, max_queue=None, open_timeout=60,
-                                  ping_interval=None) as ws:
-        await ws.recv()  # the state sync sent on connect
-        counter[0] += 1
-        if counter[0] == counter[1]:
-            ready.set()
-        seen = received.setdefault(id(ws), {})
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except asyncio.TimeoutError:
+class MiniWebSocket:
+    """The least a viewer needs: handshake, then read server frames.
+
+    A measuring client must cost far less per message than the server it
+    measures; a general-purpose client library spent ~1 core on 20,000
+    messages/s here and became the bottleneck. Server-to-client frames are
+    unmasked, so reading them is a header parse and a slice. Pings get a pong.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer, self.buf = reader, writer, b""
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str) -> "MiniWebSocket":
+        reader, writer = await asyncio.open_connection(host, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
+        return cls(reader, writer)
+
+    async def messages(self):
+        """Yield each text/binary message payload (bytes) as it arrives."""
+        while True:
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                opcode, payload = frame
+                if opcode in (1, 2):
+                    yield payload
+                elif opcode == 9:  # ping → pong (client frames must be masked; zero mask)
+                    self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                elif opcode == 8:
+                    return
+            chunk = await self.reader.read(262144)
+            if not chunk:
+                return
+            self.buf += chunk
+
+    def _next_frame(self):
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        opcode, length, offset = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, offset = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, offset = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < offset + length:
+            return None
+        self.buf = buf[offset + length:]
+        return opcode, buf[offset:offset + length]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def viewer(port: int, path: str, ready: asyncio.Event, counter: list, received: dict,
+                 stop: asyncio.Event) -> None:
+    ws = await MiniWebSocket.connect("127.0.0.1", port, path)
+    seen: dict[int, float] = {}
+    received[id(ws)] = seen
+    first = True
+    try:
+        async for message in ws.messages():
+            if first:  # the state sync sent on connect
+                first = False
+                counter[0] += 1
+                if counter[0] == counter[1]:
+                    ready.set()
                 continue
             now = time.monotonic()
             for tip_id in TIP_ID.findall(message):
                 seen.setdefault(int(tip_id), now)
+            if stop.is_set():
+                break
+    finally:
+        ws.close()
 
 
 def send_tips(base: str, fan: dict, creator_id: int, stream_id: int, n: int, rate: float, sent: dict) -> None:
@@ -91,22 +161,28 @@ def send_tips(base: str, fan: dict, creator_id: int, stream_id: int, n: int, rat
 
 async def measure(server: WebServer, channel: str, fan: dict, creator_id: int, stream_id: int, viewers: int,
                   tips: int, rate: float) -> dict:
-    url = f"ws://127.0.0.1:{server.port}/ws/channels/{channel}"
+    path = f"/ws/channels/{channel}"
     ready, stop = asyncio.Event(), asyncio.Event()
     counter, received = [0, viewers], {}
     tasks = []
     t_connect = time.monotonic()
     for i in range(viewers):
-        tasks.append(asyncio.create_task(viewer(url, ready, counter, received, stop)))
+        tasks.append(asyncio.create_task(viewer(server.port, path, ready, counter, received, stop)))
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # don't SYN-flood the listen backlog
     await asyncio.wait_for(ready.wait(), timeout=120)
     connect_s = time.monotonic() - t_connect
     await asyncio.sleep(1.0)
     sent: dict[int, float] = {}
+    cpu0, server0, wall0 = time.process_time(), server.cpu_seconds(), time.monotonic()
     await asyncio.to_thread(send_tips, server.base, fan, creator_id, stream_id, tips, rate, sent)
     await asyncio.sleep(2.0)  # let the last tips land
+    wall = time.monotonic() - wall0
+    # Where the cores went during the tip phase: this (client) process vs the server's workers.
+    client_cores, server_cores = (time.process_time() - cpu0) / wall, (server.cpu_seconds() - server0) / wall
     stop.set()
+    for t in tasks:
+        t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies, lost = [], 0
     for seen in received.values():
@@ -118,7 +194,7 @@ async def measure(server: WebServer, channel: str, fan: dict, creator_id: int, s
     lost += (viewers - len(received)) * len(sent)
     return {"viewers": viewers, "connect_s": connect_s, "p50": percentile(latencies, 50),
             "p99": percentile(latencies, 99), "max": max(latencies) if latencies else float("nan"),
-            "lost": lost, "deliveries": len(latencies)}
+            "lost": lost, "deliveries": len(latencies), "client_cores": client_cores, "server_cores": server_cores}
 
 
 def run_worker_class(worker_class: str, db_url: str, redis: str, args) -> list[dict]:
@@ -142,7 +218,8 @@ def run_worker_class(worker_class: str, db_url: str, redis: str, args) -> list[d
             results.append(r)
             print(f"  {worker_class:<8} {n:>5} viewers: p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
                   f"max {r['max']:6.1f} ms  lost {r['lost']}  ({r['deliveries']:,} deliveries; "
-                  f"connected in {r['connect_s']:.1f} s)", flush=True)
+                  f"connected in {r['connect_s']:.1f} s; CPU cores used: clients {r['client_cores']:.2f}, "
+                  f"server {r['server_cores']:.2f})", flush=True)
         return results
     finally:
         server.stop()
