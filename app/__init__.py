@@ -40,7 +40,6 @@ def create_app(config: Config | None = None) -> Flask:
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 1},
         # A Redis outage must not take logins and purchases down with it.
         RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
     )
     app.json = _JSONProvider(app)

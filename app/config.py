@@ -99,6 +99,8 @@ class Config:
     TIP_LIMIT_PER_USER: str = "40 per second"
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_KEY_PREFIX: str = ""
+    # X-RateLimit-* headers cost a Redis read after every limited request; off by default.
+    RATELIMIT_HEADERS_ENABLED: bool = False
     # Namespace of every realtime key and pub/sub channel in Redis, so several
     # deployments (or test runs) can share one Redis without hearing each other.
     REDIS_PREFIX: str = "pm:"

@@ -70,6 +70,8 @@ def make_config(services, **overrides) -> Config:
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
         TIP_LIMIT_PER_USER="10000 per second",
+        # Tests read X-RateLimit-Remaining (Flask-Limiter fixes this at the first init_app).
+        RATELIMIT_HEADERS_ENABLED=True,
         # Concurrency tests run up to 200 threads; they queue for these.
         DB_POOL_SIZE=25, DB_MAX_OVERFLOW=25,
     )
