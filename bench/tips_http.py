@@ -15,6 +15,8 @@ Rounds alternate (no-op, tips, tips, no-op, …) so drift hits both alike.
 Target (issue 3): tips ≥ 0.4× the no-op rate. Afterwards the ledger is
 verified and the creator's earnings checked against the tips counted.
 
+GUNICORN_WORKER_CLASS=gthread measures the other worker class.
+
 Usage::
 
     .venv/bin/python bench/tips_http.py [--fans 32] [--seconds 12] [--rounds 4]
@@ -22,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import http.client
 import json
 import sys
@@ -66,7 +69,8 @@ def worker(port: int, token: str, creator_id: int, mode: str, stop: threading.Ev
         conn.close()
 
 
-def timed(port: int, fans: list, creator_id: int, mode: str, seconds: float, warmup: float = 1.0) -> float:
+def timed(port: int, fans: list, creator_id: int, mode: str, seconds: float, warmup: float = 1.0,
+          server=None) -> float:
     stop, errors = threading.Event(), []
     counts = [0] * len(fans)
     threads = [threading.Thread(target=worker, args=(port, f["token"], creator_id, mode, stop, counts, i, errors),
@@ -75,8 +79,13 @@ def timed(port: int, fans: list, creator_id: int, mode: str, seconds: float, war
         t.start()
     time.sleep(warmup)
     n0, t0 = sum(counts), time.perf_counter()
+    c0, s0 = time.process_time(), server.cpu_seconds()
     time.sleep(seconds)
     n1, t1 = sum(counts), time.perf_counter()
+    wall = t1 - t0
+    # Where the time goes: the web tier's CPU per request is what the ratio is made of.
+    print(f"      cores: client {(time.process_time() - c0) / wall:.2f}, web {(server.cpu_seconds() - s0) / wall:.2f}; "
+          f"web CPU per request {(server.cpu_seconds() - s0) / max(n1 - n0, 1) * 1000:.2f} ms")
     stop.set()
     for t in threads:
         t.join()
@@ -98,7 +107,7 @@ def main() -> int:
     server = None
     try:
         migrate(db_url, redis)
-        server = WebServer(db_url, redis, "gevent",
+        server = WebServer(db_url, redis, os.environ.get("GUNICORN_WORKER_CLASS", "gevent"),
                            # The per-user tip limit (40/s) is not what is measured here.
                            {"TIP_LIMIT_PER_USER": "100000 per second"}, log_path="/tmp/pm-bench-tips-http.log")
         creator = register(server.base, "creator", "Hot Creator")
@@ -112,7 +121,7 @@ def main() -> int:
         for r in range(args.rounds):
             order = ["no-op", "tips"] if r % 2 == 0 else ["tips", "no-op"]
             for mode in order:
-                rate, total = timed(server.port, fans, creator["user"]["id"], mode, per_run)
+                rate, total = timed(server.port, fans, creator["user"]["id"], mode, per_run, server=server)
                 rates[mode].append(rate)
                 if mode == "tips":
                     tips_total += total
