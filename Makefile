@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -29,6 +29,12 @@ $(JS_STAMP): package.json package-lock.json scripts/vendor.js
 
 bench-ledger: install
 	$(BIN)/python bench/ledger.py
+
+bench-fanout: install
+	$(BIN)/python bench/fanout.py
+
+bench-tips: install
+	$(BIN)/python bench/tips_http.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor
