@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from tests.conftest import unique_email
+from tests.helpers import assert_error
 
 PASSWORD = "correct-horse-1"
 
@@ -43,15 +44,6 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_error(resp, status: int, code: str | None = None):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert isinstance(body, dict), resp.get_data(as_text=True)
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("code"), str) and body["code"], body
-    if code:
-        assert body["code"] == code, body
-    return body
 
 
 # ---- register and token -----------------------------------------------------

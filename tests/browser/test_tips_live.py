@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.tips.models import Tip
+from tests.browser.pages import Page
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 POP_LATENCY = 1.0  # s: a tip reaches every viewer within this
@@ -46,52 +47,7 @@ document.addEventListener("htmx:oobErrorNoTarget", (e) => {
   console.warn("test-probe: no out-of-band target #" + (el && el.id));
 });
 """
-OOB_MISSING = "test-probe: no out-of-band target #"
 SYNCED = re.compile(r"^[1-9]\d*$")  # at least the (re)connect sync message arrived
-
-
-class Page:
-    """A page in its own context, recording console errors, script errors, dialogs and navigations."""
-
-    def __init__(self, page):
-        self.page = page
-        self.console_errors: list[str] = []
-        self.page_errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.navigations = 0
-        self.missing_oob: list[str] = []  # ids of out-of-band fragments that had no target
-        page.on("console", self._console)
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        page.on("dialog", self._dialog)
-        page.on("framenavigated", self._navigated)
-
-    def _console(self, message):
-        if message.type == "error":
-            self.console_errors.append(message.text)
-        elif message.text.startswith(OOB_MISSING):
-            self.missing_oob.append(message.text[len(OOB_MISSING):])
-
-    def _dialog(self, dialog):
-        self.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
-    def _navigated(self, frame):
-        if frame == self.page.main_frame:
-            self.navigations += 1
-
-    def assert_clean(self, known_missing_oob: tuple[str, ...] = ()):
-        """No CSP violation, script error, dialog or htmx error. `known_missing_oob`: ids of
-        out-of-band fragments known to arrive on a page without their target (reported bugs)."""
-        where = self.page.url
-        csp = [m for m in self.console_errors if "Content Security Policy" in m]
-        assert not csp, f"CSP violations in the console of {where}: {csp}"
-        assert not self.page_errors, f"uncaught script errors on {where}: {self.page_errors}"
-        assert not self.dialogs, f"dialogs were opened on {where}: {self.dialogs}"
-        # A fragment meant for another page (htmx logs "htmx:oobErrorNoTarget"), or any other htmx error.
-        unexpected = [i for i in self.missing_oob if i not in known_missing_oob]
-        assert not unexpected, f"out-of-band fragments without a target on {where}: {unexpected}"
-        htmx = [m for m in self.console_errors if "htmx:" in m and m != "htmx:oobErrorNoTarget"]
-        assert not htmx, f"htmx errors in the console of {where}: {htmx}"
 
 
 @pytest.fixture()

@@ -14,33 +14,11 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import unique_email
+from tests.browser.pages import Page
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 PASSWORD = "correct-horse-battery-1"
 SCREENSHOT = "/tmp/wallet.png"
-
-
-class Page:
-    """A page in its own context, recording console errors, script errors and dialogs."""
-
-    def __init__(self, page):
-        self.page = page
-        self.console_errors: list[str] = []
-        self.page_errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        page.on("dialog", self._dialog)
-
-    def _dialog(self, dialog):
-        self.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
-    def assert_clean(self):
-        csp = [m for m in self.console_errors if "Content Security Policy" in m]
-        assert not csp, f"CSP violations in the console: {csp}"
-        assert not self.page_errors, f"uncaught script errors: {self.page_errors}"
-        assert not self.dialogs, f"dialogs were opened: {self.dialogs}"
 
 
 @pytest.fixture()

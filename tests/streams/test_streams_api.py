@@ -7,6 +7,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.streams import service as streams
 from tests.ledger.test_concurrency import run_together
+from tests.helpers import assert_error
 
 # ---- helpers ----------------------------------------------------------------
 
@@ -22,17 +23,6 @@ def status_of(stream_id: int) -> str:
     return db.session.scalar(text("SELECT status FROM streams WHERE id = :i"), {"i": stream_id})
 
 
-def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.is_json
-    body = resp.get_json()
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("code"), str) and body["code"], body
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body.get("field") == field, body
-    return body
 
 
 @pytest.fixture()

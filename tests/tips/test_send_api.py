@@ -20,6 +20,7 @@ from app.streams import service as streams
 from app.tips import service as tips
 from app.wallet import service as wallet
 from tests.ledger.test_concurrency import run_together
+from tests.helpers import assert_error
 
 MAX_TIP = Config().MAX_TIP_TOKENS
 
@@ -53,17 +54,6 @@ def balance_of(user) -> int:
     return wallet.wallet_balance(user)
 
 
-def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.is_json, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("code"), str) and body["code"], body
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body.get("field") == field, body
-    return body
 
 
 @pytest.fixture()

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
+from tests.helpers import assert_error
 
 
 # ---- helpers ----------------------------------------------------------------
@@ -41,14 +42,6 @@ def wallet_entries_of(user_id: int) -> int:
         "WHERE a.user_id = :u AND a.kind = 'wallet'"), {"u": user_id})
 
 
-def assert_error(resp, status: int, code: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("code"), str) and body["code"], body
-    if code:
-        assert body["code"] == code, body
-    return body
 
 
 # ---- happy path ---------------------------------------------------------------
