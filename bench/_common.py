@@ -105,7 +105,7 @@ class WebServer:
                     return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
+                    raise RuntimeError(f"gunicorn exited with {self.proc.returncode}") from None
                 time.sleep(0.3)
         raise RuntimeError("gunicorn did not become healthy")
 
