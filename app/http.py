@@ -41,3 +41,10 @@ def render(page: str, fragment: str, status: int = 200, **context):
     (the page includes the same fragment template, so both stay one source)."""
     from flask import render_template
     return render_template(fragment if is_htmx() else page, **context), status
+
+
+def int_arg(source, name: str, default=None, max_digits: int = 18):
+    """A non-negative integer from query/form args, or `default` when absent or not one
+    (bounded so it always fits a BIGINT id)."""
+    raw = source.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) <= max_digits else default

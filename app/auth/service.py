@@ -11,7 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import ledger, validation
 from app.auth.models import ROLES, ApiToken, User
-from app.errors import Conflict, Unauthorized
+from app.errors import Conflict, Forbidden, Unauthorized
 from app.extensions import db
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -95,6 +95,12 @@ def user_for_token(raw: str) -> User | None:
     return db.session.scalar(
         select(User).join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == _hash_token(raw))
     )
+
+
+def require_creator(user, message: str = "This is for creators. Become a creator from your account page.") -> None:
+    """`Forbidden` (not_a_creator) unless `user` is a creator."""
+    if not getattr(user, "is_creator", False):
+        raise Forbidden(message, "not_a_creator")
 
 
 def become_creator(user: User) -> User:

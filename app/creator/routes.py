@@ -2,22 +2,19 @@
 from flask import Blueprint, render_template, url_for
 from flask_login import current_user, login_required
 
-from app.errors import Forbidden
+from app.auth.service import require_creator
 from app.http import redirect_to
 from app.tips import service as tips
 
 bp = Blueprint("creator", __name__)
 
 
-def _require_creator():
-    if not current_user.is_creator:
-        raise Forbidden("Creator settings are for creators. Become one from your account page.", "not_a_creator")
 
 
 @bp.get("/creator/settings")
 @login_required
 def settings():
-    _require_creator()
+    require_creator(current_user)
     overlay_url = url_for("tips.overlay", secret=tips.overlay_secret(current_user), _external=True)
     return render_template("creator/settings.html", overlay_url=overlay_url)
 
@@ -25,7 +22,7 @@ def settings():
 @bp.post("/creator/settings/overlay/regenerate")
 @login_required
 def regenerate_overlay():
-    _require_creator()
+    require_creator(current_user)
     tips.regenerate_overlay_secret(current_user)
     return redirect_to(url_for("creator.settings"))
 
@@ -35,6 +32,6 @@ def regenerate_overlay():
 def tips_seen():
     """Opening the tips menu clears the unseen-tips badge."""
     from app.realtime import events
-    _require_creator()
+    require_creator(current_user)
     events.mark_tips_seen(current_user.id)
     return render_template("tips/_badge.html", unseen=0)

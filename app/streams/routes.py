@@ -3,7 +3,8 @@ from flask import Blueprint, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.auth.models import User
-from app.errors import AppError, Forbidden
+from app.auth.service import require_creator
+from app.errors import AppError
 from app.extensions import db
 from app.http import redirect_to, render
 from app.streams import service
@@ -21,15 +22,12 @@ def show(stream_id):
                            recent=recent_tips(stream_id=stream.id))
 
 
-def _require_creator():
-    if not current_user.is_creator:
-        raise Forbidden("Only creators can run streams. Become a creator from your account page.", "not_a_creator")
 
 
 @bp.route("/creator/streams", methods=["GET", "POST"])
 @login_required
 def manage():
-    _require_creator()
+    require_creator(current_user)
     values, errors, status = {}, {}, 200
     if request.method == "POST":
         values = {k: (request.form.get(k) or "")[:200] for k in ("type", "title", "ticketPrice", "startsAt")}

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy import case, func, select
 
 from app import validation
+from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db
 from app.streams.models import STREAM_TYPES, Stream
@@ -54,9 +55,7 @@ def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None,
     for a bad type, title, ticket price (private: 1..1,000,000; public: none)
     or start time.
     """
-    if not creator.is_creator:
-        raise Forbidden("Only creators can create streams. Become a creator from your account page.",
-                        "not_a_creator")
+    require_creator(creator, "Only creators can create streams. Become a creator from your account page.")
     errors = validation.Errors()
     type_ = errors.check("type", validation.choice, type_, "type", STREAM_TYPES, label="Type")
     title = errors.check("title", validation.text_value, title, "title", label="Title", max_length=TITLE_MAX,

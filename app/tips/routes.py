@@ -5,18 +5,13 @@ from flask_login import current_user, login_required
 from app.auth.models import User
 from app.errors import AppError, InsufficientFunds, NotFound
 from app.extensions import db
-from app.http import request_idempotency_key
+from app.http import int_arg, request_idempotency_key
 from app.security import CSP
 from app.tips import service
 from app.tips.forms import chosen_amount, creator_share_for, tip_modal_context
 from app.tips.limits import tip_limit
 
 bp = Blueprint("tips", __name__)
-
-
-def _int_arg(source, name):
-    raw = source.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 def _creator_or_404(creator_id):
@@ -29,9 +24,9 @@ def _creator_or_404(creator_id):
 @bp.get("/tips/new")
 @login_required
 def new():
-    creator = _creator_or_404(_int_arg(request.args, "creator"))
+    creator = _creator_or_404(int_arg(request.args, "creator"))
     return render_template("tips/_modal.html", **tip_modal_context(
-        creator, stream_id=_int_arg(request.args, "stream")))
+        creator, stream_id=int_arg(request.args, "stream")))
 
 
 @bp.get("/tips/preview")
@@ -45,8 +40,8 @@ def preview():
 @tip_limit
 def send():
     form = request.form
-    creator = _creator_or_404(_int_arg(form, "toCreatorId"))
-    stream_id = _int_arg(form, "streamId")
+    creator = _creator_or_404(int_arg(form, "toCreatorId"))
+    stream_id = int_arg(form, "streamId")
     state = dict(stream_id=stream_id, amount_choice=form.get("amountTokens", ""),
                  custom=(form.get("customAmount") or "")[:32], message=(form.get("message") or "")[:2000])
     try:

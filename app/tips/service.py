@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 
 from app import idempotency, ledger, validation
 from app.auth.models import User
+from app.auth.service import require_creator
 from app.errors import Forbidden, InvalidValue, NotFound
 from app.extensions import db
 from app.streams.models import Stream
@@ -185,8 +186,7 @@ def overlay_secret(creator) -> str:
 
 def regenerate_overlay_secret(creator) -> str:
     """Replace the secret: the old overlay URL stops working at once; commits."""
-    if not creator.is_creator:
-        raise Forbidden("Only creators have an overlay.", "not_a_creator")
+    require_creator(creator, "Only creators have an overlay.")
     creator.overlay_secret = secrets.token_urlsafe(24)
     db.session.commit()
     return creator.overlay_secret

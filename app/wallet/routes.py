@@ -5,7 +5,7 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
 from app.errors import AppError, NotFound
-from app.http import is_htmx, render, request_idempotency_key
+from app.http import int_arg, is_htmx, render, request_idempotency_key
 from app.wallet import service
 from app.wallet.forms import buy_sheet_context
 from app.wallet.limits import purchase_limit
@@ -21,15 +21,13 @@ def _htmx_page_path() -> str:
 
 
 def _page_arg() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 7 else 1
+    return int_arg(request.args, "page", 1, max_digits=6)
 
 
 @bp.get("/wallet")
 @login_required
 def wallet():
-    prefill = request.args.get("topup", "")
-    prefill = int(prefill) if prefill.isdigit() and len(prefill) < 7 else None
+    prefill = int_arg(request.args, "topup", max_digits=6)
     return render_template(
         "wallet/wallet.html", balances=service.balances(current_user),
         history=service.history(current_user, _page_arg()), **buy_sheet_context(prefill=prefill))
@@ -47,8 +45,7 @@ def history():
 @login_required
 def buy_sheet():
     """The buy-tokens sheet alone (other pages open it, e.g. prefilled with a shortfall)."""
-    prefill = request.args.get("amount", "")
-    prefill = int(prefill) if prefill.isdigit() and len(prefill) < 7 else None
+    prefill = int_arg(request.args, "amount", max_digits=6)
     return render_template("wallet/_buy_sheet.html", **buy_sheet_context(prefill=prefill))
 
 
