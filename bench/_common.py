@@ -6,6 +6,7 @@ and drops it at the end, so runs never see each other's data.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -80,6 +81,21 @@ def redis_url() -> tuple[str, subprocess.Popen | None]:
         return os.environ["REDIS_URL"], None
     proc = embedded.start_redis(str(BENCH_INSTANCE))
     return embedded.redis_url(str(BENCH_INSTANCE)), proc
+
+
+@contextlib.contextmanager
+def fresh_services():
+    """A migrated `pm_bench_<random>` database and a Redis for one run; yields
+    (database name, SQLAlchemy URL, Redis URL) and drops / stops them afterwards."""
+    base = server_url()
+    name, db_url = create_database(base)
+    redis, redis_proc = redis_url()
+    try:
+        migrate(db_url, redis)
+        yield name, db_url, redis
+    finally:
+        drop_database(base, name)
+        embedded.stop(redis_proc)
 
 
 class WebServer:

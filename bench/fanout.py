@@ -39,9 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import WebServer, api, create_database, drop_database, fund, migrate, redis_url, register, server_url  # noqa: E402
-
-from app import embedded  # noqa: E402
+from _common import WebServer, api, fresh_services, fund, register  # noqa: E402
 
 TIP_ID = re.compile(rb'id="tip-(\d+)"')
 
@@ -235,12 +233,8 @@ def main() -> int:
     args = parser.parse_args()
     args.viewer_counts = [int(v) for v in args.viewers.split(",")]
 
-    base = server_url()
-    name, db_url = create_database(base)
-    redis, redis_proc = redis_url()
     ok = True
-    try:
-        migrate(db_url, redis)
+    with fresh_services() as (name, db_url, redis):
         print(f"database {name}; {args.tips} tips at {args.rate:g}/s per viewer count; "
               f"{args.server_workers} gunicorn worker process(es)\n")
         for worker_class in args.workers.split(","):
@@ -262,9 +256,6 @@ def main() -> int:
                 if n not in (10, 1000):
                     print(f"  {n:,} viewers: lost {r['lost']}, p99 {r['p99']:.1f} ms (reported, no target)")
             print()
-    finally:
-        drop_database(base, name)
-        embedded.stop(redis_proc)
     return 0 if ok else 1
 
 

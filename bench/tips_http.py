@@ -35,10 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (WebServer, api, create_database, drop_database, fund, migrate, redis_url, register,  # noqa: E402
-                     server_url, verify)
+from _common import WebServer, api, fresh_services, fund, register, verify  # noqa: E402
 
-from app import embedded  # noqa: E402
 
 TARGET = 0.4
 TIP = 10  # tokens per tip: creator 8, platform 2
@@ -101,46 +99,39 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
 
-    base = server_url()
-    name, db_url = create_database(base)
-    redis, redis_proc = redis_url()
-    server = None
-    try:
-        migrate(db_url, redis)
+    with fresh_services() as (name, db_url, redis):
         server = WebServer(db_url, redis, os.environ.get("GUNICORN_WORKER_CLASS", "gevent"),
                            # The per-user tip limit (40/s) is not what is measured here.
                            {"TIP_LIMIT_PER_USER": "100000 per second"}, log_path="/tmp/pm-bench-tips-http.log")
-        creator = register(server.base, "creator", "Hot Creator")
-        fans = [register(server.base, "fan", f"Fan {i}") for i in range(args.fans)]
-        for f in fans:
-            fund(server.base, f["token"], 1_000_000)
-        print(f"database {name}; {args.fans} fans → one creator; gunicorn gevent (gunicorn.conf.py)\n")
-        rates = {"no-op": [], "tips": []}
-        tips_total = 0
-        per_run = args.seconds / args.rounds
-        for r in range(args.rounds):
-            order = ["no-op", "tips"] if r % 2 == 0 else ["tips", "no-op"]
-            for mode in order:
-                rate, total = timed(server.port, fans, creator["user"]["id"], mode, per_run, server=server)
-                rates[mode].append(rate)
-                if mode == "tips":
-                    tips_total += total
-                print(f"  round {r + 1}  {mode:<6} {rate:7.0f} req/s", flush=True)
-        noop, tips = (sum(v) / len(v) for v in (rates["no-op"], rates["tips"]))
-        ratio = tips / noop
-        print(f"\nno-op {noop:.0f}/s, tips {tips:.0f}/s, tips/no-op = {ratio:.2f} (target ≥ {TARGET})  "
-              f"{'PASS' if ratio >= TARGET else 'FAIL'}")
-        _, wallet = api(server.base, "GET", "/api/wallet/me", token=creator["token"])
-        expected = tips_total * (TIP * 80 // 100)
-        violations = verify(db_url, redis)
-        print(f"books: {tips_total:,} tips counted, creator earnings {wallet['earnings']:,} "
-              f"(expected {expected:,}); ledger verify: {'clean' if not violations else violations[:3]}")
-        return 0 if ratio >= TARGET and wallet["earnings"] == expected and not violations else 1
-    finally:
-        if server:
+        try:
+            creator = register(server.base, "creator", "Hot Creator")
+            fans = [register(server.base, "fan", f"Fan {i}") for i in range(args.fans)]
+            for f in fans:
+                fund(server.base, f["token"], 1_000_000)
+            print(f"database {name}; {args.fans} fans → one creator; gunicorn gevent (gunicorn.conf.py)\n")
+            rates = {"no-op": [], "tips": []}
+            tips_total = 0
+            per_run = args.seconds / args.rounds
+            for r in range(args.rounds):
+                order = ["no-op", "tips"] if r % 2 == 0 else ["tips", "no-op"]
+                for mode in order:
+                    rate, total = timed(server.port, fans, creator["user"]["id"], mode, per_run, server=server)
+                    rates[mode].append(rate)
+                    if mode == "tips":
+                        tips_total += total
+                    print(f"  round {r + 1}  {mode:<6} {rate:7.0f} req/s", flush=True)
+            noop, tips = (sum(v) / len(v) for v in (rates["no-op"], rates["tips"]))
+            ratio = tips / noop
+            print(f"\nno-op {noop:.0f}/s, tips {tips:.0f}/s, tips/no-op = {ratio:.2f} (target ≥ {TARGET})  "
+                  f"{'PASS' if ratio >= TARGET else 'FAIL'}")
+            _, wallet = api(server.base, "GET", "/api/wallet/me", token=creator["token"])
+            expected = tips_total * (TIP * 80 // 100)
+            violations = verify(db_url, redis)
+            print(f"books: {tips_total:,} tips counted, creator earnings {wallet['earnings']:,} "
+                  f"(expected {expected:,}); ledger verify: {'clean' if not violations else violations[:3]}")
+            return 0 if ratio >= TARGET and wallet["earnings"] == expected and not violations else 1
+        finally:
             server.stop()
-        drop_database(base, name)
-        embedded.stop(redis_proc)
 
 
 if __name__ == "__main__":
