@@ -14,6 +14,10 @@ service calls `claim()` inside its transaction *before* doing any work:
 
 If the work fails (say, insufficient funds) the transaction rolls back and
 takes the claim with it, so a retry after topping up can succeed.
+
+The rule itself is the database function `idempotency_claim` (migration
+0004), so a service that does its whole write as one database function (a
+tip: `tip_send`) claims exactly the way `claim()` does.
 """
 from __future__ import annotations
 
@@ -61,21 +65,14 @@ def claim(user_id: int, key: str, scope: str, params: dict, id_sequence: str) ->
     key and the resource are written once each. Raises `Conflict`
     (idempotency_key_reused) when the key was used with other parameters.
     """
-    fp = fingerprint(scope, params)
-    reserved = db.session.execute(
-        text("INSERT INTO idempotency_keys (user_id, key, scope, fingerprint, resource_id) "
-             "VALUES (:u, :k, :s, :f, nextval(CAST(:seq AS regclass))) "
-             "ON CONFLICT (user_id, key) DO NOTHING RETURNING resource_id"),
-        {"u": user_id, "k": key, "s": scope, "f": fp, "seq": id_sequence},
-    ).scalar()
-    if reserved is not None:
-        return Claim(user_id, key, fresh=True, resource_id=reserved)
-    row = db.session.execute(
-        text("SELECT fingerprint, resource_id FROM idempotency_keys WHERE user_id = :u AND key = :k"),
-        {"u": user_id, "k": key},
+    fresh, resource_id, conflict = db.session.execute(
+        text("SELECT o_fresh, o_resource_id, o_conflict FROM idempotency_claim(:u, :k, :s, :f, CAST(:seq AS regclass))"),
+        {"u": user_id, "k": key, "s": scope, "f": fingerprint(scope, params), "seq": id_sequence},
     ).one()
-    if row.fingerprint != fp:
-        raise Conflict("This idempotency key was already used for a different request.",
-                       "idempotency_key_reused")
-    return Claim(user_id, key, fresh=False, resource_id=row.resource_id)
+    if conflict:
+        raise key_reused()
+    return Claim(user_id, key, fresh=fresh, resource_id=resource_id)
 
+
+def key_reused() -> Conflict:
+    return Conflict("This idempotency key was already used for a different request.", "idempotency_key_reused")

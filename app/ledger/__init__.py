@@ -43,10 +43,10 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import text
 
 from app.errors import InsufficientFunds
-from app.extensions import db
+from app.extensions import db, driver_connection
 
 __all__ = [
-    "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "open_account",
+    "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "post_arguments", "open_account",
     "account_for", "system_account", "balance_of", "verify",
 ]
 
@@ -144,14 +144,18 @@ def balance_of(account: Account) -> int:
     return int(db.session.execute(text(sql), {"id": account.id}).scalar_one())
 
 
-# One statement per transfer (migration 0002 explains the steps). It is sent on
-# the session's own psycopg connection, inside the caller's transaction:
-# measured, SQLAlchemy's execution layer costs more Python CPU per statement
-# than the whole transfer costs PostgreSQL, and this is the hottest write path.
+# One statement per transfer (migration 0002 explains the steps), sent on the
+# session's own psycopg connection (see `driver_connection`).
 _POST = "SELECT o_transfer_id, o_created, o_shortfall, o_balances FROM ledger_post(%s, %s, %s, %s, %s)"
 
 
-def _validate_legs(legs: list[Leg]) -> None:
+def post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
+    """Check `legs` and return them as `ledger_post` takes them: (account ids, amounts).
+
+    For database functions that post a transfer as one step of a bigger
+    statement (`tip_send`); everything else calls `transfer`. Raises
+    `LedgerError` for malformed legs.
+    """
     if len(legs) < 2:
         raise LedgerError("a transfer needs at least two legs")
     seen = set()
@@ -163,6 +167,7 @@ def _validate_legs(legs: list[Leg]) -> None:
         seen.add(leg.account.id)
     if sum(leg.amount for leg in legs) != 0:
         raise LedgerError("legs must sum to zero")
+    return [leg.account.id for leg in legs], [leg.amount for leg in legs]
 
 
 def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
@@ -177,11 +182,9 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
     wallet (or a derived account other than `token_sales`) below zero, and
     `LedgerError` for malformed legs. On either, the caller must roll back.
     """
-    _validate_legs(legs)
-    ids = [leg.account.id for leg in legs]
-    driver = db.session.connection().connection.driver_connection
-    tid, created, shortfall, balances = driver.execute(
-        _POST, (kind, key, Jsonb(metadata or {}), ids, [leg.amount for leg in legs])).fetchone()
+    ids, amounts = post_arguments(legs)
+    tid, created, shortfall, balances = driver_connection().execute(
+        _POST, (kind, key, Jsonb(metadata or {}), ids, amounts)).fetchone()
     if shortfall:
         raise InsufficientFunds(required=shortfall)
     if not created:

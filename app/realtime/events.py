@@ -18,16 +18,16 @@ def _unseen_key(creator_id: int) -> str:
     return f"{current_app.config['REDIS_PREFIX']}unseen-tips:{creator_id}"
 
 
-def tip_sent(tip, sender, creator, sender_balance: int) -> None:
+def tip_sent(tip, sender, sender_balance: int) -> None:
     """Overlay on the tip's channel, OBS overlay + feed + badge for the creator,
     balance for the sender's other tabs."""
     try:
-        unseen = int(get_redis().incr(_unseen_key(creator.id)))
+        unseen = int(get_redis().incr(_unseen_key(tip.creator_id)))
     except RedisError:
         unseen = None
     messages = [
-        (f"overlay:{creator.id}", render_template("tips/_overlay_push.html", tip=tip, sender=sender, obs=True)),
-        (user_channel(creator.id), render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen)),
+        (f"overlay:{tip.creator_id}", render_template("tips/_overlay_push.html", tip=tip, sender=sender, obs=True)),
+        (user_channel(tip.creator_id), render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen)),
         (user_channel(sender.id), render_template("wallet/_balance_push.html", balance=sender_balance)),
     ]
     if tip.channel:

@@ -11,13 +11,14 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import insert, select
+from psycopg.types.json import Jsonb
+from sqlalchemy import select
 
 from app import idempotency, ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import Forbidden, InvalidValue, NotFound
-from app.extensions import db
+from app.errors import Forbidden, InsufficientFunds, InvalidValue, NotFound
+from app.extensions import db, driver_connection
 from app.streams.models import Stream
 from app.streams.service import can_view
 from app.tips.models import Tip
@@ -50,21 +51,26 @@ def preview_split(amount: int) -> tuple[int, int]:
     return ledger.split(amount)
 
 
-def _creator(to_creator_id, sender) -> User:
+def _creator_id(to_creator_id, sender) -> int:
     if isinstance(to_creator_id, bool) or not isinstance(to_creator_id, int) or not 0 < to_creator_id < 2**63:
         raise InvalidValue("toCreatorId must be a creator's id.", field="toCreatorId")
-    creator = db.session.get(User, to_creator_id)
-    if creator is None:
-        raise NotFound("No such creator.", "creator_not_found")
-    if creator.id == sender.id:
+    if to_creator_id == sender.id:
         raise InvalidValue("You can't tip yourself.", "self_tip", field="toCreatorId")
-    if not creator.is_creator:
+    return to_creator_id
+
+
+def _earnings_account(creator_id: int) -> ledger.Account:
+    """The creator's earnings account; only creators have one (`become_creator` opens it)."""
+    earnings = ledger.account_for(creator_id, "earnings")
+    if earnings is None:
+        if db.session.get(User, creator_id) is None:
+            raise NotFound("No such creator.", "creator_not_found")
         raise InvalidValue("Only creators can receive tips.", "not_a_creator", field="toCreatorId")
-    return creator
+    return earnings
 
 
-def _context(raw, creator: User, sender) -> dict:
-    """Validate `{streamId?, callId?, channel?}`: each must exist and belong to `creator`,
+def _context(raw, creator_id: int, sender) -> dict:
+    """Validate `{streamId?, callId?, channel?}`: each must exist and belong to the creator,
     and the sender must have access to the stream (no tipping into a private show
     one cannot watch: the message would pop up on it)."""
     if raw in (None, {}):
@@ -79,7 +85,7 @@ def _context(raw, creator: User, sender) -> dict:
         stream = db.session.get(Stream, stream_id)
         if stream is None:
             raise NotFound("No such stream.", "stream_not_found")
-        if stream.creator_id != creator.id:
+        if stream.creator_id != creator_id:
             raise Forbidden("That stream belongs to another creator.", "context_mismatch")
     if call_id is not None:
         # Calls arrive with their own issue; until then no call id can be valid.
@@ -90,7 +96,7 @@ def _context(raw, creator: User, sender) -> dict:
         owner = stream or db.session.scalar(select(Stream).where(Stream.channel == channel))
         if owner is None or owner.channel != channel:
             raise NotFound("No such channel.", "channel_not_found")
-        if owner.creator_id != creator.id:
+        if owner.creator_id != creator_id:
             raise Forbidden("That channel belongs to another creator.", "context_mismatch")
         stream = owner
     if stream is not None and not can_view(sender, stream):
@@ -114,44 +120,42 @@ def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str
         raise
 
 
+# The tip's writes are one database function (migration 0004): claim the key,
+# post the legs with ledger_post, insert the tip row. Its key scope is SCOPE.
+_SEND = ("SELECT o_status, o_tip_id, o_created_at, o_transfer_id, o_balance, o_shortfall "
+         "FROM tip_send(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
 def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
     from app.realtime import events
 
-    creator = _creator(to_creator_id, sender)
-    ctx = _context(context, creator, sender)
-    claim = idempotency.claim(sender.id, key, SCOPE, {"to": creator.id, "amount": amount, "message": message,
-                                                      "context": ctx}, "tips_id_seq")
-    if not claim.fresh:
-        db.session.rollback()
-        tip = db.session.get(Tip, claim.resource_id)
-        return TipResult(tip, _balance_after(tip), replayed=True)
-
+    creator_id = _creator_id(to_creator_id, sender)
+    earnings = _earnings_account(creator_id)
+    ctx = _context(context, creator_id, sender)
+    fingerprint = idempotency.fingerprint(SCOPE, {"to": creator_id, "amount": amount, "message": message,
+                                                  "context": ctx})
     creator_share, platform_share = ledger.split(amount)
-    tip_id = claim.resource_id
     wallet = ledger.account_for(sender.id, "wallet")
-    legs = [ledger.Leg(wallet, -amount),
-            ledger.Leg(ledger.account_for(creator.id, "earnings"), creator_share),
+    legs = [ledger.Leg(wallet, -amount), ledger.Leg(earnings, creator_share),
             ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-    moved = ledger.transfer("tip", f"tip:{tip_id}", [leg for leg in legs if leg.amount],
-                            {"tipId": tip_id, "creatorId": creator.id, "creatorName": creator.display_name,
-                             "fanId": sender.id, "fanName": sender.display_name})
-    # Written once, complete: the id was reserved by the claim, the transfer exists.
-    # A plain INSERT: the ORM's unit of work costs more than the row on this hot path.
-    values = dict(id=tip_id, sender_id=sender.id, creator_id=creator.id, amount=amount, creator_share=creator_share,
-                  platform_share=platform_share, message=message, transfer_id=moved.transfer_id, **ctx)
-    created_at = db.session.execute(insert(Tip.__table__).values(**values).returning(Tip.created_at)).scalar_one()
+    accounts, amounts = ledger.post_arguments([leg for leg in legs if leg.amount])
+    status, tip_id, created_at, transfer_id, balance, shortfall = driver_connection().execute(_SEND, (
+        sender.id, creator_id, key, fingerprint, amount, creator_share, platform_share, message,
+        ctx["stream_id"], ctx["call_id"], ctx["channel"], Jsonb({"creatorId": creator_id, "fanId": sender.id}),
+        accounts, amounts, wallet.id)).fetchone()
+    if status == "conflict":
+        raise idempotency.key_reused()
+    if status == "insufficient_funds":
+        raise InsufficientFunds(required=shortfall)
+    # A replay matched the first request's fingerprint, so its fields are these.
+    tip = Tip(id=tip_id, sender_id=sender.id, creator_id=creator_id, amount=amount, creator_share=creator_share,
+              platform_share=platform_share, message=message, transfer_id=transfer_id, created_at=created_at, **ctx)
+    if status == "replayed":
+        db.session.rollback()
+        return TipResult(tip, balance, replayed=True)
     db.session.commit()
-    tip = Tip(**values, created_at=created_at)  # not attached to the session: for the answer and the events
-    new_balance = moved.balances[wallet.id]
-    events.tip_sent(tip, sender, creator, new_balance)
-    return TipResult(tip, new_balance, replayed=False)
-
-
-def _balance_after(tip: Tip) -> int:
-    from app.ledger.models import LedgerEntry
-    wallet = ledger.account_for(tip.sender_id, "wallet")
-    return db.session.scalar(select(LedgerEntry.balance_after).where(
-        LedgerEntry.transfer_id == tip.transfer_id, LedgerEntry.account_id == wallet.id))
+    events.tip_sent(tip, sender, balance)
+    return TipResult(tip, balance, replayed=False)
 
 
 @dataclass
