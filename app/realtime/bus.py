@@ -7,6 +7,7 @@ name, or `user:<id>` for one user's own feed (`/ws/me`).
 from __future__ import annotations
 
 import logging
+import secrets
 
 from redis import RedisError
 
@@ -36,6 +37,50 @@ def publish_many(messages: list[tuple[str, str]]) -> bool:
         pipe.execute()
         return True
     except RedisError as exc:
-        log.warning("realtime: events for %s not delivered, Redis unavailable: %s",
-                    ", ".join(c for c, _ in messages), exc)
+        _undelivered(messages, exc)
         return False
+
+
+# A placeholder for a counter's value inside a rendered message. Random per
+# process, so text a user typed (a tip message, say) can never contain it.
+COUNT = f"count-{secrets.token_hex(8)}"
+
+# INCR the counter, then publish each message with its last COUNT replaced
+# by the new value: a counter and the messages showing it in one round trip.
+_COUNT_AND_PUBLISH = """
+local n = redis.call('INCR', KEYS[1])
+for i = 1, #ARGV, 3 do
+    if ARGV[i + 2] == '' then
+        redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+    else
+        redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. n .. ARGV[i + 2])
+    end
+end
+return n
+"""
+
+
+def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
+    """Increment `counter` (a key without the prefix) and publish `messages`,
+    where `COUNT` in a message stands for the counter's new value; one round
+    trip. False if Redis is down: nothing is counted or delivered."""
+    args = []
+    prefix = current_app.config["REDIS_PREFIX"]
+    for channel, html in messages:
+        head, found, tail = html.rpartition(COUNT)
+        args += [prefix + channel, head, tail] if found else [prefix + channel, html, ""]
+    try:
+        redis = get_redis()
+        script = current_app.extensions.get("realtime_count_script")
+        if script is None:
+            script = current_app.extensions["realtime_count_script"] = redis.register_script(_COUNT_AND_PUBLISH)
+        script(keys=[prefix + counter], args=args, client=redis)
+        return True
+    except RedisError as exc:
+        _undelivered(messages, exc)
+        return False
+
+
+def _undelivered(messages, exc) -> None:
+    log.warning("realtime: events for %s not delivered, Redis unavailable: %s",
+                ", ".join(c for c, _ in messages), exc)

@@ -6,37 +6,44 @@ Call these only after the transaction that caused them has committed.
 """
 from __future__ import annotations
 
-from flask import current_app, render_template
+from flask import current_app
 from redis import RedisError
 
-from app.realtime.bus import publish, publish_many, user_channel
+from app.realtime.bus import COUNT, count_and_publish, publish, user_channel
 from app.redis_client import get_redis
 
 
-
 def _unseen_key(creator_id: int) -> str:
-    return f"{current_app.config['REDIS_PREFIX']}unseen-tips:{creator_id}"
+    return f"{current_app.config['REDIS_PREFIX']}{_unseen_counter(creator_id)}"
+
+
+def _unseen_counter(creator_id: int) -> str:
+    return f"unseen-tips:{creator_id}"
+
+
+def _render(template: str, **context) -> str:
+    """Render a pushed fragment from the template alone. Flask's context
+    processors (the current user's balance, CSRF token, …) are skipped on
+    purpose: a message goes to other people, so it must never depend on who
+    caused it, and skipping them is measurably cheaper on the tip path."""
+    return current_app.jinja_env.get_template(template).render(context)
 
 
 def tip_sent(tip, sender, sender_balance: int) -> None:
-    """Overlay on the tip's channel, OBS overlay + feed + badge for the creator,
-    balance for the sender's other tabs."""
-    try:
-        unseen = int(get_redis().incr(_unseen_key(tip.creator_id)))
-    except RedisError:
-        unseen = None
+    """Overlay on the tip's channel, OBS overlay + feed + unseen badge for the
+    creator, balance for the sender's other tabs: one round trip to Redis."""
     messages = [
-        (f"overlay:{tip.creator_id}", render_template("tips/_overlay_push.html", tip=tip, sender=sender, obs=True)),
-        (user_channel(tip.creator_id), render_template("tips/_creator_push.html", tip=tip, sender=sender, unseen=unseen)),
-        (user_channel(sender.id), render_template("wallet/_balance_push.html", balance=sender_balance)),
+        (f"overlay:{tip.creator_id}", _render("tips/_overlay_push.html", tip=tip, sender=sender, obs=True)),
+        (user_channel(tip.creator_id), _render("tips/_creator_push.html", tip=tip, sender=sender, unseen=COUNT)),
+        (user_channel(sender.id), _render("wallet/_balance_push.html", balance=sender_balance)),
     ]
     if tip.channel:
-        messages.append((tip.channel, render_template("tips/_overlay_push.html", tip=tip, sender=sender)))
-    publish_many(messages)
+        messages.append((tip.channel, _render("tips/_overlay_push.html", tip=tip, sender=sender)))
+    count_and_publish(_unseen_counter(tip.creator_id), messages)
 
 
 def stream_status_changed(stream) -> None:
-    publish(stream.channel, render_template("streams/_status.html", stream=stream, oob=True))
+    publish(stream.channel, _render("streams/_status.html", stream=stream, oob=True))
 
 
 def unseen_tips(creator_id: int) -> int | None:

@@ -1,0 +1,51 @@
+"""Publishing (app/realtime/bus.py) against the session's real Redis."""
+import time
+import uuid
+
+import pytest
+import redis
+
+from app.realtime import bus
+
+
+@pytest.fixture()
+def listener(app, services):
+    """(prefix, pubsub subscribed to two fresh channels a and b)."""
+    prefix = app.config["REDIS_PREFIX"]
+    client = redis.Redis.from_url(services[1])
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    names = (f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}")
+    pubsub.subscribe(*(prefix + n for n in names))
+    yield names, pubsub
+    pubsub.close()
+    client.close()
+
+
+def _received(pubsub, n):
+    got, deadline = [], time.monotonic() + 3
+    while len(got) < n and time.monotonic() < deadline:
+        # None also stands for a skipped subscribe confirmation: keep reading.
+        message = pubsub.get_message(timeout=0.5)
+        if message is not None:
+            got.append((message["channel"].decode(), message["data"].decode()))
+    return got
+
+
+def test_count_and_publish_splices_the_new_count_into_the_last_placeholder(app, listener):
+    (a, b), pubsub = listener
+    prefix = app.config["REDIS_PREFIX"]
+    counter = f"test-counter-{uuid.uuid4().hex[:8]}"
+    with app.app_context():
+        # A placeholder-looking text earlier in a message (a user's words) is left alone:
+        # only the last COUNT is the badge.
+        assert bus.count_and_publish(counter, [(a, f"<p>{bus.COUNT}</p><b>{bus.COUNT}</b>"), (b, "plain 100%")])
+        assert bus.count_and_publish(counter, [(a, f"<b>{bus.COUNT}</b>")])
+        assert redis.Redis.from_url(app.config["REDIS_URL"]).get(prefix + counter) == b"2"
+    assert _received(pubsub, 3) == [(prefix + a, f"<p>{bus.COUNT}</p><b>1</b>"), (prefix + b, "plain 100%"),
+                                    (prefix + a, "<b>2</b>")]
+
+
+def test_count_and_publish_reports_an_outage_instead_of_raising(make_app, services):
+    down = make_app((services[0], "redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    with down.app_context():
+        assert bus.count_and_publish("test-counter", [("a", bus.COUNT)]) is False
