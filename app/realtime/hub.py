@@ -24,6 +24,16 @@ holds for that channel.
   PSUBSCRIBE is confirmed by Redis (bounded wait; no wait during an outage),
   so a socket that subscribes and *then* reads its state from the database
   misses nothing committed in between.
+* **One frame per message.** The listener turns each message into a complete
+  WebSocket text frame once (`text_frame`) and every local socket writes those
+  same bytes: server frames are unmasked and sockets negotiate no extension
+  (sockets.py declines permessage-deflate), so the frame is identical for all.
+  Measured with 1,000 viewers, building a frame per socket was ~10% of a web
+  worker's CPU.
+* **No timer per message.** A socket loop blocks on its inbox with no timeout;
+  instead the listener offers `WAKE` to idle inboxes every `WAKE_INTERVAL`, so
+  a loop whose peer went away notices within about a second (a timed wait per
+  message cost ~13% of the worker's CPU at 1,000 viewers under gevent).
 * **Presence.** Each socket is a member of the sorted set `<prefix>viewers:<channel>`
   (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
   stale members (a crashed instance's sockets expire) and pushes the viewer
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 import time
 import uuid
@@ -58,12 +69,29 @@ PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
 SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for a cold listener to be subscribed
 
+WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
+
 # Offered to every socket when the listener is back after missing events: re-send your state.
 RESYNC = object()
+# Offered to idle inboxes every WAKE_INTERVAL: nothing to send, check the connection.
+WAKE = object()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """`payload` (UTF-8 text) as one complete, unmasked WebSocket text frame
+    (RFC 6455 §5.2: FIN + opcode 1, then the 7-, 16- or 64-bit length)."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
 
 
 class Subscriber:
-    """One socket's inbox."""
+    """One socket's inbox: frames (bytes, from `text_frame`), `RESYNC` or `WAKE`."""
 
     __slots__ = ("id", "channels", "queue", "dropped")
 
@@ -80,6 +108,13 @@ class Subscriber:
             self.queue.put_nowait(message)
         except queue.Full:
             self.dropped = True  # the socket loop closes it; never block the listener
+
+    def wake(self) -> None:
+        if self.queue.empty():  # a busy inbox wakes its loop anyway
+            try:
+                self.queue.put_nowait(WAKE)
+            except queue.Full:
+                pass
 
 
 class Hub:
@@ -148,7 +183,7 @@ class Hub:
 
     def _run(self) -> None:
         backoff = 0.2
-        next_presence = 0.0
+        next_presence = next_wake = 0.0
         missed = False  # events may have been published while we weren't subscribed
         while not self._stopping.is_set():
             pubsub = None
@@ -173,6 +208,9 @@ class Hub:
                                 log.info("realtime hub: reconnected to Redis; local sockets resync")
                                 self._resync_all()
                                 missed = False
+                    if time.monotonic() >= next_wake:
+                        next_wake = time.monotonic() + WAKE_INTERVAL
+                        self._wake_all()
                     if time.monotonic() >= next_presence:
                         next_presence = time.monotonic() + PRESENCE_INTERVAL
                         self._presence_tick(client)
@@ -181,6 +219,7 @@ class Hub:
                 self._outage.set()
                 missed = True
                 log.warning("realtime hub: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                self._wake_all()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -190,20 +229,26 @@ class Hub:
                     except Exception:  # noqa: BLE001 - closing a dead connection
                         pass
 
-    def _resync_all(self) -> None:
+    def _local_subscribers(self) -> set[Subscriber]:
         with self._lock:
-            targets = {sub for subs in self._subs.values() for sub in subs}
-        for sub in targets:
+            return {sub for subs in self._subs.values() for sub in subs}
+
+    def _resync_all(self) -> None:
+        for sub in self._local_subscribers():
             sub.offer(RESYNC)
+
+    def _wake_all(self) -> None:
+        for sub in self._local_subscribers():
+            sub.wake()
 
     def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
         channel = raw_channel.decode()[len(self.prefix):]
         with self._lock:
             targets = list(self._subs.get(channel, ()))
         if targets:
-            text = data.decode()
+            frame = text_frame(data)  # Redis hands us the UTF-8 bytes the frame carries
             for sub in targets:
-                sub.offer(text)
+                sub.offer(frame)
             # Let the sockets run. In a burst the listener reads message after message
             # from its buffer without a syscall, so without yielding it would fill every
             # queue — dropping fast sockets too — before any of them got the GIL (or,
@@ -250,8 +295,8 @@ class Hub:
             count = int(results[i * 4 + 2])
             if self._render_viewer_count and self._last_counts.get(channel) != count:
                 self._last_counts[channel] = count
-                html = self._render_viewer_count(count)
+                frame = text_frame(self._render_viewer_count(count).encode())
                 with self._lock:
                     targets = list(self._subs.get(channel, ()))
                 for sub in targets:
-                    sub.offer(html)
+                    sub.offer(frame)

@@ -17,7 +17,6 @@ connections.
 """
 from __future__ import annotations
 
-import queue
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, render_template, request
@@ -30,9 +29,6 @@ from app.realtime import events
 from app.realtime.bus import user_channel
 
 bp = Blueprint("realtime", __name__)
-
-KEEPALIVE_SECONDS = 1.0
-
 
 def hub():
     return current_app.extensions["realtime_hub"]
@@ -47,6 +43,10 @@ def _origin_allowed() -> bool:
 
 @bp.before_request
 def _guard():
+    # Decline permessage-deflate: every message is a small HTML fragment sent to
+    # many sockets, so one pre-built frame for all of them (see hub.text_frame)
+    # beats compressing it again per socket (and ~100 KB of zlib state each).
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     if not _origin_allowed():
         return error_response(Forbidden("WebSocket connections from other sites are refused.", "bad_origin"))
     endpoint = request.endpoint
@@ -73,7 +73,7 @@ def _guard():
 def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
     """Subscribe, send `render_state()`, then relay this socket's hub messages
     until either side goes away."""
-    from app.realtime.hub import RESYNC
+    from app.realtime.hub import RESYNC, WAKE
 
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
@@ -82,20 +82,24 @@ def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
         if state:
             ws.send(state)
         while ws.connected:
-            try:
-                message = sub.queue.get(timeout=KEEPALIVE_SECONDS)
-            except queue.Empty:
-                continue
+            message = sub.queue.get()  # no timeout: the hub WAKEs idle inboxes every second
             if sub.dropped:
                 # Too slow to keep up: drop it rather than hold everyone else back.
                 ws.close(reason=1013, message="Too slow; reconnect to resync.")
                 break
+            if message is WAKE:
+                continue
             if message is RESYNC:
-                message = _state(render_state)
-                if not message:
-                    continue
-            ws.send(message)
-    except ConnectionClosed:
+                state = _state(render_state)
+                if state:
+                    ws.send(state)
+                continue
+            if not ws.connected:
+                break
+            # The hub's ready-made frame, the same bytes for every socket (no extension
+            # was negotiated, see `_guard`): written as is, past wsproto's per-socket framing.
+            ws.sock.sendall(message)
+    except (ConnectionClosed, OSError):
         pass
     finally:
         db.session.remove()

@@ -100,3 +100,24 @@ def test_stream_status_changes_reach_viewers(live_api, people, viewers):
     live_api.stream_action(creator_h, stream["id"], "end")
     message = viewer.wait_for('id="stream-status"', 2)
     assert message and ">Ended<" in message and 'hx-swap-oob="true"' in message, viewer.messages
+
+
+def test_permessage_deflate_is_declined_and_a_client_offering_it_still_gets_every_tip(
+        live_server, live_api, people, viewers):
+    """Browsers offer permessage-deflate; the server declines it so one pre-built
+    frame serves every socket (app/realtime/hub.py). simple-websocket's client
+    offers it too, so `viewers` also checks the declined path end to end."""
+    from tests.realtime.helpers import handshake
+
+    creator, creator_h, [(_fan, fan_h)] = people()
+    stream = live_api.live_stream(creator_h)
+    path = f"/ws/channels/{stream['channel']}"
+    hs = handshake(live_server, path, {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
+    assert hs.status == 101 and "sec-websocket-extensions" not in hs.headers
+    assert hs.body[:1] == b"\x81"  # an uncompressed text frame (RSV1 clear) carrying the state
+
+    viewer = viewers(live_api.ws(path))
+    assert 'id="stream-status"' in viewer.receive(5)
+    tips = [live_api.send_tip(fan_h, creator.id, n, f"tip {n}", stream["id"])["tip"] for n in (1, 2, 3)]
+    for tip in tips:
+        assert viewer.wait_for(f'id="tip-{tip["id"]}"', 2), viewer.messages

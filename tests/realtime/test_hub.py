@@ -7,7 +7,38 @@ import uuid
 import pytest
 import redis
 
-from app.realtime.hub import QUEUE_SIZE, Hub
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from app.realtime.hub import QUEUE_SIZE, WAKE, WAKE_INTERVAL, Hub, text_frame
+
+
+def _read_frames(data: bytes) -> list[str]:
+    """Parse server frames with a real WebSocket client implementation (wsproto)."""
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="x", target="/")))
+    next(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    next(client.events())
+    client.receive_data(data)
+    return [e.data for e in client.events() if isinstance(e, TextMessage)]
+
+
+def _next_text(sub, timeout: float) -> str:
+    """The next message in `sub`'s inbox as text, skipping WAKEs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        item = sub.queue.get(timeout=max(deadline - time.monotonic(), 0.001))
+        if item is not WAKE:
+            (text,) = _read_frames(item)
+            return text
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frame_is_read_back_by_a_websocket_client_at_every_length_encoding(size):
+    text = ("é<b>" * size)[:size]
+    assert _read_frames(text_frame(text.encode())) == [text]
+    assert _read_frames(text_frame(b"one") + text_frame(b"two")) == ["one", "two"]
 
 
 @pytest.fixture()
@@ -39,7 +70,7 @@ def test_slow_consumer_is_dropped_and_never_delays_the_others(hub, publisher, pr
     def drain():
         try:
             while len(received) < total:
-                received.append(fast.queue.get(timeout=5))
+                received.append(_next_text(fast, 5))
         except queue.Empty as exc:
             errors.append(exc)
 
@@ -72,7 +103,7 @@ def test_an_event_published_right_after_subscribe_returns_is_delivered_even_on_a
             channel = f"cold-{uuid.uuid4().hex[:8]}"
             sub = cold.subscribe((channel,))
             publisher.publish(prefix + channel, "first")
-            assert sub.queue.get(timeout=2) == "first", f"lost on attempt {attempt}"
+            assert _next_text(sub, 2) == "first", f"lost on attempt {attempt}"
         finally:
             cold.stop()
 
@@ -83,8 +114,27 @@ def test_local_subscribers_only_get_their_own_channels(hub, publisher, prefix):
     try:
         publisher.publish(prefix + other, "not for you")
         publisher.publish(prefix + mine, "for you")
-        assert sub.queue.get(timeout=2) == "for you"
-        assert sub.queue.empty()
+        assert _next_text(sub, 2) == "for you"
+        assert all(sub.queue.get_nowait() is WAKE for _ in range(sub.queue.qsize()))
     finally:
         hub.unsubscribe(sub)
     assert hub.local_count(mine) == 0
+
+
+def test_idle_inboxes_are_woken_so_a_socket_loop_notices_its_peer_left(hub, publisher, prefix):
+    """Socket loops wait on their inbox without a timer; the hub wakes idle ones."""
+    idle = hub.subscribe((f"idle-{uuid.uuid4().hex[:8]}",))
+    busy_channel = f"busy-{uuid.uuid4().hex[:8]}"
+    busy = hub.subscribe((busy_channel,))
+    try:
+        publisher.publish(prefix + busy_channel, "unread")
+        started = time.monotonic()
+        assert idle.queue.get(timeout=WAKE_INTERVAL * 3) is WAKE
+        assert time.monotonic() - started <= WAKE_INTERVAL * 2.5
+        time.sleep(WAKE_INTERVAL * 2.5)
+        # An inbox that already holds something is not padded with WAKEs.
+        assert _next_text(busy, 1) == "unread" and busy.queue.qsize() <= 1
+        assert not idle.dropped and not busy.dropped
+    finally:
+        hub.unsubscribe(idle)
+        hub.unsubscribe(busy)
