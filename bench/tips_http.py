@@ -100,7 +100,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with fresh_services() as (name, db_url, redis):
-        server = WebServer(db_url, redis, os.environ.get("GUNICORN_WORKER_CLASS", "gevent"),
+        worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+        server = WebServer(db_url, redis, worker_class,
                            # The per-user tip limit (40/s) is not what is measured here.
                            {"TIP_LIMIT_PER_USER": "100000 per second"}, log_path="/tmp/pm-bench-tips-http.log")
         try:
@@ -108,7 +109,7 @@ def main() -> int:
             fans = [register(server.base, "fan", f"Fan {i}") for i in range(args.fans)]
             for f in fans:
                 fund(server.base, f["token"], 1_000_000)
-            print(f"database {name}; {args.fans} fans → one creator; gunicorn gevent (gunicorn.conf.py)\n")
+            print(f"database {name}; {args.fans} fans → one creator; gunicorn {worker_class} (gunicorn.conf.py)\n")
             rates = {"no-op": [], "tips": []}
             tips_total = 0
             per_run = args.seconds / args.rounds
