@@ -187,6 +187,10 @@ def _register_templates(app: Flask) -> None:
     from app.wallet.payments import test_mode
     from app.wallet.service import wallet_balance
 
+    from app.streams.media import playback_url
+    # A global, not a context processor: pushed fragments (rendered without one) use it too.
+    app.jinja_env.globals["playback_url"] = playback_url
+
     @app.template_filter("tokens")
     def tokens_filter(n):
         """1000 → "1,000": the one way tokens are written."""

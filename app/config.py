@@ -89,6 +89,10 @@ class Config:
     NO_SHOW_GRACE_MINUTES: int = 15
     ICE_SERVERS: str = ""
     MEDIA_HLS_BASE_URL: str = ""
+    # Where creators point OBS (e.g. rtmp://media.example.com:1935); shown with their stream key.
+    MEDIA_INGEST_URL: str = ""
+    # Lifetime of a viewer's signed media-server read token; the player renews it before then.
+    PLAYBACK_TOKEN_TTL_SECONDS: int = 120
     # Rate limits (Flask-Limiter syntax). Login is limited per account and
     # per IP; purchases per user.
     LOGIN_LIMIT_PER_ACCOUNT: str = "10 per minute"
@@ -137,6 +141,8 @@ class Config:
             NO_SHOW_GRACE_MINUTES=_int(env, "NO_SHOW_GRACE_MINUTES", 15, 0),
             ICE_SERVERS=env.get("ICE_SERVERS", ""),
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
+            MEDIA_INGEST_URL=env.get("MEDIA_INGEST_URL", ""),
+            PLAYBACK_TOKEN_TTL_SECONDS=_int(env, "PLAYBACK_TOKEN_TTL_SECONDS", 120, 10, 86400),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),

@@ -7,6 +7,7 @@ const root = path.resolve(__dirname, "..");
 const files = {
   "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
   "htmx-ext-ws.js": "node_modules/htmx-ext-ws/dist/ws.js",
+  "hls.min.js": "node_modules/hls.js/dist/hls.min.js",
 };
 const out = path.join(root, "static", "vendor");
 fs.mkdirSync(out, { recursive: true });

@@ -21,6 +21,8 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), server_default=text("'fan'"))
     # Secret path segment of the creator's OBS browser-source overlay (regenerable).
     overlay_secret: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The creator's secret key for publishing video to the media server (regenerable).
+    stream_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

@@ -1,14 +1,14 @@
-"""/creator/settings: the creator's OBS overlay URL (and, later, call settings)."""
-from flask import Blueprint, render_template, url_for
+"""/creator/settings: the creator's OBS overlay URL and media-server stream key
+(and, later, call settings)."""
+from flask import Blueprint, current_app, render_template, url_for
 from flask_login import current_user, login_required
 
 from app.auth.service import require_creator
 from app.http import redirect_to
+from app.streams import media
 from app.tips import service as tips
 
 bp = Blueprint("creator", __name__)
-
-
 
 
 @bp.get("/creator/settings")
@@ -16,7 +16,16 @@ bp = Blueprint("creator", __name__)
 def settings():
     require_creator(current_user)
     overlay_url = url_for("tips.overlay", secret=tips.overlay_secret(current_user), _external=True)
-    return render_template("creator/settings.html", overlay_url=overlay_url)
+    return render_template("creator/settings.html", overlay_url=overlay_url,
+                           stream_key=media.stream_key(current_user),
+                           ingest_base=current_app.config["MEDIA_INGEST_URL"])
+
+
+@bp.post("/creator/settings/stream-key/regenerate")
+@login_required
+def regenerate_stream_key():
+    media.regenerate_stream_key(current_user)
+    return redirect_to(url_for("creator.settings"))
 
 
 @bp.post("/creator/settings/overlay/regenerate")

@@ -47,6 +47,7 @@ from app.extensions import db, driver_connection
 
 __all__ = [
     "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "post_arguments", "open_account",
+    "open_escrow", "account",
     "account_for", "system_account", "balance_of", "verify",
 ]
 
@@ -103,6 +104,22 @@ def open_account(kind: str, user_id: int) -> Account:
         {"k": kind, "u": user_id, "c": cached},
     )
     return account_for(user_id, kind)
+
+
+def open_escrow(owner_id: int) -> Account:
+    """A new escrow account owned by `owner_id` (a creator): one per private show,
+    so settling or refunding a show only ever sums that show's entries."""
+    account_id = db.session.execute(
+        text("INSERT INTO ledger_accounts (kind, user_id, cached) VALUES ('escrow', :u, false) RETURNING id"),
+        {"u": owner_id}).scalar_one()
+    return Account(account_id, "escrow", False)
+
+
+def account(account_id: int) -> Account:
+    """The account with this id (escrow accounts are found through their show)."""
+    row = db.session.execute(text("SELECT id, kind, cached FROM ledger_accounts WHERE id = :id"),
+                             {"id": account_id}).one()
+    return Account(*row)
 
 
 def account_for(user_id: int, kind: str) -> Account | None:

@@ -59,6 +59,21 @@ _CHECKS = [
         "account {0} ({1}) is negative: {2}",
     ),
     (
+        # A show's escrow holds exactly its valid tickets until it settles (then nothing).
+        "escrow_mismatch",
+        """SELECT s.id, coalesce(e.total, 0), CASE WHEN s.settlement_transfer_id IS NULL
+                                                  THEN coalesce(t.total, 0) ELSE 0 END
+             FROM streams s
+             LEFT JOIN (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY account_id) e
+                    ON e.account_id = s.escrow_account_id
+             LEFT JOIN (SELECT stream_id, sum(price) AS total FROM tickets WHERE status = 'valid'
+                         GROUP BY stream_id) t ON t.stream_id = s.id
+            WHERE s.escrow_account_id IS NOT NULL
+              AND coalesce(e.total, 0) <> CASE WHEN s.settlement_transfer_id IS NULL
+                                               THEN coalesce(t.total, 0) ELSE 0 END""",
+        "stream {0}: escrow holds {1} but its unsettled valid tickets total {2}",
+    ),
+    (
         "issued_not_purchased",
         """SELECT issued, purchased FROM (
              SELECT (SELECT -coalesce(sum(e.amount), 0) FROM ledger_entries e

@@ -42,6 +42,11 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
     count_and_publish(_unseen_counter(tip.creator_id), messages)
 
 
+def balance_changed(user_id: int, balance: int) -> None:
+    """The user's new wallet balance, for every tab they have open."""
+    publish(user_channel(user_id), _render("wallet/_balance_push.html", balance=balance))
+
+
 def stream_status_changed(stream) -> None:
     publish(stream.channel, _render("streams/_status.html", stream=stream, oob=True))
 

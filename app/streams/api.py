@@ -3,7 +3,7 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from app.http import public
-from app.streams import service
+from app.streams import service, tickets
 from app.validation import json_body
 
 bp = Blueprint("streams_api", __name__, url_prefix="/api/streams")
@@ -36,3 +36,10 @@ def change(stream_id, action):
 @bp.get("/<int:stream_id>/access")
 def access(stream_id):
     return jsonify(hasAccess=service.can_view(current_user, service.get_stream(stream_id)))
+
+
+@bp.post("/<int:stream_id>/tickets/checkout")
+def checkout(stream_id):
+    """201 with a new ticket; 200 with the same ticket when the fan already has one."""
+    result = tickets.checkout(current_user, service.get_stream(stream_id))
+    return jsonify(ticket=result.ticket.to_dict(), newBalance=result.new_balance), 201 if result.created else 200

@@ -1,27 +1,79 @@
-"""Pages: /streams/<id>, /creator/streams (create, go live, end, cancel)."""
-from flask import Blueprint, render_template, request, url_for
+"""Pages: /streams/<id> (the show, or its ticket gate), /creator/streams (create,
+go live, end, cancel), the player's playback token, and the media server's
+auth hook (/media/auth)."""
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import ledger
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import AppError
+from app.errors import AppError, Forbidden, InsufficientFunds
 from app.extensions import db
-from app.http import redirect_to, render
-from app.streams import service
+from app.http import is_htmx, redirect_to, render
+from app.streams import media, service, tickets
 from app.tips.service import recent_tips
+from app.wallet.service import wallet_balance
 
 bp = Blueprint("streams", __name__)
 
 
+def _show_context(stream, **extra) -> dict:
+    """Everything `streams/_show.html` needs, for the page and for the swap after a checkout."""
+    has_access = service.can_view(current_user, stream)
+    return dict(stream=stream, creator=db.session.get(User, stream.creator_id), has_access=has_access,
+                recent=recent_tips(stream_id=stream.id) if has_access else [],
+                ticket=tickets.ticket_of(current_user, stream),
+                balance=wallet_balance(current_user) if current_user.is_authenticated else None, **extra)
+
+
 @bp.get("/streams/<int:stream_id>")
 def show(stream_id):
+    return render_template("streams/show.html", **_show_context(service.get_stream(stream_id)))
+
+
+@bp.post("/streams/<int:stream_id>/ticket")
+@login_required
+def buy_ticket(stream_id):
+    """The gate's "Buy ticket": on success the page becomes the show (htmx swaps
+    `#show`; without JS, back to the page). Errors re-render the gate in place."""
     stream = service.get_stream(stream_id)
-    creator = db.session.get(User, stream.creator_id)
-    return render_template("streams/show.html", stream=stream, creator=creator,
-                           has_access=service.can_view(current_user, stream),
-                           recent=recent_tips(stream_id=stream.id))
+    try:
+        tickets.checkout(current_user, stream)
+    except InsufficientFunds as err:
+        return render_template("streams/_show.html", **_show_context(
+            stream, gate_error=err.message, shortfall=err.required)), 402
+    except AppError as err:
+        if not is_htmx():
+            raise
+        return render_template("streams/_show.html", **_show_context(stream, gate_error=err.message)), err.status
+    if not is_htmx():
+        return redirect_to(url_for("streams.show", stream_id=stream.id))
+    return render_template("streams/_show.html", **_show_context(stream), balance_oob=True)
 
 
+@bp.get("/streams/<int:stream_id>/playback-token")
+def playback_token(stream_id):
+    """A fresh media-server read token for the player (it renews before expiry)."""
+    stream = service.get_stream(stream_id)
+    if not service.can_view(current_user, stream):
+        raise Forbidden("You don't have access to this stream.", "no_access")
+    return jsonify(token=media.playback_token(current_user, stream), url=media.playback_url(stream),
+                   expiresIn=current_app.config["PLAYBACK_TOKEN_TTL_SECONDS"])
+
+
+@bp.post("/media/auth")
+def media_auth():
+    """MediaMTX's external HTTP auth hook (authMethod: http): 2xx lets the
+    publisher/reader in, anything else keeps them out. Server to server: no
+    session, no CSRF."""
+    payload = request.get_json(silent=True)
+    allowed, reason = media.authorize(payload if isinstance(payload, dict) else {})
+    if allowed:
+        return jsonify(ok=True)
+    return jsonify(error="Not allowed by the app.", code=reason), 401
+
+
+media_auth.csrf_exempt = True
 
 
 @bp.route("/creator/streams", methods=["GET", "POST"])
@@ -37,8 +89,11 @@ def manage():
             return redirect_to(url_for("streams.manage"))
         except AppError as err:
             errors, status = err.extra.get("errors") or {err.field or "type": err.message}, err.status
-    return render("creator/streams.html", "creator/_stream_form.html", status,
-                  streams=service.streams_of(current_user), values=values, errors=errors)
+    streams = service.streams_of(current_user)
+    return render("creator/streams.html", "creator/_stream_form.html", status, streams=streams, values=values,
+                  errors=errors, figures=tickets.show_figures([s.id for s in streams]),
+                  obs={s.id: media.obs_settings(s, current_user) for s in streams if s.status in ("scheduled", "live")},
+                  creator_share=lambda gross: ledger.split(gross)[0])
 
 
 @bp.post("/creator/streams/<int:stream_id>/<any(start, end, cancel):action>")

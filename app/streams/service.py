@@ -2,17 +2,21 @@
 
 States: scheduled → live → ended; canceled from scheduled or live. Every
 status change is published to the stream's channel after the commit.
-Private shows' tickets, escrow and refunds arrive with the streams issue;
-until then a private stream is visible to its creator only.
+Private shows sell tickets into their own escrow account (`tickets.py`):
+ending a show that went live settles it in the same transaction; canceling
+one (by its creator, or `cancel_no_shows` when it never started within
+`NO_SHOW_GRACE_MINUTES` of `startsAt`) queues the refund of every ticket.
 """
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import case, func, select
+from flask import current_app
 
-from app import validation
+from sqlalchemy import case, func, select, text
+
+from app import ledger, validation
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db
@@ -71,6 +75,8 @@ def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None,
     errors.raise_if_any()
     stream = Stream(creator_id=creator.id, type=type_, title=title or f"{creator.display_name} live",
                     ticket_price=ticket_price, starts_at=starts_at, channel=f"s-{secrets.token_urlsafe(12)}")
+    if type_ == "private":
+        stream.escrow_account_id = ledger.open_escrow(creator.id).id
     db.session.add(stream)
     db.session.commit()
     return stream
@@ -86,37 +92,85 @@ def get_stream(stream_id) -> Stream:
 def change_status(user, stream_id: int, action: str) -> Stream:
     """Apply `action` (start, end, cancel) as the stream's creator; commits and
     publishes the new status. `Forbidden` for anyone else, `Conflict` when the
-    current status does not allow it."""
-    from app.realtime import events
-
+    current status does not allow it. Ending a private show that went live
+    settles its tickets; canceling one queues their refunds."""
     stream = get_stream(stream_id)
     if stream.creator_id != user.id:
         raise Forbidden("Only the stream's creator can do that.", "not_stream_owner")
-    allowed_from, to = _TRANSITIONS[action]
-    # Lock the row: two clicks (or two instances) must not both transition it.
-    # populate_existing: the row was loaded above without the lock; without it the
-    # identity map keeps that stale status and every concurrent click "wins".
-    stream = db.session.execute(select(Stream).where(Stream.id == stream.id).with_for_update()
-                                .execution_options(populate_existing=True)).scalar_one()
-    if stream.status not in allowed_from:
-        raise Conflict(f"A {stream.status} stream cannot be {'started' if action == 'start' else action + 'ed'}.",
-                       "invalid_stream_status")
-    stream.status = to
-    if to == "live":
-        stream.started_at = func.now()
-    elif to in ("ended", "canceled"):
-        stream.ended_at = func.now()
-    db.session.commit()
+    return _transition(stream.id, action, "creator")
+
+
+def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Stream:
+    from app import jobs
+    from app.realtime import events
+    from app.streams import tickets
+
+    # Lock the row: two clicks (or two instances) must not both transition it, and
+    # ticket checkouts (which hold it shared) finish before a show settles or refunds.
+    # populate_existing: the row may be loaded already without the lock; the identity
+    # map would keep that stale status and every concurrent click would "win".
+    try:
+        stream = db.session.execute(select(Stream).where(Stream.id == stream_id).with_for_update()
+                                    .execution_options(populate_existing=True)).scalar_one()
+        allowed_from, to = _TRANSITIONS[action]
+        if stream.status not in allowed_from:
+            raise Conflict(f"A {stream.status} stream cannot be "
+                           f"{'started' if action == 'start' else action + 'ed'}.", "invalid_stream_status")
+        stream.status = to
+        if to == "live":
+            stream.started_at = func.now()
+        else:
+            stream.ended_at = func.now()
+        if to == "ended" and stream.type == "private":
+            tickets.settle(stream)
+        if to == "canceled":
+            stream.cancel_reason = cancel_reason
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.refresh(stream)  # the timestamps the database set
     events.stream_status_changed(stream)
+    if to == "canceled" and stream.type == "private":
+        jobs.enqueue(jobs.refund_show, stream.id)
     return stream
+
+
+def cancel_no_shows() -> list[int]:
+    """Cancel every scheduled show whose `startsAt` is more than
+    `NO_SHOW_GRACE_MINUTES` ago (reason `no_show`); returns their ids. Run by
+    the worker's cron; a show started at the last moment is left alone."""
+    grace = current_app.config["NO_SHOW_GRACE_MINUTES"]
+    due = db.session.scalars(select(Stream.id).where(
+        Stream.status == "scheduled", Stream.starts_at.is_not(None),
+        Stream.starts_at < func.now() - text(f"interval '{int(grace)} minutes'"))).all()
+    db.session.rollback()
+    canceled = []
+    for stream_id in due:
+        try:
+            _transition(stream_id, "cancel", "no_show")
+            canceled.append(stream_id)
+        except Conflict:
+            pass  # it went live (or was canceled) in the meantime
+    return canceled
+
+
+def shows_awaiting_refunds() -> list[int]:
+    """Canceled private shows whose tickets are not all refunded yet."""
+    return list(db.session.scalars(select(Stream.id).where(
+        Stream.status == "canceled", Stream.type == "private", Stream.refunded_at.is_(None))))
 
 
 def can_view(user, stream: Stream) -> bool:
     """The access rule: the creator always; public streams everyone; private
-    streams (until tickets exist) only the creator."""
-    if user is not None and getattr(user, "is_authenticated", False) and user.id == stream.creator_id:
+    shows the holders of a valid (not refunded) ticket."""
+    from app.streams.tickets import has_valid_ticket
+
+    if stream.type == "public":
         return True
-    return stream.type == "public"
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return user.id == stream.creator_id or has_valid_ticket(user.id, stream.id)
 
 
 def live_and_upcoming(limit: int = 50) -> list[Stream]:

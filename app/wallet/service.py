@@ -136,10 +136,16 @@ class HistoryPage:
 
 
 def describe(kind: str, metadata: dict, amount: int) -> str:
-    """The reason a person reads next to a wallet entry."""
+    """The reason a person reads next to a wallet entry (plain text: templates escape it)."""
     if kind == "purchase":
         suffix = " (test mode)" if metadata.get("provider") == "demo" else ""
         return f"Bought {amount:,} tokens{suffix}"
+    show = metadata.get("streamTitle")
+    if kind == "ticket" and show:
+        return f"Ticket: {show}"
+    if kind == "ticket_refund" and show:
+        why = "did not start in time" if metadata.get("reason") == "no_show" else "was canceled"
+        return f"Refund: {show} {why}"
     return kind.replace("_", " ").capitalize()
 
 

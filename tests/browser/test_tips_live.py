@@ -438,7 +438,7 @@ def test_creator_goes_live_and_viewers_see_it(open_page, hub, make_fan, new_crea
     expect(status).to_have_text("Live")
     expect(status).to_have_class(re.compile(r"\bstatus-live\b"))
     expect(v.page.locator("#player-state")).to_have_text(
-        "Live video plays here once the creator's media server is connected.")  # not "Waiting…" beside "Live"
+        "The creator is live. Video appears here once the operator connects a media server.")  # not "Waiting…" beside "Live"
     expect(v.page.locator("#player-state")).to_have_count(1)
     expect(v.page.locator("#stream-status")).to_have_count(1)
     assert v.navigations == navigations, "the viewer's page reloaded"
