@@ -41,7 +41,9 @@ def main() -> None:
     with app.app_context():
         connection = Redis.from_url(app.config["REDIS_URL"])
         if CRON_JOBS:
-            _start_cron(connection)
+            # Its own connection: sharing the worker's made the worker's blocking
+            # dequeue time out every few seconds (seen with RQ 3.0).
+            _start_cron(Redis.from_url(app.config["REDIS_URL"]))
         worker = Worker([Queue("default", connection=connection)], connection=connection)
         log.info("worker: listening on queue 'default'")
         worker.work(with_scheduler=False)

@@ -28,7 +28,8 @@ def _show_context(stream, **extra) -> dict:
 
 @bp.get("/streams/<int:stream_id>")
 def show(stream_id):
-    return render_template("streams/show.html", **_show_context(service.get_stream(stream_id)))
+    """The page; for htmx only its body (the gate re-renders itself after a top-up)."""
+    return render("streams/show.html", "streams/_show.html", **_show_context(service.get_stream(stream_id)))
 
 
 @bp.post("/streams/<int:stream_id>/ticket")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, select, text
 
 from app import ledger
-from app.errors import Conflict, Forbidden, InsufficientFunds
+from app.errors import Conflict, Forbidden
 from app.extensions import db
 from app.streams.models import Stream, Ticket
 
@@ -97,8 +97,8 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
                         transfer_id=moved.transfer_id)
         db.session.add(ticket)
         db.session.commit()
-    except (InsufficientFunds, Conflict):
-        db.session.rollback()
+    except Exception:
+        db.session.rollback()  # a refused checkout leaves nothing behind
         raise
     from app.realtime import events
     events.balance_changed(fan.id, moved.balances[wallet.id])

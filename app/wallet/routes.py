@@ -1,7 +1,7 @@
 """Pages: /wallet (balance, buy sheet, history) and receipts."""
 from urllib.parse import urlsplit
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, make_response, render_template, request
 from flask_login import current_user, login_required
 
 from app.errors import AppError, NotFound
@@ -65,9 +65,12 @@ def purchase():
     context = dict(balances=service.balances(current_user), history=service.history(current_user),
                    **buy_sheet_context(success=success))
     if is_htmx():
-        # The sheet, plus the balance (and, on /wallet itself, the history) out-of-band.
-        return render_template("wallet/_purchase_done.html", on_wallet_page=_htmx_page_path() == "/wallet",
-                               **context)
+        # The sheet, plus the balance (and, on /wallet itself, the history) out-of-band;
+        # `balance-changed` lets whatever opened the sheet refresh itself (the ticket gate).
+        resp = make_response(render_template("wallet/_purchase_done.html",
+                                             on_wallet_page=_htmx_page_path() == "/wallet", **context))
+        resp.headers["HX-Trigger"] = "balance-changed"
+        return resp
     return render_template("wallet/wallet.html", **context)
 
 

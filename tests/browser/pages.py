@@ -1,6 +1,8 @@
 """What a browser test watches on every page it opens."""
 from __future__ import annotations
 
+import re
+
 # Printed by the probe script test_tips_live.py adds to pages (no <script> in the app, so CSP is unaffected).
 OOB_MISSING = "test-probe: no out-of-band target #"
 
@@ -34,9 +36,11 @@ class Page:
         if frame == self.page.main_frame:
             self.navigations += 1
 
-    def assert_clean(self, known_missing_oob: tuple[str, ...] = ()):
-        """No CSP violation, script error, dialog or htmx error. `known_missing_oob`: ids of
-        out-of-band fragments known to arrive on a page without their target (reported bugs)."""
+    def assert_clean(self, known_missing_oob: tuple[str, ...] = (), allowed: tuple = ()):
+        """No CSP violation, script error, dialog, htmx error or any other console error but
+        those matching `allowed` (regexes, e.g. the browser's "Failed to load resource … 402"
+        line for a deliberately refused request). `known_missing_oob`: ids of out-of-band
+        fragments known to arrive on a page without their target (reported bugs)."""
         where = self.page.url
         csp = [m for m in self.console_errors if "Content Security Policy" in m]
         assert not csp, f"CSP violations in the console of {where}: {csp}"
@@ -47,3 +51,8 @@ class Page:
         assert not unexpected, f"out-of-band fragments without a target on {where}: {unexpected}"
         htmx = [m for m in self.console_errors if "htmx:" in m and m != "htmx:oobErrorNoTarget"]
         assert not htmx, f"htmx errors in the console of {where}: {htmx}"
+        # htmx's own errors (e.g. "The selector … on hx-disabled-elt returned no matches!")
+        # carry no "htmx:" prefix: every console error counts unless explicitly allowed.
+        other = [m for m in self.console_errors if m != "htmx:oobErrorNoTarget" and "htmx:" not in m
+                 and not any(re.search(a, m) for a in allowed)]
+        assert not other, f"console errors on {where}: {other}"
