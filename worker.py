@@ -1,4 +1,4 @@
-"""The background worker: an RQ worker on the `default` queue.
+"""The background worker: an RQ worker on the app's job queue (`<REDIS_PREFIX>jobs`).
 
 Later features register periodic jobs (call metering, no-show refunds,
 rollups) in `app.jobs.CRON_JOBS`; when there are any, RQ 3's
@@ -16,12 +16,12 @@ from redis import Redis
 from rq import Queue, Worker
 
 from app import create_app, embedded
-from app.jobs import CRON_JOBS
+from app.jobs import CRON_JOBS, queue_name
 
 log = logging.getLogger("worker")
 
 
-def _start_cron(connection: Redis) -> None:
+def _start_cron(connection: Redis, queue: str) -> None:
     from rq.cron import CronScheduler
 
     class ThreadCron(CronScheduler):
@@ -30,7 +30,7 @@ def _start_cron(connection: Redis) -> None:
 
     cron = ThreadCron(connection=connection)
     for func, interval in CRON_JOBS:
-        cron.register(func, queue_name="default", interval=interval)
+        cron.register(func, queue_name=queue, interval=interval)
     threading.Thread(target=cron.start, name="rq-cron", daemon=True).start()
     log.info("cron: %d periodic job(s) registered", len(CRON_JOBS))
 
@@ -43,9 +43,9 @@ def main() -> None:
         if CRON_JOBS:
             # Its own connection: sharing the worker's made the worker's blocking
             # dequeue time out every few seconds (seen with RQ 3.0).
-            _start_cron(Redis.from_url(app.config["REDIS_URL"]))
-        worker = Worker([Queue("default", connection=connection)], connection=connection)
-        log.info("worker: listening on queue 'default'")
+            _start_cron(Redis.from_url(app.config["REDIS_URL"]), queue_name())
+        worker = Worker([Queue(queue_name(), connection=connection)], connection=connection)
+        log.info("worker: listening on queue %r", queue_name())
         worker.work(with_scheduler=False)
 
 

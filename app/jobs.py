@@ -17,8 +17,13 @@ from app.extensions import db
 
 log = logging.getLogger(__name__)
 
-QUEUE = "default"
 SHOW_SWEEP_SECONDS = 60
+
+
+def queue_name() -> str:
+    """The RQ queue, namespaced like every other key (REDIS_PREFIX): deployments or
+    test runs sharing one Redis never run each other's jobs."""
+    return f"{current_app.config['REDIS_PREFIX']}jobs"
 
 
 def job(func):
@@ -47,7 +52,7 @@ def enqueue(func, *args) -> bool:
 
     from app.redis_client import get_redis
     try:
-        Queue(QUEUE, connection=get_redis()).enqueue(func, *args)
+        Queue(queue_name(), connection=get_redis()).enqueue(func, *args)
         return True
     except RedisError as exc:
         log.warning("jobs: could not queue %s%r (%s); the next sweep will do it", func.__name__, args, exc)

@@ -24,6 +24,7 @@ before then.
 """
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import parse_qs
 
@@ -36,6 +37,7 @@ from app.extensions import db
 from app.streams.models import Stream
 
 PATH_PREFIX = "stream/"
+_STREAM_ID = re.compile(r"[0-9]{1,18}")
 READ_ACTIONS = ("read",)
 
 
@@ -89,7 +91,7 @@ def _stream_for_path(path) -> Stream | None:
     if not isinstance(path, str) or not path.startswith(PATH_PREFIX):
         return None
     raw = path[len(PATH_PREFIX):]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _STREAM_ID.fullmatch(raw):  # ASCII digits only: str.isdigit() also takes "²" and "١٢"
         return None
     return db.session.get(Stream, int(raw))
 
@@ -99,7 +101,16 @@ def _credentials(request: dict) -> list[str]:
     query = request.get("query") if isinstance(request.get("query"), str) else ""
     parsed = parse_qs(query[:2048])
     found = [request.get("token"), request.get("password"), *parsed.get("token", []), *parsed.get("key", [])]
-    return [c for c in found if isinstance(c, str) and 0 < len(c) <= 512]
+    return [c for c in found if isinstance(c, str) and 0 < len(c) <= 512 and _encodable(c)]
+
+
+def _encodable(value: str) -> bool:
+    """False for strings JSON allows but UTF-8 can't carry (lone surrogates, "\\ud800")."""
+    try:
+        value.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def authorize(request: dict) -> tuple[bool, str]:

@@ -44,9 +44,10 @@ def buy_ticket(stream_id):
         return render_template("streams/_show.html", **_show_context(
             stream, gate_error=err.message, shortfall=err.required)), 402
     except AppError as err:
-        if not is_htmx():
-            raise
-        return render_template("streams/_show.html", **_show_context(stream, gate_error=err.message)), err.status
+        context = _show_context(stream, gate_error=err.message)
+        if not is_htmx() or context["has_access"]:
+            raise  # no gate on the page to show it in (the creator's own show): the page's alert area
+        return render_template("streams/_show.html", **context), err.status
     if not is_htmx():
         return redirect_to(url_for("streams.show", stream_id=stream.id))
     return render_template("streams/_show.html", **_show_context(stream), balance_oob=True)
