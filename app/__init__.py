@@ -116,6 +116,7 @@ def _limits_uri(redis_url: str) -> str:
 def _import_models() -> None:
     # Register every table with the metadata (Alembic and relationships need them).
     from app.auth import models as _auth  # noqa: F401
+    from app.calls import models as _calls  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
     from app.streams import models as _streams  # noqa: F401
@@ -126,6 +127,7 @@ def _import_models() -> None:
 def _register_blueprints(app: Flask) -> None:
     from app.auth.api import bp as auth_api
     from app.auth.routes import bp as auth_routes
+    from app.calls.api import bp as calls_api
     from app.creator.routes import bp as creator_routes
     from app.main.routes import bp as main_routes
     from app.realtime.sockets import bp as realtime_sockets
@@ -137,7 +139,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
-               tips_routes, tips_api, creator_routes, realtime_sockets):
+               tips_routes, tips_api, creator_routes, calls_api, realtime_sockets):
         app.register_blueprint(bp)
 
 

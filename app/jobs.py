@@ -1,7 +1,7 @@
 """Background jobs run by `worker.py`. Jobs take ids, are enqueued after the
 commit that makes them necessary, and are harmless when run twice.
 
-`CRON_JOBS` lists (function, interval_seconds) pairs for RQ's CronScheduler.
+`cron_jobs()` lists (function, interval_seconds) pairs for RQ's CronScheduler.
 A cron sweep backs up every enqueue: if Redis was down when a show was
 canceled, the next sweep refunds it anyway.
 """
@@ -79,4 +79,13 @@ def sweep_shows() -> dict:
     return {"canceled": canceled, "refunded": refunded}
 
 
-CRON_JOBS: list = [(sweep_shows, SHOW_SWEEP_SECONDS)]
+@job
+def meter_calls() -> dict:
+    """The metering tick: charge every due call block (app.calls.service.meter)."""
+    from app.calls import service
+    return service.meter().to_dict()
+
+
+def cron_jobs() -> list:
+    """(job, interval in seconds) for the worker's CronScheduler."""
+    return [(sweep_shows, SHOW_SWEEP_SECONDS), (meter_calls, current_app.config["BILLING_TICK_SECONDS"])]

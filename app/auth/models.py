@@ -23,11 +23,16 @@ class User(UserMixin, db.Model):
     overlay_secret: Mapped[str | None] = mapped_column(String(64), unique=True)
     # The creator's secret key for publishing video to the media server (regenerable).
     stream_key: Mapped[str | None] = mapped_column(String(64))
+    # Pay-per-minute calls: the creator's rate (tokens per minute) and whether fans may call.
+    call_rate_tokens_per_min: Mapped[int | None] = mapped_column(BigInteger)
+    calls_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         CheckConstraint(f"role IN {ROLES!r}", name="role"),
         Index("uq_users_email_lower", func.lower(email), unique=True),
+        CheckConstraint("call_rate_tokens_per_min IS NULL OR call_rate_tokens_per_min BETWEEN 1 AND 100000",
+                        name="call_rate_range"),
     )
 
     @property

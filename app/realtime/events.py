@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
-from app.realtime.bus import COUNT, count_and_publish, publish, user_channel
+from app.realtime.bus import COUNT, count_and_publish, publish, publish_many, user_channel
 from app.redis_client import get_redis
 
 
@@ -45,6 +45,17 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
 def balance_changed(user_id: int, balance: int) -> None:
     """The user's new wallet balance, for every tab they have open."""
     publish(user_channel(user_id), _render("wallet/_balance_push.html", balance=balance))
+
+
+def call_requested(call) -> None:
+    """The creator's notification of a new call request (their /ws/me)."""
+    publish(user_channel(call.creator_id), _render("calls/_request_push.html", call=call))
+
+
+def call_changed(call) -> None:
+    """The call's new state for both call pages (the call's channel) and both parties' feeds."""
+    html = _render("calls/_state.html", call=call, oob=True)
+    publish_many([(call.channel, html), (user_channel(call.fan_id), html), (user_channel(call.creator_id), html)])
 
 
 def stream_status_changed(stream) -> None:

@@ -1,0 +1,415 @@
+"""Pay-per-minute calls: settings, requests, the billing clock and metering.
+
+Every state change and charge locks the call's row, brings its billing up to
+the moment of the change (`_bill_until`), then applies the change, in one
+transaction; events are published after the commit. Metering is idempotent:
+block k of call c is the ledger transfer `call:<c>:block:<k>` plus one
+`block_charged` event (a unique index), written with the row locked, so the
+worker's cron, `POST /api/billing/meter`, a state change and a restart after
+a crash can all run at once and each block is still charged exactly once.
+
+Time comes from `clock()` (tests inject one), never from sleeping.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import ledger, validation
+from app.auth.models import User
+from app.auth.service import require_creator
+from app.calls import billing
+from app.calls.models import BillingEvent, Call
+from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
+from app.extensions import db
+
+OPEN_STATUSES = ("requested", "active", "paused")
+REQUEST_TIMEOUT = timedelta(minutes=2)  # an unanswered request expires
+METER_BATCH = 500
+RATE_MAX = 100_000
+
+
+def clock() -> datetime:
+    """Now (UTC). Tests replace it with `app.extensions["clock"]`."""
+    injected = current_app.extensions.get("clock")
+    return injected() if injected else datetime.now(timezone.utc)
+
+
+# ---- creator settings -----------------------------------------------------------------
+
+def update_settings(creator, rate, enabled, *, from_form: bool = False) -> dict:
+    """Set the creator's per-minute rate (1..100,000) and whether calls are open; commits."""
+    require_creator(creator, "Only creators take calls.")
+    errors = validation.Errors()
+    rate = errors.check("callRateTokensPerMin", validation.token_amount, rate, "callRateTokensPerMin",
+                        maximum=RATE_MAX, from_form=from_form)
+    if not isinstance(enabled, bool):
+        errors.add("callsEnabled", "callsEnabled must be true or false.")
+    errors.raise_if_any()
+    creator.call_rate_tokens_per_min, creator.calls_enabled = rate, enabled
+    db.session.commit()
+    return settings_of(creator)
+
+
+def settings_of(creator) -> dict:
+    return {"callRateTokensPerMin": creator.call_rate_tokens_per_min, "callsEnabled": bool(creator.calls_enabled)}
+
+
+def minimum_balance(rate: int) -> int:
+    """What a fan must hold to start a call: its first two blocks."""
+    b = current_app.config["BILLING_BLOCK_SECONDS"]
+    return billing.block_price(0, rate, b) + billing.block_price(1, rate, b)
+
+
+# ---- requests ----------------------------------------------------------------------------
+
+def init_call(fan, creator_id, confirmed_rate=None) -> Call:
+    """A fan asks a creator for a call at the creator's current rate; commits and
+    notifies the creator. `confirmed_rate`, when given, must equal that rate."""
+    if isinstance(creator_id, bool) or not isinstance(creator_id, int) or not 0 < creator_id < 2**63:
+        raise InvalidValue("creatorId must be a creator's id.", field="creatorId")
+    if creator_id == fan.id:
+        raise InvalidValue("You can't call yourself.", "self_call", field="creatorId")
+    creator = db.session.get(User, creator_id)
+    if creator is None:
+        raise NotFound("No such creator.", "creator_not_found")
+    if not creator.is_creator:
+        raise InvalidValue("Only creators take calls.", "not_a_creator", field="creatorId")
+    rate = creator.call_rate_tokens_per_min
+    if not creator.calls_enabled or not rate:
+        raise Conflict(f"{creator.display_name} is not taking calls right now.", "calls_disabled")
+    if confirmed_rate is not None:
+        if isinstance(confirmed_rate, bool) or not isinstance(confirmed_rate, int):
+            raise InvalidValue("rate_tokens_per_min must be an integer.", field="rate_tokens_per_min")
+        if confirmed_rate != rate:
+            raise Conflict(f"The rate is now {rate:,} tokens per minute; confirm the new rate to call.",
+                           "rate_changed", rate=rate)
+    needed = minimum_balance(rate)
+    balance = ledger.balance_of(ledger.account_for(fan.id, "wallet"))
+    if balance < needed:
+        raise InsufficientFunds(required=needed - balance, message=(
+            f"A call needs {needed:,} tokens to start (its first two blocks): {needed - balance:,} more needed."))
+    open_call = db.session.scalar(select(Call.id).where(Call.fan_id == fan.id, Call.status.in_(OPEN_STATUSES)))
+    if open_call is not None:
+        raise Conflict("You already have a call in progress.", "call_in_progress", callId=open_call)
+    now = clock()
+    # Nobody is present until their call page says so (presence_changed).
+    call = Call(fan_id=fan.id, creator_id=creator.id, rate=rate,
+                block_seconds=current_app.config["BILLING_BLOCK_SECONDS"],
+                channel=f"c-{secrets.token_urlsafe(12)}", requested_at=now,
+                fan_missing_since=now, creator_missing_since=now)
+    db.session.add(call)
+    db.session.commit()
+    _announce(call)
+    return call
+
+
+def get_call_for(user, call_id) -> Call:
+    """The call, for one of its two parties only (`NotFound` / `Forbidden` otherwise)."""
+    call = db.session.get(Call, call_id) if isinstance(call_id, int) and 0 < call_id < 2**63 else None
+    if call is None:
+        raise NotFound("No such call.", "call_not_found")
+    if user.id not in (call.fan_id, call.creator_id):
+        raise Forbidden("Only the two people on a call can see or change it.", "not_a_participant")
+    return call
+
+
+def _party(user, call: Call) -> str:
+    return "fan" if user.id == call.fan_id else "creator"
+
+
+# ---- state changes -----------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What one billing pass did (for the meter's totals and the events to publish)."""
+    blocks: int = 0
+    ended: bool = False
+    warned: bool = False
+    balances: dict = field(default_factory=dict)  # fan id -> wallet balance after the last charge
+
+
+def _locked(call_id: int) -> Call:
+    return db.session.execute(select(Call).where(Call.id == call_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+
+
+def _change(user, call_id, action: str) -> Call:
+    """Run `action` on a participant's call with its row locked; commits, publishes."""
+    get_call_for(user, call_id)
+    try:
+        call = _locked(call_id)
+        now = clock()
+        outcome = _bill_until(call, now)
+        if call.status in ("ended", "declined", "expired") and not outcome.ended:
+            raise Conflict(f"This call is {call.status}.", "call_over")
+        if not outcome.ended:
+            _ACTIONS[action](call, _party(user, call), now, outcome)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    _publish(call, outcome)
+    return call
+
+
+def _accept(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    if party != "creator":
+        raise Forbidden("Only the creator accepts a call.", "not_the_creator")
+    if call.status != "requested":
+        raise Conflict(f"This call is already {call.status}.", "invalid_call_status")
+    call.status, call.accepted_at, call.active_since = "active", now, now
+    # Presence is counted from acceptance: each side's page must be there within the grace.
+    call.fan_missing_since = call.fan_missing_since and now
+    call.creator_missing_since = call.creator_missing_since and now
+    _bill_until(call, now, outcome)  # block 0 is charged at acceptance
+
+
+def _decline(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    if party != "creator":
+        raise Forbidden("Only the creator declines a call.", "not_the_creator")
+    if call.status != "requested":
+        raise Conflict(f"This call is already {call.status}.", "invalid_call_status")
+    call.status, call.ended_at = "declined", now
+
+
+def _end(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    _finish(call, now, f"ended_by_{party}")  # a request withdrawn or a call hung up
+
+
+def _pause(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    if call.status == "requested":
+        raise Conflict("The call hasn't started.", "invalid_call_status")
+    if call.status == "active":
+        _stop_clock(call, now, party)
+
+
+def _resume(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    if call.status == "requested":
+        raise Conflict("The call hasn't started.", "invalid_call_status")
+    if call.status == "paused":
+        call.status, call.active_since, call.paused_by = "active", now, None
+        _event(call, "resumed", reason=party)
+        _bill_until(call, now, outcome)
+
+
+def _stop(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
+    if call.status == "requested":
+        raise Conflict("The call hasn't started.", "invalid_call_status")
+    _event(call, "stopped", reason=party)
+    _finish(call, now, "billing_stopped")
+
+
+_ACTIONS = {"accept": _accept, "decline": _decline, "end": _end, "pause": _pause, "active": _resume,
+            "stop": _stop}
+
+
+def accept(user, call_id) -> Call:
+    return _change(user, call_id, "accept")
+
+
+def decline(user, call_id) -> Call:
+    return _change(user, call_id, "decline")
+
+
+def end(user, call_id) -> Call:
+    return _change(user, call_id, "end")
+
+
+def pause(user, call_id) -> Call:
+    return _change(user, call_id, "pause")
+
+
+def resume(user, call_id) -> Call:
+    return _change(user, call_id, "active")
+
+
+def stop(user, call_id) -> Call:
+    return _change(user, call_id, "stop")
+
+
+def presence_changed(call_id: int, party: str, present: bool, at: datetime | None = None) -> None:
+    """A party's call page (socket and media) came or went. Gone for longer than
+    `PRESENCE_GRACE_SECONDS` pauses billing (the meter applies it, from the moment
+    the grace ran out); coming back resumes a presence pause at once. Commits."""
+    now = at or clock()
+    try:
+        call = _locked(call_id)
+        outcome = _bill_until(call, now)
+        column = f"{party}_missing_since"
+        if present:
+            setattr(call, column, None)
+            if call.status == "paused" and call.paused_by == "presence" and not _missing(call):
+                call.status, call.active_since, call.paused_by = "active", now, None
+                _event(call, "resumed", reason="presence")
+                _bill_until(call, now, outcome)
+        elif getattr(call, column) is None:
+            setattr(call, column, now)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    _publish(call, outcome)
+
+
+def _missing(call: Call) -> bool:
+    return call.fan_missing_since is not None or call.creator_missing_since is not None
+
+
+# ---- billing -----------------------------------------------------------------------------
+
+def _bill_until(call: Call, now: datetime, outcome: Outcome | None = None) -> Outcome:
+    """Bring a locked call's billing up to `now`: apply a presence pause whose
+    grace ran out (as of that moment), charge every block that has started, end
+    the call if one can't be paid, warn when the next two can't be. Idempotent."""
+    outcome = outcome or Outcome()
+    if call.status == "active":
+        grace = timedelta(seconds=current_app.config["PRESENCE_GRACE_SECONDS"])
+        gone = [t for t in (call.fan_missing_since, call.creator_missing_since) if t is not None]
+        if gone:
+            pause_at = max(min(gone) + grace, call.active_since)
+            if pause_at <= now:
+                _charge_due(call, pause_at, outcome)
+                if call.status == "active":
+                    _stop_clock(call, pause_at, "presence")
+                return outcome
+        _charge_due(call, now, outcome)
+    return outcome
+
+
+def _charge_due(call: Call, at: datetime, outcome: Outcome) -> None:
+    due = billing.blocks_due(billing.active_ms_at(call.active_ms, call.active_since, at), call.block_seconds)
+    wallet = ledger.account_for(call.fan_id, "wallet")
+    balance = None
+    while call.blocks_charged < due:
+        k = call.blocks_charged
+        price = billing.block_price(k, call.rate, call.block_seconds)
+        creator_share, platform_share = ledger.split(price)
+        transfer_id = None
+        if price:
+            legs = [ledger.Leg(wallet, -price), ledger.Leg(ledger.account_for(call.creator_id, "earnings"),
+                                                           creator_share),
+                    ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
+            try:
+                moved = ledger.transfer("call_block", f"call:{call.id}:block:{k}",
+                                        [leg for leg in legs if leg.amount],
+                                        {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
+            except InsufficientFunds as err:
+                _end_unpaid(call, k, err.required, outcome)
+                return
+            transfer_id = moved.transfer_id
+            balance = moved.balances.get(wallet.id, balance)
+        _event(call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
+               platform_share=platform_share, transfer_id=transfer_id)
+        call.blocks_charged, call.total_charged = k + 1, call.total_charged + price
+        outcome.blocks += 1
+    if call.status == "active" and outcome.blocks:
+        balance = ledger.balance_of(wallet) if balance is None else balance
+        outcome.balances[call.fan_id] = balance
+        upcoming = sum(billing.block_price(call.blocks_charged + i, call.rate, call.block_seconds) for i in (0, 1))
+        if balance < upcoming and call.low_balance_block != call.blocks_charged:
+            call.low_balance_block = call.blocks_charged
+            _event(call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
+            outcome.warned = True
+
+
+def _end_unpaid(call: Call, k: int, shortfall: int, outcome: Outcome) -> None:
+    """Block k can't be paid: the call ends at that block's start, the block unbilled.
+    The ledger refused the debit without writing, so nothing needs undoing."""
+    call.active_ms = billing.block_start_ms(k, call.block_seconds)
+    call.active_since = None
+    _event(call, "insufficient_funds", block_index=k, amount=shortfall)
+    _finish(call, None, "insufficient_funds")
+    outcome.ended = True
+
+
+def _stop_clock(call: Call, at: datetime, cause: str) -> None:
+    call.active_ms = billing.active_ms_at(call.active_ms, call.active_since, at)
+    call.status, call.active_since, call.paused_by = "paused", None, cause
+    _event(call, "paused", reason=cause)
+
+
+def _finish(call: Call, now: datetime | None, reason: str) -> None:
+    if call.active_since is not None and now is not None:
+        call.active_ms = billing.active_ms_at(call.active_ms, call.active_since, now)
+    call.status, call.active_since, call.paused_by, call.end_reason = "ended", None, None, reason
+    call.ended_at = now or clock()
+    _event(call, "ended", reason=reason)
+
+
+def _event(call: Call, type_: str, **fields) -> None:
+    db.session.add(BillingEvent(call_id=call.id, type=type_, **fields))
+
+
+@dataclass
+class MeterResult:
+    metered: int = 0
+    blocks_charged: int = 0
+    calls_ended: int = 0
+
+    def to_dict(self) -> dict:
+        return {"metered": self.metered, "blocksCharged": self.blocks_charged, "callsEnded": self.calls_ended}
+
+
+def meter(at: datetime | None = None, batch: int = METER_BATCH) -> MeterResult:
+    """Charge every due block of every running call, in batches of `batch` calls
+    (rows another meter holds are skipped: it is billing them), and expire
+    unanswered requests. Safe to run concurrently and repeatedly."""
+    now = at or clock()
+    result = MeterResult()
+    last_id = 0
+    while True:
+        calls = list(db.session.scalars(
+            select(Call).where(Call.status == "active", Call.id > last_id).order_by(Call.id).limit(batch)
+            .with_for_update(skip_locked=True).execution_options(populate_existing=True)))
+        if not calls:
+            db.session.rollback()
+            break
+        outcomes = []
+        for call in calls:
+            outcome = _bill_until(call, now)
+            outcomes.append((call, outcome))
+            result.metered += 1
+            result.blocks_charged += outcome.blocks
+            result.calls_ended += outcome.ended
+        db.session.commit()
+        for call, outcome in outcomes:
+            if outcome.blocks or outcome.ended or call.status != "active":
+                _publish(call, outcome)
+        last_id = calls[-1].id
+    _expire_requests(now)
+    return result
+
+
+def _expire_requests(now: datetime) -> None:
+    stale = list(db.session.scalars(select(Call).where(
+        Call.status == "requested", Call.requested_at < now - REQUEST_TIMEOUT).with_for_update(skip_locked=True)))
+    for call in stale:
+        call.status, call.ended_at = "expired", now
+    db.session.commit()
+    for call in stale:
+        _publish(call, Outcome())
+
+
+def history(user, call_id) -> list[BillingEvent]:
+    call = get_call_for(user, call_id)
+    return list(db.session.scalars(select(BillingEvent).where(BillingEvent.call_id == call.id)
+                                   .order_by(BillingEvent.id)))
+
+
+# ---- events ------------------------------------------------------------------------------
+
+def _announce(call: Call) -> None:
+    from app.realtime import events
+    events.call_requested(call)
+
+
+def _publish(call: Call, outcome: Outcome) -> None:
+    from app.realtime import events
+    events.call_changed(call)
+    for fan_id, balance in outcome.balances.items():
+        events.balance_changed(fan_id, balance)
