@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -35,6 +35,9 @@ bench-fanout: install
 
 bench-tips: install
 	$(BIN)/python bench/tips_http.py
+
+bench-metering: install
+	$(BIN)/python bench/metering.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

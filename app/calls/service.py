@@ -359,6 +359,8 @@ def meter(at: datetime | None = None, batch: int = METER_BATCH) -> MeterResult:
     """Charge every due block of every running call, in batches of `batch` calls
     (rows another meter holds are skipped: it is billing them), and expire
     unanswered requests. Safe to run concurrently and repeatedly."""
+    from app.realtime import bus, events
+
     now = at or clock()
     result = MeterResult()
     last_id = 0
@@ -369,17 +371,27 @@ def meter(at: datetime | None = None, batch: int = METER_BATCH) -> MeterResult:
         if not calls:
             db.session.rollback()
             break
+        # One query per account kind for the whole batch, and no autoflush: the batch's
+        # events and counters go to the database together at the commit.
+        ledger.accounts_for([c.fan_id for c in calls], "wallet")
+        ledger.accounts_for([c.creator_id for c in calls], "earnings")
         outcomes = []
-        for call in calls:
-            outcome = _bill_until(call, now)
-            outcomes.append((call, outcome))
-            result.metered += 1
-            result.blocks_charged += outcome.blocks
-            result.calls_ended += outcome.ended
+        with db.session.no_autoflush:
+            for call in calls:
+                outcome = _bill_until(call, now)
+                outcomes.append((call, outcome))
+                result.metered += 1
+                result.blocks_charged += outcome.blocks
+                result.calls_ended += outcome.ended
         db.session.commit()
+        messages = []
         for call, outcome in outcomes:
             if outcome.blocks or outcome.ended or call.status != "active":
-                _publish(call, outcome)
+                messages += events.call_messages(call)
+                for fan_id, balance in outcome.balances.items():
+                    messages += events.balance_messages(fan_id, balance)
+        if messages:
+            bus.publish_many(messages)
         last_id = calls[-1].id
     _expire_requests(now)
     return result

@@ -47,7 +47,7 @@ from app.extensions import db, driver_connection
 
 __all__ = [
     "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "post_arguments", "open_account",
-    "open_escrow", "account",
+    "open_escrow", "account", "accounts_for",
     "account_for", "system_account", "balance_of", "verify",
 ]
 
@@ -136,6 +136,19 @@ def account_for(user_id: int, kind: str) -> Account | None:
             return None
         found = cache[(user_id, kind)] = Account(*row)
     return found
+
+
+def accounts_for(user_ids, kind: str) -> dict[int, Account]:
+    """`account_for` for many users in one query (the metering tick's batch); only
+    users that have such an account appear in the result."""
+    cache = current_app.extensions.setdefault("ledger_accounts", {})
+    missing = [u for u in set(user_ids) if (u, kind) not in cache]
+    if missing:
+        for row in db.session.execute(
+                text("SELECT id, kind, cached, user_id FROM ledger_accounts WHERE kind = :k AND user_id = ANY(:u)"),
+                {"k": kind, "u": missing}):
+            cache[(row.user_id, kind)] = Account(row.id, row.kind, row.cached)
+    return {u: cache[(u, kind)] for u in set(user_ids) if (u, kind) in cache}
 
 
 def system_account(kind: str) -> Account:

@@ -44,7 +44,7 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
 
 def balance_changed(user_id: int, balance: int) -> None:
     """The user's new wallet balance, for every tab they have open."""
-    publish(user_channel(user_id), _render("wallet/_balance_push.html", balance=balance))
+    publish_many(balance_messages(user_id, balance))
 
 
 def call_requested(call) -> None:
@@ -53,9 +53,17 @@ def call_requested(call) -> None:
 
 
 def call_changed(call) -> None:
-    """The call's new state for both call pages (the call's channel) and both parties' feeds."""
-    html = _render("calls/_state.html", call=call, oob=True)
-    publish_many([(call.channel, html), (user_channel(call.fan_id), html), (user_channel(call.creator_id), html)])
+    """The call's new state, for both call pages (they share the call's channel)."""
+    publish_many(call_messages(call))
+
+
+def call_messages(call) -> list[tuple[str, str]]:
+    """`call_changed`'s messages, for callers that publish many calls in one round trip (the meter)."""
+    return [(call.channel, _render("calls/_state.html", call=call, oob=True))]
+
+
+def balance_messages(user_id: int, balance: int) -> list[tuple[str, str]]:
+    return [(user_channel(user_id), _render("wallet/_balance_push.html", balance=balance))]
 
 
 def stream_status_changed(stream) -> None:
