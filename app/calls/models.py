@@ -52,6 +52,8 @@ class Call(db.Model):
         CheckConstraint("(status = 'active') = (active_since IS NOT NULL)", name="clock_runs_iff_active"),
         CheckConstraint("blocks_charged >= 0 AND total_charged >= 0 AND active_ms >= 0", name="counters"),
         Index("ix_calls_status_id", "status", "id"),
+        Index("uq_calls_one_open_per_fan", "fan_id", unique=True,
+              postgresql_where=text("status IN ('requested', 'active', 'paused')")),
     )
 
     def to_dict(self) -> dict:
@@ -95,6 +97,8 @@ class BillingEvent(db.Model):
                         platformShare=self.platform_share)
         elif self.block_index is not None:
             body["blockIndex"] = self.block_index
+            if self.amount is not None:  # low_balance / insufficient_funds: the shortfall
+                body["amountTokens"] = self.amount
         if self.reason:
             body["reason"] = self.reason
         return body

@@ -93,8 +93,12 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     if balance < needed:
         raise InsufficientFunds(required=needed - balance, message=(
             f"A call needs {needed:,} tokens to start (its first two blocks): {needed - balance:,} more needed."))
+    # The fan's row lock makes "no open call yet" hold until this one is written (a
+    # partial unique index backs it up: one open call per fan).
+    db.session.execute(select(User.id).where(User.id == fan.id).with_for_update())
     open_call = db.session.scalar(select(Call.id).where(Call.fan_id == fan.id, Call.status.in_(OPEN_STATUSES)))
     if open_call is not None:
+        db.session.rollback()
         raise Conflict("You already have a call in progress.", "call_in_progress", callId=open_call)
     now = clock()
     # Nobody is present until their call page says so (presence_changed).
@@ -160,6 +164,8 @@ def _change(user, call_id, action: str) -> Call:
 def _accept(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
     if party != "creator":
         raise Forbidden("Only the creator accepts a call.", "not_the_creator")
+    if call.status == "requested" and call.requested_at < now - REQUEST_TIMEOUT:
+        raise Conflict("This request expired before it was accepted.", "call_expired")
     if call.status != "requested":
         raise Conflict(f"This call is already {call.status}.", "invalid_call_status")
     call.status, call.accepted_at, call.active_since = "active", now, now
@@ -243,7 +249,7 @@ def presence_changed(call_id: int, party: str, present: bool, at: datetime | Non
         column = f"{party}_missing_since"
         if present:
             setattr(call, column, None)
-            if call.status == "paused" and call.paused_by == "presence" and not _missing(call):
+            if call.status == "paused" and call.paused_by == "presence" and not _gone_too_long(call, now):
                 call.status, call.active_since, call.paused_by = "active", now, None
                 _event(call, "resumed", reason="presence")
                 _bill_until(call, now, outcome)
@@ -256,8 +262,11 @@ def presence_changed(call_id: int, party: str, present: bool, at: datetime | Non
     _publish(call, outcome)
 
 
-def _missing(call: Call) -> bool:
-    return call.fan_missing_since is not None or call.creator_missing_since is not None
+def _gone_too_long(call: Call, now: datetime) -> bool:
+    """Is a party missing for longer than the grace? (Within it, billing runs: a
+    short blip pauses nothing, and `_bill_until` pauses when a grace runs out.)"""
+    grace = timedelta(seconds=current_app.config["PRESENCE_GRACE_SECONDS"])
+    return any(t is not None and t + grace <= now for t in (call.fan_missing_since, call.creator_missing_since))
 
 
 # ---- billing -----------------------------------------------------------------------------

@@ -28,8 +28,10 @@ wallet balances, unique idempotency keys. `verify()` re-checks everything,
 including that cached balances equal the sum of their entries and that every
 token issued was purchased.
 
-`transfer` is one call of the `ledger_post` database function (migration
-0002), so the rules above are applied in the database in one round trip.
+`transfer` is one call of the `ledger_post` database function (migrations
+0002 and 0007), so the rules above are applied in the database in one round
+trip; it checks every debit before writing anything, so a refused transfer
+leaves no trace.
 
 Nothing here commits: callers own the transaction, so a transfer and the
 business row it belongs to (a purchase, a tip) commit or roll back together.
@@ -209,8 +211,10 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
     harmless.
 
     Raises `InsufficientFunds` (with the shortfall) when a debit would take a
-    wallet (or a derived account other than `token_sales`) below zero, and
-    `LedgerError` for malformed legs. On either, the caller must roll back.
+    wallet (or a derived account other than `token_sales`) below zero — having
+    written nothing, so the caller's transaction may go on (the call meter
+    ends one call and bills the rest of its batch) — and `LedgerError` for
+    malformed legs.
     """
     ids, amounts = post_arguments(legs)
     tid, created, shortfall, balances = driver_connection().execute(

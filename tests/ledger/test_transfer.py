@@ -81,17 +81,24 @@ def test_derived_account_debit_cannot_overdraw(make_creator, make_fan):
     db.session.rollback()
 
 
-def test_a_caller_that_forgets_to_roll_back_cannot_commit_half_a_transfer(make_fan, make_creator):
-    """After a refused debit the transfer row has no entries; the deferred
-    sum-to-zero trigger refuses the COMMIT, so nothing half-done can land."""
+def test_a_refused_transfer_writes_nothing_so_the_callers_transaction_can_go_on(make_fan, make_creator):
+    """A refused debit leaves no trace (migration 0007: ledger_post checks before it
+    writes): the caller may commit its other work — the call meter ends one call and
+    bills the rest of its batch — and no half transfer lands."""
     fan, creator = make_fan(balance=10), make_creator()
+    other = make_fan(balance=50)
     key = f"t:{uuid.uuid4()}"
-    with pytest.raises(InsufficientFunds):
+    with pytest.raises(InsufficientFunds) as refused:
         ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
-    with pytest.raises(Exception) as info:
-        db.session.commit()
-    db.session.rollback()
-    assert "unbalanced" in str(info.value)
+    assert refused.value.required == 90
+    moved = ledger.transfer("tip", f"t:{uuid.uuid4()}", _tip_legs(other, creator, 20))  # same transaction
+    db.session.commit()
+    assert moved.created and ledger.balance_of(ledger.account_for(other.id, "wallet")) == 30
     assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 10
     assert db.session.execute(text("SELECT count(*) FROM ledger_transfers WHERE idempotency_key = :k"),
                               {"k": key}).scalar_one() == 0
+    assert ledger.verify() == []
+    # The refused key was never used: a transfer the wallet can pay goes through under it.
+    assert ledger.transfer("tip", key, _tip_legs(fan, creator, 10)).created
+    db.session.commit()
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 0 and ledger.verify() == []

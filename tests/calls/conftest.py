@@ -1,0 +1,103 @@
+"""Fixtures for the pay-per-minute call tests: an injectable clock and call factories.
+
+Real PostgreSQL and Redis; time is the only thing faked, through the app's own
+hook (`app.extensions["clock"]`, read by app.calls.service.clock), so no test
+ever sleeps through a 30-second block.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from app.calls import service
+from app.extensions import db
+
+_MISSING = object()
+
+
+class Clock:
+    """A settable clock: calling it returns `now`; `advance` moves it forward."""
+
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float = 0, **kw) -> datetime:
+        self.now = self.now + timedelta(seconds=seconds, **kw)
+        return self.now
+
+    def at(self, moment: datetime) -> datetime:
+        self.now = moment
+        return moment
+
+
+def install_clock(application, clock) -> object:
+    """Put `clock` on `application`; returns what was there (or _MISSING) for restore_clock."""
+    previous = application.extensions.get("clock", _MISSING)
+    application.extensions["clock"] = clock
+    return previous
+
+
+def restore_clock(application, previous) -> None:
+    if previous is _MISSING:
+        application.extensions.pop("clock", None)
+    else:
+        application.extensions["clock"] = previous
+
+
+@pytest.fixture()
+def clock(app):
+    """A Clock installed on the session app (whole seconds, so block edges are exact);
+    always removed afterwards."""
+    c = Clock(datetime.now(timezone.utc).replace(microsecond=0))
+    previous = install_clock(app, c)
+    try:
+        yield c
+    finally:
+        restore_clock(app, previous)
+
+
+def _close_open_calls(application) -> None:
+    """End every call left open, so no test's meter() bills another test's calls."""
+    with application.app_context():
+        db.session.execute(text(
+            "UPDATE calls SET status = CASE WHEN status = 'requested' THEN 'expired' ELSE 'ended' END, "
+            "end_reason = CASE WHEN status = 'requested' THEN NULL ELSE 'ended_by_fan' END, "
+            "active_since = NULL, paused_by = NULL, ended_at = coalesce(ended_at, now()) "
+            "WHERE status IN ('requested', 'active', 'paused')"))
+        db.session.commit()
+        db.session.remove()
+
+
+@pytest.fixture()
+def no_open_calls(app):
+    """Tests that meter assert exact totals: start and finish with no open call anywhere."""
+    _close_open_calls(app)
+    yield
+    _close_open_calls(app)
+
+
+@pytest.fixture()
+def make_call(ctx, make_fan, make_creator):
+    """make_call(rate=60, balance=1000, present=True, accept=True) → (fan, creator, call_id).
+
+    The creator opens calls at `rate`; a fresh fan funded with `balance` requests one;
+    with `present` both call pages report presence before the creator accepts (so
+    billing runs continuously); with `accept` the creator accepts at the current clock.
+    """
+    def _make(rate=60, balance=1000, present=True, accept=True):
+        creator = make_creator()
+        service.update_settings(creator, rate, True)
+        fan = make_fan(balance=balance)
+        call_id = service.init_call(fan, creator.id).id
+        if present:
+            service.presence_changed(call_id, "fan", True)
+            service.presence_changed(call_id, "creator", True)
+        if accept:
+            service.accept(creator, call_id)
+        return fan, creator, call_id
+    return _make
