@@ -276,54 +276,99 @@ def _bill_until(call: Call, now: datetime, outcome: Outcome | None = None) -> Ou
     grace ran out (as of that moment), charge every block that has started, end
     the call if one can't be paid, warn when the next two can't be. Idempotent."""
     outcome = outcome or Outcome()
-    if call.status == "active":
-        grace = timedelta(seconds=current_app.config["PRESENCE_GRACE_SECONDS"])
-        gone = [t for t in (call.fan_missing_since, call.creator_missing_since) if t is not None]
-        if gone:
-            pause_at = max(min(gone) + grace, call.active_since)
-            if pause_at <= now:
-                _charge_due(call, pause_at, outcome)
-                if call.status == "active":
-                    _stop_clock(call, pause_at, "presence")
-                return outcome
-        _charge_due(call, now, outcome)
+    _bill_many([(call, outcome)], now)
     return outcome
 
 
-def _charge_due(call: Call, at: datetime, outcome: Outcome) -> None:
-    due = billing.blocks_due(billing.active_ms_at(call.active_ms, call.active_since, at), call.block_seconds)
-    wallet = ledger.account_for(call.fan_id, "wallet")
-    balance = None
-    while call.blocks_charged < due:
-        k = call.blocks_charged
-        price = billing.block_price(k, call.rate, call.block_seconds)
-        creator_share, platform_share = ledger.split(price)
-        transfer_id = None
-        if price:
-            legs = [ledger.Leg(wallet, -price), ledger.Leg(ledger.account_for(call.creator_id, "earnings"),
-                                                           creator_share),
-                    ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-            try:
-                moved = ledger.transfer("call_block", f"call:{call.id}:block:{k}",
-                                        [leg for leg in legs if leg.amount],
-                                        {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
-            except InsufficientFunds as err:
-                _end_unpaid(call, k, err.required, outcome)
-                return
-            transfer_id = moved.transfer_id
-            balance = moved.balances.get(wallet.id, balance)
-        _event(call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
-               platform_share=platform_share, transfer_id=transfer_id)
-        call.blocks_charged, call.total_charged = k + 1, call.total_charged + price
-        outcome.blocks += 1
-    if call.status == "active" and outcome.blocks:
-        balance = ledger.balance_of(wallet) if balance is None else balance
-        outcome.balances[call.fan_id] = balance
-        upcoming = sum(billing.block_price(call.blocks_charged + i, call.rate, call.block_seconds) for i in (0, 1))
-        if balance < upcoming and call.low_balance_block != call.blocks_charged:
-            call.low_balance_block = call.blocks_charged
-            _event(call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
-            outcome.warned = True
+@dataclass
+class _Plan:
+    call: Call
+    outcome: Outcome
+    until: datetime  # bill up to here: now, or the moment a presence pause took effect
+    pause_at: datetime | None
+    wallet: ledger.Account
+    balance: int | None = None
+
+
+def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
+    """`_bill_until` for many locked calls at once. Block k of every call that
+    needs one is posted in the same round (`ledger.transfer_many`: one round trip
+    for the lot), then block k+1 of those that still need one, and so on — in
+    normal running one round per tick. A refused block ends its call and
+    leaves the others alone (a refused transfer writes nothing)."""
+    grace = timedelta(seconds=current_app.config["PRESENCE_GRACE_SECONDS"])
+    plans = []
+    for call, outcome in items:
+        if call.status != "active":
+            continue
+        until, pause_at = now, None
+        gone = [t for t in (call.fan_missing_since, call.creator_missing_since) if t is not None]
+        if gone and max(min(gone) + grace, call.active_since) <= now:
+            until = pause_at = max(min(gone) + grace, call.active_since)
+        plans.append(_Plan(call, outcome, until, pause_at, ledger.account_for(call.fan_id, "wallet")))
+    pending = [p for p in plans if _owed(p)]
+    while pending:
+        posting = []
+        for p in pending:
+            k = p.call.blocks_charged
+            price = billing.block_price(k, p.call.rate, p.call.block_seconds)
+            if price:
+                posting.append((p, k, price))
+            else:
+                _record_block(p, k, 0, None)  # logged, moves nothing
+        results = ledger.transfer_many([_block_transfer(p, k, price) for p, k, price in posting])
+        for (p, k, price), result in zip(posting, results, strict=True):
+            if isinstance(result, InsufficientFunds):
+                _end_unpaid(p.call, k, result.required, p.outcome)
+            else:
+                _record_block(p, k, price, result)
+        pending = [p for p in pending if _owed(p)]
+    for p in plans:
+        if p.call.status == "active" and p.outcome.blocks:
+            _warn_if_low(p)
+        if p.call.status == "active" and p.pause_at is not None:
+            _stop_clock(p.call, p.pause_at, "presence")
+
+
+def _owed(p: _Plan) -> bool:
+    """Has a block started (by `p.until`) that isn't charged yet?"""
+    call = p.call
+    if call.status != "active":
+        return False
+    active = billing.active_ms_at(call.active_ms, call.active_since, p.until)
+    return call.blocks_charged < billing.blocks_due(active, call.block_seconds)
+
+
+def _block_transfer(p: _Plan, k: int, price: int) -> ledger.TransferRequest:
+    call = p.call
+    creator_share, platform_share = ledger.split(price)
+    legs = [ledger.Leg(p.wallet, -price), ledger.Leg(ledger.account_for(call.creator_id, "earnings"), creator_share),
+            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
+    return ledger.TransferRequest("call_block", f"call:{call.id}:block:{k}", [leg for leg in legs if leg.amount],
+                                  {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
+
+
+def _record_block(p: _Plan, k: int, price: int, moved: ledger.TransferResult | None) -> None:
+    call = p.call
+    creator_share, platform_share = ledger.split(price)
+    _event(call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
+           platform_share=platform_share, transfer_id=moved.transfer_id if moved else None)
+    call.blocks_charged, call.total_charged = k + 1, call.total_charged + price
+    p.outcome.blocks += 1
+    if moved is not None:
+        p.balance = moved.balances.get(p.wallet.id, p.balance)
+
+
+def _warn_if_low(p: _Plan) -> None:
+    """Log (once per block) that the wallet can't cover the next two blocks."""
+    call = p.call
+    balance = ledger.balance_of(p.wallet) if p.balance is None else p.balance
+    p.outcome.balances[call.fan_id] = balance
+    upcoming = sum(billing.block_price(call.blocks_charged + i, call.rate, call.block_seconds) for i in (0, 1))
+    if balance < upcoming and call.low_balance_block != call.blocks_charged:
+        call.low_balance_block = call.blocks_charged
+        _event(call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
+        p.outcome.warned = True
 
 
 def _end_unpaid(call: Call, k: int, shortfall: int, outcome: Outcome) -> None:
@@ -384,14 +429,13 @@ def meter(at: datetime | None = None, batch: int = METER_BATCH) -> MeterResult:
         # events and counters go to the database together at the commit.
         ledger.accounts_for([c.fan_id for c in calls], "wallet")
         ledger.accounts_for([c.creator_id for c in calls], "earnings")
-        outcomes = []
+        outcomes = [(call, Outcome()) for call in calls]
         with db.session.no_autoflush:
-            for call in calls:
-                outcome = _bill_until(call, now)
-                outcomes.append((call, outcome))
-                result.metered += 1
-                result.blocks_charged += outcome.blocks
-                result.calls_ended += outcome.ended
+            _bill_many(outcomes, now)
+        for _call, outcome in outcomes:
+            result.metered += 1
+            result.blocks_charged += outcome.blocks
+            result.calls_ended += outcome.ended
         db.session.commit()
         messages = []
         for call, outcome in outcomes:

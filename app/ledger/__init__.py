@@ -49,7 +49,7 @@ from app.extensions import db, driver_connection
 
 __all__ = [
     "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "post_arguments", "open_account",
-    "open_escrow", "account", "accounts_for",
+    "open_escrow", "account", "accounts_for", "TransferRequest", "transfer_many",
     "account_for", "system_account", "balance_of", "verify",
 ]
 
@@ -74,6 +74,15 @@ class Account:
 class Leg:
     account: Account
     amount: int
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """One transfer of a `transfer_many` batch (the arguments of `transfer`)."""
+    kind: str
+    key: str
+    legs: list[Leg]
+    metadata: dict | None = None
 
 
 @dataclass
@@ -225,6 +234,33 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
         return TransferResult(tid, created=False)
     return TransferResult(tid, created=True,
                           balances={a: b for a, b in zip(ids, balances, strict=True) if b is not None})
+
+
+def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | InsufficientFunds]:
+    """Post independent transfers in one round trip (psycopg pipeline mode), inside
+    the caller's transaction, in order. Each is applied or refused on its own: a
+    refused one comes back as an `InsufficientFunds` (not raised) and wrote
+    nothing, so the others stand. Same rules and idempotency as `transfer`; for
+    batches whose transfers touch different wallets (the call meter: one open
+    call per fan), since a batch's row locks are taken in request order."""
+    if not requests:
+        return []
+    prepared = [(r, *post_arguments(r.legs)) for r in requests]
+    conn = driver_connection()
+    with conn.pipeline():
+        cursors = [conn.execute(_POST, (r.kind, r.key, Jsonb(r.metadata or {}), ids, amounts))
+                   for r, ids, amounts in prepared]
+    results: list[TransferResult | InsufficientFunds] = []
+    for (_r, ids, _amounts), cursor in zip(prepared, cursors, strict=True):
+        tid, created, shortfall, balances = cursor.fetchone()
+        if shortfall:
+            results.append(InsufficientFunds(required=shortfall))
+        elif not created:
+            results.append(TransferResult(tid, created=False))
+        else:
+            results.append(TransferResult(tid, created=True, balances={
+                a: b for a, b in zip(ids, balances, strict=True) if b is not None}))
+    return results
 
 
 from app.ledger.verify import verify  # noqa: E402  (re-export)
