@@ -6,15 +6,18 @@ back its whole transaction. The call meter needs to refuse one block (the
 fan ran dry, the call ends) and go on with the rest of its batch in the same
 transaction. Now a refused transfer writes nothing:
 
-1. a transfer with this key already committed → `created = false`;
-2. every cached leg's account is locked in account-id order (the same fixed
-   order as before, so no deadlock cycles) and each debit is checked
-   (`balance + amount >= 0`); a debited derived account other than
-   `token_sales` is locked and its entries summed; any shortfall → return it,
-   nothing written (only row locks held until the caller's transaction ends);
-3. insert the transfer (a concurrent transfer with the same key that
+1. every cached leg's account (and a debited derived account other than
+   `token_sales`) is locked in account-id order — the same fixed order as
+   before, so no deadlock cycles;
+2. a transfer with this key already committed → `created = false` (looked up
+   *after* the locks: a concurrent post of the same key that held them has
+   committed by now, so a retry is a replay, not a second debit);
+3. each debit is checked (`balance + amount >= 0`; a derived account's
+   entries summed); any shortfall → return it, nothing written (only row
+   locks held until the caller's transaction ends);
+4. insert the transfer (a concurrent transfer with the same key that
    committed meanwhile → `created = false`, nothing written);
-4. apply the cached balances (they can't fail now: locked and checked) and
+5. apply the cached balances (they can't fail now: locked and checked) and
    insert the entries with their running balances.
 
 Also a partial unique index: a fan has at most one open call (requested,
@@ -42,6 +45,14 @@ def upgrade():
         leg record;
         current_balance bigint;
     BEGIN
+        -- Lock first, then look for the key: a concurrent post of the same key that
+        -- holds these rows commits before we get them, and then we see it (a replay
+        -- must answer "already done", not "insufficient funds" for the second try).
+        PERFORM 1 FROM ledger_accounts a
+          JOIN unnest(p_accounts, p_amounts) AS x(account_id, amount) ON a.id = x.account_id
+         WHERE a.cached OR (x.amount < 0 AND a.kind <> 'token_sales')
+         ORDER BY a.id
+           FOR UPDATE OF a;
         SELECT id INTO o_transfer_id FROM ledger_transfers WHERE idempotency_key = p_key;
         IF FOUND THEN
             o_created := false;
@@ -54,7 +65,6 @@ def upgrade():
               JOIN ledger_accounts a ON a.id = x.account_id
              WHERE a.cached OR (x.amount < 0 AND a.kind <> 'token_sales')
              ORDER BY x.account_id
-               FOR UPDATE OF a
         LOOP
             IF leg.cached THEN
                 IF leg.balance + leg.amount < 0 THEN
