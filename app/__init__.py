@@ -92,7 +92,8 @@ def _init_realtime(app: Flask) -> None:
 
     app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], render_viewer_count, app.config["REDIS_PREFIX"])
     # Ping idle sockets so dead peers are noticed and proxies keep them open.
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
+    # No client message may exceed 64 KB (only call signaling reads any): bigger closes with 1009.
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 64 * 1024})
 
 
 def _root():
@@ -128,6 +129,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.auth.api import bp as auth_api
     from app.auth.routes import bp as auth_routes
     from app.calls.api import bp as calls_api
+    from app.calls.routes import bp as calls_routes
     from app.creator.routes import bp as creator_routes
     from app.main.routes import bp as main_routes
     from app.realtime.sockets import bp as realtime_sockets
@@ -139,7 +141,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
-               tips_routes, tips_api, creator_routes, calls_api, realtime_sockets):
+               tips_routes, tips_api, creator_routes, calls_routes, calls_api, realtime_sockets):
         app.register_blueprint(bp)
 
 

@@ -53,8 +53,13 @@ def call_requested(call) -> None:
 
 
 def call_changed(call) -> None:
-    """The call's new state, for both call pages (they share the call's channel)."""
-    publish_many(call_messages(call))
+    """The call's new state, for both call pages (they share the call's channel); while
+    the change is about a request (accepted, declined, withdrawn, expired), also the
+    creator's refreshed list of pending requests."""
+    messages = call_messages(call)
+    if call.accepted_at is None or call.status == "active" and call.blocks_charged <= 1:
+        messages.append((user_channel(call.creator_id), _render("calls/_request_push.html", call=call)))
+    publish_many(messages)
 
 
 def call_messages(call) -> list[tuple[str, str]]:

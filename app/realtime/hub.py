@@ -62,8 +62,9 @@ from redis.retry import Retry
 log = logging.getLogger(__name__)
 
 PREFIX = "pm:"  # default namespace; deployments may set REDIS_PREFIX
-# One person's feeds (their /ws/me, their OBS overlay) have no audience to count.
-PRIVATE_FEEDS = ("user:", "overlay:")
+# One person's feeds (their /ws/me, their OBS overlay), a call's two pages ("c-…") and its
+# signaling inboxes have no audience to count (and no viewer-count element to update).
+PRIVATE_FEEDS = ("user:", "overlay:", "c-", "signal:")
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
@@ -88,6 +89,13 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", 0x81, 127, n)
     return header + payload
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of a frame built by `text_frame` (for the few sockets that read
+    what they relay, e.g. call signaling)."""
+    n = frame[1] & 0x7F
+    return frame[2 + (0 if n < 126 else 2 if n == 126 else 8):]
 
 
 class Subscriber:

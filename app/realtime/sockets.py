@@ -1,5 +1,6 @@
-"""WebSocket endpoints (flask-sock): `/ws/channels/<channel>`, `/ws/me`,
-`/ws/overlay/<secret>`.
+"""WebSocket endpoints (flask-sock): `/ws/channels/<channel>` (a stream's or a
+call's), `/ws/me`, `/ws/overlay/<secret>`, and `/ws/calls/<id>/signal` (a call's
+WebRTC signaling, see signaling.py).
 
 Every check — Origin, identity, access — runs in `before_request`, i.e.
 before the WebSocket handshake: a refused client gets an HTTP error and no
@@ -23,12 +24,13 @@ from flask import Blueprint, current_app, g, render_template, request
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
-from app.errors import Forbidden, NotFound, Unauthorized, error_response
+from app.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, error_response
 from app.extensions import db, sock
 from app.realtime import events
 from app.realtime.bus import user_channel
 
 bp = Blueprint("realtime", __name__)
+CALL_CHANNEL_PREFIX = "c-"  # app.calls.service names call channels so; streams use "s-"
 
 def hub():
     return current_app.extensions["realtime_hub"]
@@ -50,7 +52,18 @@ def _guard():
     if not _origin_allowed():
         return error_response(Forbidden("WebSocket connections from other sites are refused.", "bad_origin"))
     endpoint = request.endpoint
-    if endpoint == "realtime.channel_socket":
+    if endpoint == "realtime.channel_socket" and request.view_args["channel"].startswith(CALL_CHANNEL_PREFIX):
+        # A call's channel: its two participants only.
+        from app.calls.display import call_for_channel
+        call = call_for_channel(request.view_args["channel"])
+        if call is None:
+            return error_response(NotFound("No such channel.", "channel_not_found"))
+        if not current_user.is_authenticated:
+            return error_response(Unauthorized("Log in to follow your call.", "unauthorized"))
+        if current_user.id not in (call.fan_id, call.creator_id):
+            return error_response(Forbidden("Only the two people on a call can follow it.", "not_a_participant"))
+        g.call_id = call.id
+    elif endpoint == "realtime.channel_socket":
         from app.streams.service import can_view, stream_for_channel
         stream = stream_for_channel(request.view_args["channel"])
         if stream is None:
@@ -67,6 +80,17 @@ def _guard():
         if creator is None:
             return error_response(NotFound("No such overlay.", "overlay_not_found"))
         g.overlay_creator_id = creator.id
+    elif endpoint == "realtime.call_signal_socket":
+        if not current_user.is_authenticated:
+            return error_response(Unauthorized("Log in to join your call.", "unauthorized"))
+        from app.calls import service as calls
+        try:
+            call = calls.get_call_for(current_user, request.view_args["call_id"])
+        except AppError as err:
+            return error_response(err)
+        if call.status not in calls.OPEN_STATUSES:
+            return error_response(Conflict(f"This call is {call.status}.", "call_over"))
+        g.call_id, g.call_party = call.id, "fan" if current_user.id == call.fan_id else "creator"
     return None
 
 
@@ -122,6 +146,15 @@ def channel_socket(ws, channel):
     from app.streams.service import stream_for_channel
     from app.tips.service import recent_tips
 
+    if g.get("call_id"):
+        call_id = g.call_id
+
+        def call_state():  # the call page's state panel as it is now
+            from app.calls.models import Call
+            return render_template("calls/_sync.html", call=db.session.get(Call, call_id))
+        _pump(ws, (channel,), call_state)
+        return
+
     def state():  # `_guard` checked the channel exists and this user may watch it
         stream = stream_for_channel(channel)
         return render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
@@ -132,6 +165,7 @@ def channel_socket(ws, channel):
 @sock.route("/ws/me", bp=bp)
 def me_socket(ws):
     from app.auth.models import User
+    from app.calls.display import pending_requests
     from app.tips.service import recent_tips
     from app.wallet.service import wallet_balance
     user_id = current_user.id
@@ -141,10 +175,17 @@ def me_socket(ws):
         return render_template(
             "realtime/_me_sync.html", balance=wallet_balance(user),
             feed=recent_tips(creator_id=user.id) if user.is_creator else None,
-            unseen=events.unseen_tips(user.id) if user.is_creator else None)
+            unseen=events.unseen_tips(user.id) if user.is_creator else None,
+            call_requests=pending_requests(user.id) if user.is_creator else None)
     _pump(ws, (user_channel(user_id),), state)
 
 
 @sock.route("/ws/overlay/<secret>", bp=bp)
 def overlay_socket(ws, secret):
     _pump(ws, (f"overlay:{g.overlay_creator_id}",))
+
+
+@sock.route("/ws/calls/<int:call_id>/signal", bp=bp)
+def call_signal_socket(ws, call_id):
+    from app.realtime import signaling
+    signaling.serve(ws, g.call_id, g.call_party)

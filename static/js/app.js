@@ -22,7 +22,7 @@
     // match in document order, i.e. always the close button.
     const dialog = root.id === "modal" && root.querySelector("[role=dialog]");
     if (dialog) {
-      const first = ["input:not([type=hidden]):checked", "textarea", "button"]
+      const first = ["[data-autofocus]", "input:not([type=hidden]):checked", "textarea", "button"]
         .map((selector) => dialog.querySelector(selector)).find(Boolean);
       if (first) first.focus();
     }
@@ -53,6 +53,18 @@
     const list = document.getElementById("recent-tips");
     const empty = document.getElementById("no-tips-yet");
     if (list && empty && list.children.length) empty.remove();
+  });
+
+  // ---- Calls: a call's state pushed to a page without its panel lands in #call-sink and is
+  // dropped (base.html); a finished call request can be dismissed from the notifications. ----
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const target = event.detail && event.detail.target;
+    if (target && target.id === "call-sink") event.detail.shouldSwap = false;
+  });
+  document.addEventListener("click", (event) => {
+    const button = event.target instanceof Element && event.target.closest("[data-dismiss-request]");
+    const item = button && button.closest(".call-request");
+    if (item) item.remove();
   });
 
   // ---- Modal: close on backdrop click, close buttons and Escape. ----

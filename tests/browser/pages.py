@@ -56,3 +56,22 @@ class Page:
         other = [m for m in self.console_errors if m != "htmx:oobErrorNoTarget" and "htmx:" not in m
                  and not any(re.search(a, m) for a in allowed)]
         assert not other, f"console errors on {where}: {other}"
+
+
+def logged_in_pages(browser, base_url: str, timeout_ms: int, init_script: str, log_in):
+    """The `open_page` fixtures' body: yields open(user, path) → a Page in a fresh context
+    of `browser`, logged in through /login and on `path`; closes every context afterwards."""
+    contexts = []
+
+    def _open(user, path) -> Page:
+        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(timeout_ms)
+        context.add_init_script(init_script)
+        contexts.append(context)
+        p = Page(context.new_page())
+        log_in(p, user, path)
+        return p
+
+    yield _open
+    for context in contexts:
+        context.close()

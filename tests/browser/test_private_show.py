@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import Page
+from tests.browser.pages import Page, logged_in_pages
 from tests.browser.test_tips_live import WS_PROBE, log_in, open_tip_modal, pop, tip_of, wait_listening
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
@@ -35,20 +35,7 @@ def hub(app):
 @pytest.fixture()
 def open_page(browser, live_server):
     """open_page(user, path) → a Page in a fresh context, logged in through /login, on `path`."""
-    contexts = []
-
-    def _open(user, path) -> Page:
-        context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(TIMEOUT)
-        context.add_init_script(WS_PROBE)
-        contexts.append(context)
-        p = Page(context.new_page())
-        log_in(p, user, path)
-        return p
-
-    yield _open
-    for context in contexts:
-        context.close()
+    yield from logged_in_pages(browser, live_server, TIMEOUT, WS_PROBE, log_in)
 
 
 @pytest.fixture()

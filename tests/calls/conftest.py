@@ -6,59 +6,12 @@ ever sleeps through a 30-second block.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 from sqlalchemy import text
 
 from app.calls import service
 from app.extensions import db
 
-_MISSING = object()
-
-
-class Clock:
-    """A settable clock: calling it returns `now`; `advance` moves it forward."""
-
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float = 0, **kw) -> datetime:
-        self.now = self.now + timedelta(seconds=seconds, **kw)
-        return self.now
-
-    def at(self, moment: datetime) -> datetime:
-        self.now = moment
-        return moment
-
-
-def install_clock(application, clock) -> object:
-    """Put `clock` on `application`; returns what was there (or _MISSING) for restore_clock."""
-    previous = application.extensions.get("clock", _MISSING)
-    application.extensions["clock"] = clock
-    return previous
-
-
-def restore_clock(application, previous) -> None:
-    if previous is _MISSING:
-        application.extensions.pop("clock", None)
-    else:
-        application.extensions["clock"] = previous
-
-
-@pytest.fixture()
-def clock(app):
-    """A Clock installed on the session app (whole seconds, so block edges are exact);
-    always removed afterwards."""
-    c = Clock(datetime.now(timezone.utc).replace(microsecond=0))
-    previous = install_clock(app, c)
-    try:
-        yield c
-    finally:
-        restore_clock(app, previous)
 
 
 def _close_open_calls(application) -> None:

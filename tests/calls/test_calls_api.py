@@ -13,7 +13,7 @@ from app import ledger
 from app.auth.models import User
 from app.calls import service
 from app.extensions import db
-from tests.calls.conftest import install_clock
+from tests.clock import install_clock
 from tests.calls.helpers import event_types, events, fresh_call, wallet
 from tests.conftest import fresh_client
 from tests.helpers import assert_error

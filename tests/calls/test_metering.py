@@ -31,7 +31,7 @@ from app.calls import service
 from app.calls.billing import block_price
 from app.errors import Conflict
 from app.extensions import db
-from tests.calls.conftest import install_clock
+from tests.clock import install_clock
 from tests.calls.helpers import (block_keys, block_transfer_kinds, charged_blocks, earnings, event_types, events,
                                  fresh_call, platform_fees, wallet, wallet_debits_for_call)
 from tests.conftest import fresh_client

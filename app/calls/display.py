@@ -1,0 +1,155 @@
+"""What the call pages show, read from a call's row and its billing events.
+
+Nothing here changes anything: the call service owns every state change and
+charge. `meter` is a template global (registered by app/calls/routes.py), so
+the state panel renders the same whether it comes with the page, as an htmx
+answer, or pushed over the call's channel by `events.call_changed` — which
+renders without a request, once for both parties (nothing here depends on who
+is looking), and for every call the meter charges (so nothing here queries for
+the panel). The receipts and the creator's earnings come from the audit log,
+which each page fetches when its panel changes (`activity`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.auth.models import User
+from app.calls import billing, service
+from app.calls.models import BillingEvent, Call
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+RUNNING = ("active", "paused")
+OVER = ("ended", "declined", "expired")
+PENDING_SHOWN = 20  # call requests listed in a creator's notifications
+
+
+STATUS_LABELS = {"requested": "Requested", "active": "Live", "paused": "Paused", "ended": "Ended",
+                 "declined": "Declined", "expired": "Expired"}
+END_REASONS = {"ended_by_creator": "The creator ended the call.",
+               "billing_stopped": "Billing was stopped, which ended the call.",
+               "insufficient_funds": "The fan's balance could not pay the next block."}
+
+
+@dataclass
+class Meter:
+    """A call's state panel at one moment (the service's clock), from its row alone."""
+    label: str  # the status, as the pill says it
+    detail: str  # one sentence on why (who paused, how it ended); "" when nothing to add
+    active_seconds: int  # talk time so far
+    next_charge_in: int | None  # active seconds until the next block is charged (while it runs)
+    next_price: int | None  # what that block costs (block 0 while requested)
+
+
+def meter(call: Call) -> Meter:
+    """The state panel's figures. No query, and cheap: the meter pushes this panel for
+    every call it charges, thousands per tick."""
+    active_ms = billing.active_ms_at(call.active_ms, call.active_since, service.clock())
+    next_in = next_price = None
+    if call.status in RUNNING or call.status == "requested":
+        next_price = billing.block_price(call.blocks_charged, call.rate, call.block_seconds)
+    if call.status in RUNNING:
+        # Block k is charged when active time reaches its start (block 0 at acceptance).
+        next_start = billing.block_start_ms(call.blocks_charged, call.block_seconds)
+        next_in = max(0, -(-(next_start - active_ms) // 1000))
+    return Meter(label=STATUS_LABELS.get(call.status, call.status), detail=_detail(call),
+                 active_seconds=active_ms // 1000, next_charge_in=next_in, next_price=next_price)
+
+
+def _detail(call: Call) -> str:
+    if call.status == "paused" and call.paused_by == "presence":
+        fan, creator = call.fan_missing_since is not None, call.creator_missing_since is not None
+        who = "both sides' connections" if fan and creator else "the fan's connection" if fan else (
+            "the creator's connection")
+        return f"Billing paused: {who} dropped. It resumes when they're back."
+    if call.status == "paused":
+        return f"Billing paused by the {call.paused_by}. Resume to continue."
+    if call.status == "ended":
+        if call.end_reason == "ended_by_fan":
+            return "The fan withdrew the request." if call.accepted_at is None else "The fan ended the call."
+        return END_REASONS.get(call.end_reason, "The call is over.")
+    if call.status == "declined":
+        return "The creator declined the call."
+    if call.status == "expired":
+        return "The request was not answered in time."
+    return ""
+
+
+@dataclass
+class Activity:
+    """The call's billing audit log as receipts, and what the creator earned from it."""
+    events: list  # oldest first
+    earned: int  # the sum of every block's creator_share (app.ledger.split of its price)
+
+
+def activity(events: list[BillingEvent]) -> Activity:
+    """`events`: the call's billing events (service.history), oldest first."""
+    return Activity(events=events, earned=sum(e.creator_share or 0 for e in events if e.type == "block_charged"))
+
+
+def low_balance(call: Call, balance: int) -> int | None:
+    """Tokens the fan lacks to pay the call's next two blocks while it runs (the
+    same rule that logs a `low_balance` event at each charge), or None when covered."""
+    if call.status not in RUNNING:
+        return None
+    upcoming = sum(billing.block_price(call.blocks_charged + i, call.rate, call.block_seconds) for i in (0, 1))
+    return upcoming - balance if balance < upcoming else None
+
+
+def people(call: Call) -> SimpleNamespace:
+    """The call's fan and creator (User rows)."""
+    return SimpleNamespace(fan=db.session.get(User, call.fan_id), creator=db.session.get(User, call.creator_id))
+
+
+def pending_requests(creator_id: int) -> list[Call]:
+    """The creator's unanswered call requests, newest first (those past their timeout
+    are left out even before the meter marks them expired)."""
+    cutoff = service.clock() - service.REQUEST_TIMEOUT
+    return list(db.session.scalars(
+        select(Call).where(Call.creator_id == creator_id, Call.status == "requested", Call.requested_at >= cutoff)
+        .order_by(Call.id.desc()).limit(PENDING_SHOWN)))
+
+
+def call_for_channel(channel) -> Call | None:
+    if not isinstance(channel, str) or len(channel) > 64:
+        return None
+    return db.session.scalar(select(Call).where(Call.channel == channel))
+
+
+def ice_servers() -> list[dict]:
+    """`ICE_SERVERS` as RTCPeerConnection's `iceServers`: a JSON list of
+    `{urls, username?, credential?}` objects (or bare URL strings); empty → []
+    (host candidates only: fine on one network, TURN needed across NATs)."""
+    raw = (current_app.config.get("ICE_SERVERS") or "").strip()
+    if not raw:
+        return []
+    try:
+        servers = json.loads(raw)
+    except ValueError:
+        log.warning("ICE_SERVERS is not JSON; calls use no STUN/TURN server")
+        return []
+    if not isinstance(servers, list):
+        log.warning("ICE_SERVERS must be a JSON list; calls use no STUN/TURN server")
+        return []
+    out = []
+    for server in servers:
+        if isinstance(server, str):
+            server = {"urls": server}
+        if isinstance(server, dict) and isinstance(server.get("urls"), (str, list)):
+            out.append({k: v for k, v in server.items() if k in ("urls", "username", "credential")})
+    return out
+
+
+def duration(seconds) -> str:
+    """Talk time: 75 → "1:15", 3725 → "1:02:05"."""
+    seconds = max(0, int(seconds or 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,119 @@
+"""Pages of pay-per-minute calls (HTML + htmx): the Call modal and the request
+(`GET /calls/new`, `POST /calls`), the call page `/calls/<id>` (video, live
+meter, receipts), its buttons (accept, decline, pause, resume, end: the same
+service functions as the JSON API) and its activity fragment (receipts, the
+creator's earnings, the fan's low-balance warning).
+
+The call page's state panel is `calls/_state.html` around `calls/_meter.html`;
+the same templates are pushed by `events.call_changed`, so they use only the
+template globals registered here (no request, no current user) and no query.
+Whenever the panel changes, the page re-fetches `/calls/<id>/activity`.
+"""
+from flask import Blueprint, current_app, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from app.auth.models import User
+from app.calls import display, service
+from app.errors import Conflict, InsufficientFunds, InvalidValue, NotFound
+from app.extensions import db
+from app.http import int_arg, is_htmx, redirect_to
+from app.wallet.service import wallet_balance
+
+bp = Blueprint("calls", __name__)
+
+# Pushed fragments are rendered without a request: these are globals, not context processors.
+bp.add_app_template_global(display.meter, "call_meter")
+bp.add_app_template_global(display.people, "call_people")  # the creator's notifications
+bp.add_app_template_global(display.pending_requests, "pending_call_requests")
+bp.add_app_template_filter(display.duration, "duration")
+
+_ACTIONS = {"accept": service.accept, "decline": service.decline, "pause": service.pause,
+            "resume": service.resume, "end": service.end}
+
+
+def _creator_or_404(creator_id) -> User:
+    creator = db.session.get(User, creator_id) if creator_id else None
+    if creator is None or not creator.is_creator:
+        raise NotFound("No such creator.", "creator_not_found")
+    return creator
+
+
+def _modal(creator: User, status: int = 200, **extra):
+    """The Call modal: the creator's current rate, what a call needs to start, the fan's balance."""
+    rate = creator.call_rate_tokens_per_min
+    context = dict(creator=creator, rate=rate, taking_calls=bool(creator.calls_enabled and rate),
+                   minimum=service.minimum_balance(rate) if rate else None,
+                   block_seconds=current_app.config["BILLING_BLOCK_SECONDS"],
+                   balance=wallet_balance(current_user), error=None, shortfall=None, open_call_id=None)
+    context.update(extra)
+    return render_template("calls/_modal.html", **context), status
+
+
+@bp.get("/calls/new")
+@login_required
+def new():
+    return _modal(_creator_or_404(int_arg(request.args, "creator")))
+
+
+@bp.post("/calls")
+@login_required
+def request_call():
+    """The modal's "Call now": the rate it showed is the price confirmation, so a rate
+    changed meanwhile answers 409 with the new one, to confirm again."""
+    creator = _creator_or_404(int_arg(request.form, "creatorId"))
+    rate = int_arg(request.form, "rate", max_digits=6)
+    try:
+        if rate is None:
+            raise InvalidValue("Confirm the rate to call.", field="rate")
+        call = service.init_call(current_user, creator.id, rate)
+    except InsufficientFunds as err:
+        return _modal(creator, err.status, error=err.message, shortfall=err.required)
+    except (Conflict, InvalidValue) as err:
+        db.session.refresh(creator)  # show the rate as it is now
+        return _modal(creator, err.status, error=err.message, open_call_id=err.extra.get("callId"))
+    return redirect_to(url_for("calls.show", call_id=call.id))
+
+
+@bp.get("/calls/<int:call_id>")
+@login_required
+def show(call_id):
+    """The call page, for its two participants only (403 for anyone else)."""
+    call = service.get_call_for(current_user, call_id)
+    who = display.people(call)
+    return render_template("calls/show.html", call=call, other=who.creator if _party(call) == "fan" else who.fan,
+                           creator=who.creator, ice_servers=display.ice_servers(), **_activity_context(call))
+
+
+@bp.get("/calls/<int:call_id>/activity")
+@login_required
+def activity(call_id):
+    """The receipts (and the creator's earnings, the fan's low-balance warning), fetched
+    by the call page whenever its state panel or the fan's balance changes."""
+    call = service.get_call_for(current_user, call_id)
+    return render_template("calls/_activity.html", call=call, topup_oob=True, **_activity_context(call))
+
+
+def _party(call) -> str:
+    return "fan" if current_user.id == call.fan_id else "creator"
+
+
+def _activity_context(call) -> dict:
+    party = _party(call)
+    balance = wallet_balance(current_user) if party == "fan" else None
+    return dict(party=party, activity=display.activity(service.history(current_user, call.id)), balance=balance,
+                shortfall=display.low_balance(call, balance) if party == "fan" else None)
+
+
+@bp.post("/calls/<int:call_id>/<any(accept, decline, pause, resume, end):action>")
+@login_required
+def change(call_id, action):
+    """A button on the call page or in the creator's notifications. htmx gets back
+    the fragment it swaps (the state panel, or the notification); accepting from a
+    notification, and every plain form post, goes to the call page."""
+    call = _ACTIONS[action](current_user, call_id)
+    target = request.headers.get("HX-Target", "")
+    if is_htmx() and target == f"call-state-{call.id}":
+        return render_template("calls/_meter.html", call=call)
+    if is_htmx() and target == f"call-request-{call.id}":
+        return render_template("calls/_request_body.html", call=call)
+    return redirect_to(url_for("calls.show", call_id=call.id))
