@@ -17,6 +17,7 @@ from app.calls import display, service
 from app.errors import Conflict, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
 from app.http import int_arg, is_htmx, redirect_to
+from app.tips.service import recent_tips
 from app.wallet.service import wallet_balance
 
 bp = Blueprint("calls", __name__)
@@ -81,7 +82,8 @@ def show(call_id):
     call = service.get_call_for(current_user, call_id)
     who = display.people(call)
     return render_template("calls/show.html", call=call, other=who.creator if _party(call) == "fan" else who.fan,
-                           creator=who.creator, ice_servers=display.ice_servers(), **_activity_context(call))
+                           creator=who.creator, ice_servers=display.ice_servers(),
+                           recent=recent_tips(call_id=call.id), **_activity_context(call))
 
 
 @bp.get("/calls/<int:call_id>/activity")

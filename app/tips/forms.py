@@ -19,10 +19,11 @@ def creator_share_for(form) -> int | None:
         return None
 
 
-def tip_modal_context(creator, *, stream_id=None, amount_choice="100", custom="", message="", error=None,
-                      field=None, shortfall=None) -> dict:
+def tip_modal_context(creator, *, stream_id=None, call_id=None, amount_choice="100", custom="", message="",
+                      error=None, field=None, shortfall=None) -> dict:
     return {
-        "creator": creator, "stream_id": stream_id, "presets": TIP_PRESETS, "message_max": MESSAGE_MAX,
+        "creator": creator, "stream_id": stream_id, "call_id": call_id, "presets": TIP_PRESETS,
+        "message_max": MESSAGE_MAX,
         "amount_choice": amount_choice, "custom": custom, "message": message, "error": error,
         "error_field": field, "shortfall": shortfall,
         "creator_share": creator_share_for({"amountTokens": amount_choice, "customAmount": custom}),

@@ -26,7 +26,7 @@ def _creator_or_404(creator_id):
 def new():
     creator = _creator_or_404(int_arg(request.args, "creator"))
     return render_template("tips/_modal.html", **tip_modal_context(
-        creator, stream_id=int_arg(request.args, "stream")))
+        creator, stream_id=int_arg(request.args, "stream"), call_id=int_arg(request.args, "call")))
 
 
 @bp.get("/tips/preview")
@@ -41,14 +41,14 @@ def preview():
 def send():
     form = request.form
     creator = _creator_or_404(int_arg(form, "toCreatorId"))
-    stream_id = int_arg(form, "streamId")
-    state = dict(stream_id=stream_id, amount_choice=form.get("amountTokens", ""),
+    stream_id, call_id = int_arg(form, "streamId"), int_arg(form, "callId")
+    state = dict(stream_id=stream_id, call_id=call_id, amount_choice=form.get("amountTokens", ""),
                  custom=(form.get("customAmount") or "")[:32], message=(form.get("message") or "")[:2000])
     try:
         amount = service.tip_amount(chosen_amount(form), from_form=True)
         message = service.tip_message(form.get("message"))
         result = service.send_tip(current_user, creator.id, amount, message,
-                                  {"streamId": stream_id} if stream_id else None, request_idempotency_key())
+                                  _context(stream_id, call_id), request_idempotency_key())
     except InsufficientFunds as err:
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, error=err.message, field="amountTokens", shortfall=err.required, **state)), 402
@@ -57,6 +57,13 @@ def send():
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, error=err.message, field=field, **state)), err.status
     return render_template("tips/_sent.html", tip=result.tip, creator=creator, balance=result.new_balance)
+
+
+def _context(stream_id, call_id) -> dict | None:
+    """Where the modal was opened: a stream page, a call page, or neither."""
+    if call_id:
+        return {"callId": call_id}
+    return {"streamId": stream_id} if stream_id else None
 
 
 @bp.get("/overlay/<secret>")

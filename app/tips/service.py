@@ -17,7 +17,7 @@ from sqlalchemy import select
 from app import idempotency, ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import Forbidden, InsufficientFunds, InvalidValue, NotFound
+from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.streams.models import Stream
 from app.streams.service import can_view
@@ -88,8 +88,9 @@ def _context(raw, creator_id: int, sender) -> dict:
         if stream.creator_id != creator_id:
             raise Forbidden("That stream belongs to another creator.", "context_mismatch")
     if call_id is not None:
-        # Calls arrive with their own issue; until then no call id can be valid.
-        raise NotFound("No such call.", "call_not_found")
+        if stream_id is not None or channel is not None:
+            raise InvalidValue("A tip goes to a stream or to a call, not both.", field="context")
+        return _call_context(call_id, creator_id, sender)
     if channel is not None:
         if not isinstance(channel, str) or len(channel) > 64:
             raise InvalidValue("context.channel must be a channel name.", field="context.channel")
@@ -103,6 +104,25 @@ def _context(raw, creator_id: int, sender) -> dict:
         raise Forbidden("You don't have access to that stream.", "no_access")
     return {"stream_id": stream.id if stream else None, "call_id": None,
             "channel": stream.channel if stream else None}
+
+
+def _call_context(call_id, creator_id: int, sender) -> dict:
+    """A tip during a call: the call's fan tipping its creator while it runs; it pops
+    up on both call pages (the call's channel)."""
+    from app.calls.models import Call
+
+    if isinstance(call_id, bool) or not isinstance(call_id, int) or not 0 < call_id < 2**63:
+        raise InvalidValue("context.callId must be a call id.", field="context.callId")
+    call = db.session.get(Call, call_id)
+    if call is None:
+        raise NotFound("No such call.", "call_not_found")
+    if call.creator_id != creator_id:
+        raise Forbidden("That call is with another creator.", "context_mismatch")
+    if call.fan_id != sender.id:
+        raise Forbidden("Only the fan on that call can tip during it.", "not_a_participant")
+    if call.status not in ("active", "paused"):
+        raise Conflict("That call is not running.", "call_not_running")
+    return {"stream_id": None, "call_id": call.id, "channel": call.channel}
 
 
 def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str) -> TipResult:
@@ -165,9 +185,16 @@ class TipView:
     sender_name: str
 
 
-def recent_tips(*, stream_id: int | None = None, creator_id: int | None = None, limit: int = 10) -> list[TipView]:
+def recent_tips(*, stream_id: int | None = None, call_id: int | None = None, creator_id: int | None = None,
+                limit: int = 10) -> list[TipView]:
+    """The latest tips of a stream, of a call, or to a creator (give exactly one)."""
     q = select(Tip, User.display_name).join(User, User.id == Tip.sender_id)
-    q = q.where(Tip.stream_id == stream_id) if stream_id is not None else q.where(Tip.creator_id == creator_id)
+    if stream_id is not None:
+        q = q.where(Tip.stream_id == stream_id)
+    elif call_id is not None:
+        q = q.where(Tip.call_id == call_id)
+    else:
+        q = q.where(Tip.creator_id == creator_id)
     return [TipView(t, name) for t, name in db.session.execute(q.order_by(Tip.id.desc()).limit(limit))]
 
 

@@ -374,11 +374,68 @@ def test_context_with_an_unknown_stream_is_404(client, scene):
     assert_nothing_written(s)
 
 
-def test_context_with_a_call_id_is_404_until_calls_exist(client, scene):
+def test_context_with_an_unknown_call_id_is_404(client, scene):
     s = scene
-    resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10, "context": {"callId": 1}})
+    resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
+                                    "context": {"callId": 2 ** 62}})
     assert_error(resp, 404, "call_not_found")
     assert_nothing_written(s)
+
+
+@pytest.fixture()
+def running_call(scene):
+    """An accepted call between the scene's fan and creator (rate 1: block 0 costs the fan
+    1 token), ended afterwards so no other test's meter bills it."""
+    from app.calls import service as calls
+    s = scene
+    calls.update_settings(s.creator, 1, True)
+    call = calls.init_call(s.fan, s.creator.id, 1)
+    calls.accept(s.creator, call.id)
+    yield call
+    db.session.rollback()
+    if calls.get_call_for(s.fan, call.id).status in calls.OPEN_STATUSES:
+        calls.end(s.fan, call.id)
+
+
+def test_a_tip_during_a_call_carries_the_call_and_pops_up_on_its_channel(client, scene, running_call):
+    s = scene
+    before = balance_of(s.fan)
+    resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 50, "message": "hi",
+                                    "context": {"callId": running_call.id}})
+    assert resp.status_code == 201, resp.get_json()
+    tip = resp.get_json()["tip"]
+    assert tip["callId"] == running_call.id and tip["streamId"] is None
+    assert tip["channel"] == running_call.channel  # both call pages listen there
+    assert balance_of(s.fan) == before - 50
+    assert [v.tip.id for v in tips.recent_tips(call_id=running_call.id)] == [tip["id"]]
+
+
+def test_only_the_calls_fan_tips_its_creator_during_it(client, scene, running_call, make_fan, make_creator,
+                                                        api_headers):
+    s = scene
+    stranger = make_fan(balance=1000)
+    resp = send(client, api_headers(stranger), {"toCreatorId": s.creator.id, "amountTokens": 10,
+                                                "context": {"callId": running_call.id}})
+    assert_error(resp, 403, "not_a_participant")
+    other_creator = make_creator()
+    resp = send(client, s.headers, {"toCreatorId": other_creator.id, "amountTokens": 10,
+                                    "context": {"callId": running_call.id}})
+    assert_error(resp, 403, "context_mismatch")
+    assert tips.recent_tips(call_id=running_call.id) == []
+
+
+def test_no_tip_into_a_call_that_ended_nor_into_a_call_and_a_stream_at_once(client, scene, running_call):
+    from app.calls import service as calls
+    s = scene
+    public = streams.create_stream(s.creator, "public", "Also live")
+    resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
+                                    "context": {"callId": running_call.id, "streamId": public.id}})
+    assert_error(resp, 422)
+    calls.end(s.fan, running_call.id)
+    resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
+                                    "context": {"callId": running_call.id}})
+    assert_error(resp, 409, "call_not_running")
+    assert tips.recent_tips(call_id=running_call.id) == []
 
 
 @pytest.mark.parametrize("channel", ["s-does-not-exist", "", "x" * 64])
