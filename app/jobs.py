@@ -81,8 +81,11 @@ def sweep_shows() -> dict:
 
 @job
 def meter_calls() -> dict:
-    """The metering tick: charge every due call block (app.calls.service.meter)."""
+    """The metering tick: first report parties whose web instance died as gone (their
+    pages stopped heartbeating), then charge every due call block."""
     from app.calls import service
+    from app.realtime.signaling import sweep_stale_presence
+    sweep_stale_presence()
     return service.meter().to_dict()
 
 

@@ -186,6 +186,48 @@ class Presence:
             pass
 
 
+def sweep_stale_presence() -> list[tuple[int, str]]:
+    """Report gone every party the database counts as present whose pages all stopped
+    heartbeating — their web instance died, so no socket close ever said so. Run
+    by the worker before each metering tick; returns the (call id, party) reported."""
+    from sqlalchemy import select
+
+    from app.calls.models import Call
+    from app.redis_client import get_redis
+
+    rows = db.session.execute(select(Call.id, Call.fan_missing_since, Call.creator_missing_since)
+                              .where(Call.status.in_(("active", "paused")))).all()
+    db.session.rollback()
+    present = [(call_id, party) for call_id, fan_gone, creator_gone in rows
+               for party, gone in (("fan", fan_gone), ("creator", creator_gone)) if gone is None]
+    if not present:
+        return []
+    redis, prefix = get_redis(), current_app.config["REDIS_PREFIX"]
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for call_id, party in present:
+            pipe.zcount(f"{prefix}call-presence:{call_id}:{party}", time.time() - STALE_SECONDS, "+inf")
+        live = pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("presence sweep skipped, Redis unavailable: %s", exc)
+        return []
+    reported = []
+    for (call_id, party), count in zip(present, live, strict=True):
+        if count:
+            continue
+        key = f"{prefix}call-presence:{call_id}:{party}"
+        try:
+            with redis.lock(key + ":lock", timeout=30, blocking_timeout=5):
+                # Re-checked under the party's lock: a page may have just joined.
+                if redis.zcount(key, time.time() - STALE_SECONDS, "+inf"):
+                    continue
+                _report(call_id, party, False)
+                reported.append((call_id, party))
+        except (LockError, RedisError, OSError):
+            continue
+    return reported
+
+
 def _report(call_id: int, party: str, present: bool) -> None:
     from app.calls import service
     from app.calls.models import Call

@@ -726,6 +726,11 @@ def test_meter_calls_is_a_cron_job_and_charges_due_blocks_in_a_real_rq_worker(ct
     fan_id, creator_id = fan.id, creator.id  # the job's app context releases this session's rows
     clock.advance(95)  # blocks 1, 2 and 3 are due
     connection = Redis.from_url(services[1])
+    # Both call pages are live: their heartbeats are what the job's presence sweep reads
+    # first (without them it would rightly report both parties gone).
+    presence = f"{ctx.config['REDIS_PREFIX']}call-presence:{call_id}:"
+    for party in ("fan", "creator"):
+        connection.zadd(presence + party, {f"page-{party}": time.time()})
     queue = Queue(jobs.queue_name(), connection=connection)
     job = queue.enqueue(jobs.meter_calls)
     assert job.func_name == "app.jobs.meter_calls"

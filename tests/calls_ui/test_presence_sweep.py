@@ -1,0 +1,60 @@
+"""`sweep_stale_presence` (app/realtime/signaling.py): a party whose pages all stopped
+heartbeating — their web instance died, so no socket close said so — is reported
+gone before the metering tick, and billing pauses after the grace as usual."""
+from __future__ import annotations
+
+import time
+
+import redis
+
+from app.calls import service
+from app.calls.models import Call
+from app.extensions import db
+from app.realtime import signaling
+
+
+def _fresh(call_id: int) -> Call:
+    db.session.rollback()
+    return db.session.get(Call, call_id, populate_existing=True)
+
+
+def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_scene, clock, services):
+    scene = call_scene(accept=True, present=True)
+    key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
+    r = redis.Redis.from_url(services[1])
+    # The creator's page heartbeats; the fan's last heartbeat is older than STALE_SECONDS
+    # (its instance died): exactly what the sockets leave behind in Redis.
+    r.zadd(key + "creator", {"page-c": time.time()})
+    r.zadd(key + "fan", {"page-f": time.time() - signaling.STALE_SECONDS - 5})
+    try:
+        reported = signaling.sweep_stale_presence()
+        assert (scene.call_id, "fan") in reported and (scene.call_id, "creator") not in reported
+        call = _fresh(scene.call_id)
+        assert call.fan_missing_since is not None and call.creator_missing_since is None
+
+        # Billing then pauses once the grace has run out, as for a closed page.
+        clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
+        service.meter()
+        call = _fresh(scene.call_id)
+        assert (call.status, call.paused_by) == ("paused", "presence")
+
+        # A second sweep has nothing more to say about this call.
+        assert all(c != scene.call_id for c, _ in signaling.sweep_stale_presence())
+    finally:
+        r.delete(key + "creator", key + "fan")
+        r.close()
+
+
+def test_parties_with_a_live_page_are_left_alone(app, call_scene, services):
+    scene = call_scene(accept=True, present=True)
+    key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
+    r = redis.Redis.from_url(services[1])
+    r.zadd(key + "fan", {"page-f": time.time()})
+    r.zadd(key + "creator", {"page-c": time.time() - 2})
+    try:
+        assert all(c != scene.call_id for c, _ in signaling.sweep_stale_presence())
+        call = _fresh(scene.call_id)
+        assert call.fan_missing_since is None and call.creator_missing_since is None
+    finally:
+        r.delete(key + "creator", key + "fan")
+        r.close()
