@@ -246,13 +246,19 @@ def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | Insu
     if not requests:
         return []
     prepared = [(r, *post_arguments(r.legs)) for r in requests]
-    conn = driver_connection()
-    with conn.pipeline():
-        cursors = [conn.execute(_POST, (r.kind, r.key, Jsonb(r.metadata or {}), ids, amounts))
-                   for r, ids, amounts in prepared]
+    # executemany(returning=True): psycopg pipelines the statements itself and keeps
+    # one result set per statement, at a fraction of a per-execute call's Python cost.
+    cursor = driver_connection().cursor()
+    cursor.executemany(_POST, [(r.kind, r.key, Jsonb(r.metadata or {}), ids, amounts)
+                               for r, ids, amounts in prepared], returning=True)
+    rows = []
+    while True:
+        rows.append(cursor.fetchone())
+        if not cursor.nextset():
+            break
     results: list[TransferResult | InsufficientFunds] = []
-    for (_r, ids, _amounts), cursor in zip(prepared, cursors, strict=True):
-        tid, created, shortfall, balances = cursor.fetchone()
+    for (_r, ids, _amounts), row in zip(prepared, rows, strict=True):
+        tid, created, shortfall, balances = row
         if shortfall:
             results.append(InsufficientFunds(required=shortfall))
         elif not created:
