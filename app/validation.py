@@ -68,6 +68,18 @@ def token_amount(value, field: str, *, maximum: int, minimum: int = 1, from_form
     return value
 
 
+def is_record_id(value) -> bool:
+    """A JSON integer that can be a row id (a positive BIGINT; `true` is not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def record_id(value, field: str, message: str) -> int:
+    """`value` as a row id, or `InvalidValue` on `field` with `message`."""
+    if not is_record_id(value):
+        raise InvalidValue(message, field=field)
+    return value
+
+
 def text_value(value, field: str, *, label: str, max_length: int, required: bool = True,
                min_length: int = 0, strip: bool = True, single_line: bool = True) -> str:
     """A string of bounded length without control characters (stored raw, escaped on output)."""

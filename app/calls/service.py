@@ -70,8 +70,7 @@ def minimum_balance(rate: int) -> int:
 def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     """A fan asks a creator for a call at the creator's current rate; commits and
     notifies the creator. `confirmed_rate`, when given, must equal that rate."""
-    if isinstance(creator_id, bool) or not isinstance(creator_id, int) or not 0 < creator_id < 2**63:
-        raise InvalidValue("creatorId must be a creator's id.", field="creatorId")
+    validation.record_id(creator_id, "creatorId", "creatorId must be a creator's id.")
     if creator_id == fan.id:
         raise InvalidValue("You can't call yourself.", "self_call", field="creatorId")
     creator = db.session.get(User, creator_id)
@@ -114,7 +113,7 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
 
 def get_call_for(user, call_id) -> Call:
     """The call, for one of its two parties only (`NotFound` / `Forbidden` otherwise)."""
-    call = db.session.get(Call, call_id) if isinstance(call_id, int) and 0 < call_id < 2**63 else None
+    call = db.session.get(Call, call_id) if validation.is_record_id(call_id) else None
     if call is None:
         raise NotFound("No such call.", "call_not_found")
     if user.id not in (call.fan_id, call.creator_id):

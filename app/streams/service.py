@@ -83,7 +83,7 @@ def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None,
 
 
 def get_stream(stream_id) -> Stream:
-    stream = db.session.get(Stream, stream_id) if isinstance(stream_id, int) and 0 < stream_id < 2**63 else None
+    stream = db.session.get(Stream, stream_id) if validation.is_record_id(stream_id) else None
     if stream is None:
         raise NotFound("No such stream.", "stream_not_found")
     return stream

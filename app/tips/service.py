@@ -52,8 +52,7 @@ def preview_split(amount: int) -> tuple[int, int]:
 
 
 def _creator_id(to_creator_id, sender) -> int:
-    if isinstance(to_creator_id, bool) or not isinstance(to_creator_id, int) or not 0 < to_creator_id < 2**63:
-        raise InvalidValue("toCreatorId must be a creator's id.", field="toCreatorId")
+    validation.record_id(to_creator_id, "toCreatorId", "toCreatorId must be a creator's id.")
     if to_creator_id == sender.id:
         raise InvalidValue("You can't tip yourself.", "self_tip", field="toCreatorId")
     return to_creator_id
@@ -80,8 +79,7 @@ def _context(raw, creator_id: int, sender) -> dict:
     stream = None
     stream_id, call_id, channel = raw.get("streamId"), raw.get("callId"), raw.get("channel")
     if stream_id is not None:
-        if isinstance(stream_id, bool) or not isinstance(stream_id, int) or not 0 < stream_id < 2**63:
-            raise InvalidValue("context.streamId must be a stream id.", field="context.streamId")
+        validation.record_id(stream_id, "context.streamId", "context.streamId must be a stream id.")
         stream = db.session.get(Stream, stream_id)
         if stream is None:
             raise NotFound("No such stream.", "stream_not_found")
@@ -111,8 +109,7 @@ def _call_context(call_id, creator_id: int, sender) -> dict:
     up on both call pages (the call's channel)."""
     from app.calls.models import Call
 
-    if isinstance(call_id, bool) or not isinstance(call_id, int) or not 0 < call_id < 2**63:
-        raise InvalidValue("context.callId must be a call id.", field="context.callId")
+    validation.record_id(call_id, "context.callId", "context.callId must be a call id.")
     call = db.session.get(Call, call_id)
     if call is None:
         raise NotFound("No such call.", "call_not_found")

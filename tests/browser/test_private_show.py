@@ -39,18 +39,6 @@ def open_page(browser, live_server):
 
 
 @pytest.fixture()
-def new_creator(make_creator):
-    """A creator whose unseen-tips counter (in Redis, keyed by a per-database user id) starts clean."""
-    from app.realtime import events
-
-    def _make(**kw):
-        creator = make_creator(**kw)
-        events.mark_tips_seen(creator.id)
-        return creator
-    return _make
-
-
-@pytest.fixture()
 def private_show(client, api_headers):
     """private_show(creator, price=PRICE) → id of a new private show, live, made through the JSON API."""
     def _make(creator, price=PRICE):

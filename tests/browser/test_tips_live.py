@@ -95,20 +95,6 @@ def log_in(p: Page, user, path: str) -> None:
 
 
 @pytest.fixture()
-def new_creator(make_creator):
-    """new_creator() → a creator with no unseen tips. Each test session's database numbers users
-    from 1 while Redis (where the unseen-tips counter lives, keyed by user id) may be shared with
-    earlier or concurrent runs: start from a clean counter."""
-    from app.realtime import events
-
-    def _make(**kw):
-        creator = make_creator(**kw)
-        events.mark_tips_seen(creator.id)
-        return creator
-    return _make
-
-
-@pytest.fixture()
 def make_stream(client, api_headers):
     """make_stream(creator, live=True) → id of a new public stream, made through the JSON API."""
     def _make(creator, live=True, title=None):

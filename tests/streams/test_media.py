@@ -15,7 +15,6 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
-from app.auth.models import User
 from app.extensions import db
 from app.streams import media, tickets
 from app.streams import service as streams
@@ -66,22 +65,6 @@ def key_in_db(user_id: int) -> str | None:
 def flip(s: str, at: int) -> str:
     """`s` with the character at `at` replaced by a different base64url character."""
     return s[:at] + ("B" if s[at] == "A" else "A") + s[at + 1:]
-
-
-@pytest.fixture(autouse=True)
-def _leave_streams_as_found(ctx):
-    """Discover shows at most 50 live/scheduled streams and the sweep refunds canceled
-    shows: cancel what this test left open and refund it, so other tests see no trace."""
-    before = db.session.scalar(text("SELECT coalesce(max(id), 0) FROM streams"))
-    yield
-    db.session.rollback()
-    rows = db.session.execute(text("SELECT id, creator_id, status FROM streams WHERE id > :b"), {"b": before}).all()
-    for stream_id, creator_id, status in rows:
-        if status in ("scheduled", "live"):
-            streams.change_status(db.session.get(User, creator_id), stream_id, "cancel")
-    for stream_id in streams.shows_awaiting_refunds():
-        if stream_id > before:
-            tickets.refund_show(stream_id)
 
 
 @pytest.fixture()
@@ -571,3 +554,8 @@ def test_playback_token_json_with_a_media_server(make_app, media_client, broadca
     # And a logged-out viewer of the public stream gets the same URL.
     anon = fetch_token(fresh_client(media_app), broadcaster.live_id)
     assert anon["url"] == body["url"] and anon["token"] != body["token"]
+
+
+@pytest.fixture(autouse=True)
+def _leave_streams_as_found(leave_streams_as_found):
+    """Every test here leaves no open stream behind (see tests/streams/conftest.py)."""

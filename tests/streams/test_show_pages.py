@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
-from app.auth.models import User
 from app.extensions import db
 from app.streams import media, tickets
 from app.streams import service as streams
@@ -85,22 +84,6 @@ def assert_show(html: str, channel: str) -> None:
     assert f'ws-connect="/ws/channels/{channel}"' in html
     assert 'data-testid="ticket-gate"' not in html and 'data-testid="buy-ticket"' not in html
     assert 'id="tip-overlay"' in html and 'id="recent-tips"' in html
-
-
-@pytest.fixture(autouse=True)
-def _leave_streams_as_found(ctx):
-    """Discover shows at most 50 live/scheduled streams and the sweep refunds canceled
-    shows: cancel what this test left open and refund it, so other tests see no trace."""
-    before = db.session.scalar(text("SELECT coalesce(max(id), 0) FROM streams"))
-    yield
-    db.session.rollback()
-    rows = db.session.execute(text("SELECT id, creator_id, status FROM streams WHERE id > :b"), {"b": before}).all()
-    for stream_id, creator_id, status in rows:
-        if status in ("scheduled", "live"):
-            streams.change_status(db.session.get(User, creator_id), stream_id, "cancel")
-    for stream_id in streams.shows_awaiting_refunds():
-        if stream_id > before:
-            tickets.refund_show(stream_id)
 
 
 @pytest.fixture()
@@ -481,3 +464,8 @@ def test_a_hostile_title_is_escaped_on_the_gate_and_the_creator_list(client, new
     html = page(browser, "/creator/streams")
     assert "OBS settings" in html
     assert_escaped(html)
+
+
+@pytest.fixture(autouse=True)
+def _leave_streams_as_found(leave_streams_as_found):
+    """Every test here leaves no open stream behind (see tests/streams/conftest.py)."""
