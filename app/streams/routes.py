@@ -19,10 +19,10 @@ bp = Blueprint("streams", __name__)
 
 def _show_context(stream, **extra) -> dict:
     """Everything `streams/_show.html` needs, for the page and for the swap after a checkout."""
-    has_access = service.can_view(current_user, stream)
+    ticket = tickets.ticket_of(current_user, stream)
+    has_access = service.can_view(current_user, stream, ticket)
     return dict(stream=stream, creator=db.session.get(User, stream.creator_id), has_access=has_access,
-                recent=recent_tips(stream_id=stream.id) if has_access else [],
-                ticket=tickets.ticket_of(current_user, stream),
+                recent=recent_tips(stream_id=stream.id) if has_access else [], ticket=ticket,
                 balance=wallet_balance(current_user) if current_user.is_authenticated else None, **extra)
 
 

@@ -161,16 +161,24 @@ def shows_awaiting_refunds() -> list[int]:
         Stream.status == "canceled", Stream.type == "private", Stream.refunded_at.is_(None))))
 
 
-def can_view(user, stream: Stream) -> bool:
+_LOOK_IT_UP = object()
+
+
+def can_view(user, stream: Stream, ticket=_LOOK_IT_UP) -> bool:
     """The access rule: the creator always; public streams everyone; private
-    shows the holders of a valid (not refunded) ticket."""
+    shows the holders of a valid (not refunded) ticket. Pass the user's `ticket`
+    (or None) when the caller has it already, to skip the lookup."""
     from app.streams.tickets import has_valid_ticket
 
     if stream.type == "public":
         return True
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    return user.id == stream.creator_id or has_valid_ticket(user.id, stream.id)
+    if user.id == stream.creator_id:
+        return True
+    if ticket is _LOOK_IT_UP:
+        return has_valid_ticket(user.id, stream.id)
+    return ticket is not None and ticket.status == "valid"
 
 
 def live_and_upcoming(limit: int = 50) -> list[Stream]:

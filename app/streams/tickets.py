@@ -84,7 +84,7 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
         ticket_id = db.session.execute(text("SELECT nextval('tickets_id_seq')")).scalar_one()
         moved = ledger.transfer(
             "ticket", f"ticket:{stream.id}:{fan.id}",
-            [ledger.Leg(wallet, -locked.ticket_price), ledger.Leg(ledger.account(locked.escrow_account_id),
+            [ledger.Leg(wallet, -locked.ticket_price), ledger.Leg(ledger.escrow_account(locked.escrow_account_id),
                                                                   locked.ticket_price)],
             {"streamId": stream.id, "ticketId": ticket_id, "creatorId": stream.creator_id,
              "streamTitle": stream.title})
@@ -108,7 +108,7 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
 def settle(stream: Stream) -> None:
     """Pay a private show's escrow out 80/20 (creator/platform). Call inside the
     transaction that ends the show, with its row locked; does not commit."""
-    escrow = ledger.account(stream.escrow_account_id)
+    escrow = ledger.escrow_account(stream.escrow_account_id)
     total = ledger.balance_of(escrow)
     if total == 0:
         return
@@ -149,7 +149,7 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
             db.session.commit()
             return refunded
         wallets = {t.id: ledger.account_for(t.fan_id, "wallet") for t in batch}
-        legs = [ledger.Leg(ledger.account(stream.escrow_account_id), -sum(t.price for t in batch))]
+        legs = [ledger.Leg(ledger.escrow_account(stream.escrow_account_id), -sum(t.price for t in batch))]
         legs += [ledger.Leg(wallets[t.id], t.price) for t in batch]
         moved = ledger.transfer("ticket_refund", f"stream:{stream_id}:refund:{batch[0].id}", legs,
                                 {"streamId": stream_id, "streamTitle": stream.title,

@@ -53,7 +53,7 @@ def balance(user_id: int) -> int:
 
 
 def escrow_balance(stream_id: int) -> int:
-    return ledger.balance_of(ledger.account(scalar("SELECT escrow_account_id FROM streams WHERE id = :s",
+    return ledger.balance_of(ledger.escrow_account(scalar("SELECT escrow_account_id FROM streams WHERE id = :s",
                                                    s=stream_id)))
 
 
