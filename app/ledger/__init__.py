@@ -21,8 +21,9 @@ Accounts come in two flavours:
   account row, sums, and checks.
 
 The database enforces the invariants even when this module is bypassed
-(see the initial migration): entries of a transfer sum to zero (deferred
-constraint trigger, checked at COMMIT), entries and transfers are immutable
+(see the migrations): each statement inserting entries must leave every
+transfer it touches summing to zero with at least two entries, and a transfer
+with no entries is refused at COMMIT (migration 0008), entries and transfers are immutable
 (triggers reject UPDATE/DELETE/TRUNCATE), non-zero amounts, non-negative
 wallet balances, unique idempotency keys. `verify()` re-checks everything,
 including that cached balances equal the sum of their entries and that every
@@ -31,7 +32,8 @@ token issued was purchased.
 `transfer` is one call of the `ledger_post` database function (migrations
 0002 and 0007), so the rules above are applied in the database in one round
 trip; it checks every debit before writing anything, so a refused transfer
-leaves no trace.
+leaves no trace. `transfer_many` posts a batch of independent transfers with
+the same rules in one set-based statement (`ledger_post_batch`, 0008).
 
 Nothing here commits: callers own the transaction, so a transfer and the
 business row it belongs to (a purchase, a tip) commit or roll back together.
@@ -235,36 +237,59 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
                           balances={a: b for a, b in zip(ids, balances, strict=True) if b is not None})
 
 
+_POST_BATCH = ("SELECT o_transfer_ids, o_created, o_shortfalls, o_balances "
+               "FROM ledger_post_batch(%s, %s, %s, %s, %s, %s)")
+
+
 def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | InsufficientFunds]:
-    """Post independent transfers in one round trip (psycopg pipeline mode), inside
-    the caller's transaction, in order. Each is applied or refused on its own: a
-    refused one comes back as an `InsufficientFunds` (not raised) and wrote
-    nothing, so the others stand. Same rules and idempotency as `transfer`; for
-    batches whose transfers touch different wallets (the call meter: one open
-    call per fan), since a batch's row locks are taken in request order."""
+    """Post independent transfers in one statement (`ledger_post_batch`, migration
+    0008), inside the caller's transaction. Each is applied or refused on its own:
+    a refused one comes back as an `InsufficientFunds` (not raised) and wrote
+    nothing, so the others stand. Same rules and idempotency as `transfer`.
+
+    For batches of independent transfers — the call meter's: one open call per
+    fan. Raises `LedgerError` (nothing written) unless keys are distinct, each
+    cached account (wallet) appears in at most one transfer of the batch, and no
+    derived account other than `token_sales` is debited (use `transfer` for
+    that: it sums the account's entries).
+    """
     if not requests:
         return []
-    prepared = [(r, *post_arguments(r.legs)) for r in requests]
-    # executemany(returning=True): psycopg pipelines the statements itself and keeps
-    # one result set per statement, at a fraction of a per-execute call's Python cost.
-    cursor = driver_connection().cursor()
-    cursor.executemany(_POST, [(r.kind, r.key, Jsonb(r.metadata or {}), ids, amounts)
-                               for r, ids, amounts in prepared], returning=True)
-    rows = []
-    while True:
-        rows.append(cursor.fetchone())
-        if not cursor.nextset():
-            break
+    keys, leg_of, accounts, amounts, seen_cached = [], [], [], [], set()
+    for ordinal, request in enumerate(requests, start=1):
+        ids, legs_amounts = post_arguments(request.legs)
+        for leg in request.legs:
+            if leg.account.cached:
+                if leg.account.id in seen_cached:
+                    raise LedgerError("a cached account may appear in one transfer per batch")
+                seen_cached.add(leg.account.id)
+            elif leg.amount < 0 and leg.account.kind not in NEGATIVE_ALLOWED:
+                raise LedgerError("debits of derived accounts go through transfer()")
+        keys.append(request.key)
+        leg_of += [ordinal] * len(ids)
+        accounts += ids
+        amounts += legs_amounts
+    if len(set(keys)) != len(keys):
+        raise LedgerError("keys in a batch must be distinct")
+    metas = Jsonb([r.metadata or {} for r in requests])
+    tids, created, shortfalls, balances = driver_connection().execute(
+        _POST_BATCH, ([r.kind for r in requests], keys, metas, leg_of, accounts, amounts)).fetchone()
+    if any(t is None and not s for t, s in zip(tids, shortfalls, strict=True)):
+        # Inserted meanwhile by a concurrent post that shared no lock with this one
+        # (its transaction committed while ours waited on the key): a replay.
+        found = dict(driver_connection().execute(
+            "SELECT idempotency_key, id FROM ledger_transfers WHERE idempotency_key = ANY(%s)", (keys,)).fetchall())
+        tids = [t if t is not None else found.get(k) for t, k in zip(tids, keys, strict=True)]
+    per_transfer: list[dict[int, int]] = [{} for _ in requests]
+    for ordinal, account, balance in zip(leg_of, accounts, balances, strict=True):
+        if balance is not None:
+            per_transfer[ordinal - 1][account] = balance
     results: list[TransferResult | InsufficientFunds] = []
-    for (_r, ids, _amounts), row in zip(prepared, rows, strict=True):
-        tid, created, shortfall, balances = row
+    for tid, made, shortfall, moved in zip(tids, created, shortfalls, per_transfer, strict=True):
         if shortfall:
             results.append(InsufficientFunds(required=shortfall))
-        elif not created:
-            results.append(TransferResult(tid, created=False))
         else:
-            results.append(TransferResult(tid, created=True, balances={
-                a: b for a, b in zip(ids, balances, strict=True) if b is not None}))
+            results.append(TransferResult(tid, created=made, balances=moved if made else {}))
     return results
 
 

@@ -27,13 +27,40 @@ def _new_transfer(raw) -> int:
                        (f"raw:{uuid.uuid4()}",)).fetchone()[0]
 
 
-def test_unbalanced_transfer_is_refused_at_commit(raw, two_wallets):
+def test_unbalanced_entries_are_refused_by_their_statement(raw, two_wallets):
+    """Checked per INSERT statement (migration 0008), so before COMMIT is even reached."""
     a, b = two_wallets
     tid = _new_transfer(raw)
-    raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, -10), (%s, %s, 9)",
-                (tid, a, tid, b))
     with pytest.raises(psycopg.errors.CheckViolation, match="unbalanced"):
-        raw.commit()
+        raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, -10), (%s, %s, 9)",
+                    (tid, a, tid, b))
+
+
+def test_a_lone_entry_is_refused_even_if_a_later_one_would_balance_it(raw, two_wallets):
+    """A transfer's entries go in together: each statement leaves its transfers balanced."""
+    a, b = two_wallets
+    tid = _new_transfer(raw)
+    with pytest.raises(psycopg.errors.CheckViolation, match="unbalanced"):
+        raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, -10)", (tid, a))
+
+
+def test_entries_added_to_a_committed_transfer_are_refused(raw, two_wallets):
+    """A committed transfer can't gain a one-sided entry later."""
+    a, b = two_wallets
+    tid = _new_transfer(raw)
+    bal_a = raw.execute("UPDATE ledger_accounts SET balance = balance - 10 WHERE id = %s RETURNING balance",
+                        (a,)).fetchone()[0]
+    bal_b = raw.execute("UPDATE ledger_accounts SET balance = balance + 10 WHERE id = %s RETURNING balance",
+                        (b,)).fetchone()[0]
+    raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after) "
+                "VALUES (%s, %s, -10, %s), (%s, %s, 10, %s)", (tid, a, bal_a, tid, b, bal_b))
+    raw.commit()
+    with pytest.raises(psycopg.errors.CheckViolation, match="unbalanced"):
+        raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, 5)", (tid, b))
+    raw.rollback()
+    # The control half: the committed pair itself is fine (the refusal above was the added entry).
+    assert raw.execute("SELECT count(*), sum(amount) FROM ledger_entries WHERE transfer_id = %s",
+                       (tid,)).fetchone() == (2, 0)
 
 
 def test_transfer_without_entries_is_refused(raw):
