@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 from flask import current_app
 from sqlalchemy import select
@@ -25,7 +27,7 @@ from app.auth.service import require_creator
 from app.calls import billing
 from app.calls.models import BillingEvent, Call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
-from app.extensions import db
+from app.extensions import db, driver_connection
 
 OPEN_STATUSES = ("requested", "active", "paused")
 REQUEST_TIMEOUT = timedelta(minutes=2)  # an unanswered request expires
@@ -134,6 +136,7 @@ class Outcome:
     ended: bool = False
     warned: bool = False
     balances: dict = field(default_factory=dict)  # fan id -> wallet balance after the last charge
+    events: list = field(default_factory=list)  # billing events to write (`_write_events`), in order
 
 
 def _locked(call_id: int) -> Call:
@@ -152,6 +155,7 @@ def _change(user, call_id, action: str) -> Call:
             raise Conflict(f"This call is {call.status}.", "call_over")
         if not outcome.ended:
             _ACTIONS[action](call, _party(user, call), now, outcome)
+        _write_events([outcome])
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -183,14 +187,14 @@ def _decline(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
 
 
 def _end(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
-    _finish(call, now, f"ended_by_{party}")  # a request withdrawn or a call hung up
+    _finish(call, now, f"ended_by_{party}", outcome)  # a request withdrawn or a call hung up
 
 
 def _pause(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
     if call.status == "requested":
         raise Conflict("The call hasn't started.", "invalid_call_status")
     if call.status == "active":
-        _stop_clock(call, now, party)
+        _stop_clock(call, now, party, outcome)
 
 
 def _resume(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
@@ -198,15 +202,15 @@ def _resume(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
         raise Conflict("The call hasn't started.", "invalid_call_status")
     if call.status == "paused":
         call.status, call.active_since, call.paused_by = "active", now, None
-        _event(call, "resumed", reason=party)
+        _event(outcome, call, "resumed", reason=party)
         _bill_until(call, now, outcome)
 
 
 def _stop(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
     if call.status == "requested":
         raise Conflict("The call hasn't started.", "invalid_call_status")
-    _event(call, "stopped", reason=party)
-    _finish(call, now, "billing_stopped")
+    _event(outcome, call, "stopped", reason=party)
+    _finish(call, now, "billing_stopped", outcome)
 
 
 _ACTIONS = {"accept": _accept, "decline": _decline, "end": _end, "pause": _pause, "active": _resume,
@@ -250,10 +254,11 @@ def presence_changed(call_id: int, party: str, present: bool, at: datetime | Non
             setattr(call, column, None)
             if call.status == "paused" and call.paused_by == "presence" and not _gone_too_long(call, now):
                 call.status, call.active_since, call.paused_by = "active", now, None
-                _event(call, "resumed", reason="presence")
+                _event(outcome, call, "resumed", reason="presence")
                 _bill_until(call, now, outcome)
         elif getattr(call, column) is None:
             setattr(call, column, now)
+        _write_events([outcome])
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -286,6 +291,7 @@ class _Plan:
     until: datetime  # bill up to here: now, or the moment a presence pause took effect
     pause_at: datetime | None
     wallet: ledger.Account
+    earnings: ledger.Account
     balance: int | None = None
 
 
@@ -304,7 +310,9 @@ def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
         gone = [t for t in (call.fan_missing_since, call.creator_missing_since) if t is not None]
         if gone and max(min(gone) + grace, call.active_since) <= now:
             until = pause_at = max(min(gone) + grace, call.active_since)
-        plans.append(_Plan(call, outcome, until, pause_at, ledger.account_for(call.fan_id, "wallet")))
+        plans.append(_Plan(call, outcome, until, pause_at, ledger.account_for(call.fan_id, "wallet"),
+                           ledger.account_for(call.creator_id, "earnings")))
+    fees, share = ledger.system_account("platform_fees"), current_app.config["CREATOR_SHARE_PERCENT"]
     pending = [p for p in plans if _owed(p)]
     while pending:
         posting = []
@@ -312,21 +320,22 @@ def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
             k = p.call.blocks_charged
             price = billing.block_price(k, p.call.rate, p.call.block_seconds)
             if price:
-                posting.append((p, k, price))
+                posting.append((p, k, price, ledger.split(price, share)))
             else:
-                _record_block(p, k, 0, None)  # logged, moves nothing
-        results = ledger.transfer_many([_block_transfer(p, k, price) for p, k, price in posting])
-        for (p, k, price), result in zip(posting, results, strict=True):
+                _record_block(p, k, 0, (0, 0), None)  # logged, moves nothing
+        results = ledger.transfer_many([_block_transfer(p, k, price, shares, fees)
+                                        for p, k, price, shares in posting])
+        for (p, k, price, shares), result in zip(posting, results, strict=True):
             if isinstance(result, InsufficientFunds):
                 _end_unpaid(p.call, k, result.required, p.outcome)
             else:
-                _record_block(p, k, price, result)
+                _record_block(p, k, price, shares, result)
         pending = [p for p in pending if _owed(p)]
     for p in plans:
         if p.call.status == "active" and p.outcome.blocks:
             _warn_if_low(p)
         if p.call.status == "active" and p.pause_at is not None:
-            _stop_clock(p.call, p.pause_at, "presence")
+            _stop_clock(p.call, p.pause_at, "presence", p.outcome)
 
 
 def _owed(p: _Plan) -> bool:
@@ -338,24 +347,27 @@ def _owed(p: _Plan) -> bool:
     return call.blocks_charged < billing.blocks_due(active, call.block_seconds)
 
 
-def _block_transfer(p: _Plan, k: int, price: int) -> ledger.TransferRequest:
+def _block_transfer(p: _Plan, k: int, price: int, shares: tuple[int, int], fees: ledger.Account
+                    ) -> ledger.TransferRequest:
     call = p.call
-    creator_share, platform_share = ledger.split(price)
-    legs = [ledger.Leg(p.wallet, -price), ledger.Leg(ledger.account_for(call.creator_id, "earnings"), creator_share),
-            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
+    creator_share, platform_share = shares
+    legs = [ledger.Leg(p.wallet, -price), ledger.Leg(p.earnings, creator_share), ledger.Leg(fees, platform_share)]
     return ledger.TransferRequest("call_block", f"call:{call.id}:block:{k}", [leg for leg in legs if leg.amount],
                                   {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
 
 
-def _record_block(p: _Plan, k: int, price: int, moved: ledger.TransferResult | None) -> None:
+def _record_block(p: _Plan, k: int, price: int, shares: tuple[int, int],
+                  moved: ledger.TransferResult | None) -> None:
+    """Block k is paid (`shares`: its creator and platform shares, `ledger.split`)."""
     call = p.call
-    creator_share, platform_share = ledger.split(price)
-    _event(call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
+    creator_share, platform_share = shares
+    _event(p.outcome, call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
            platform_share=platform_share, transfer_id=moved.transfer_id if moved else None)
     call.blocks_charged, call.total_charged = k + 1, call.total_charged + price
     p.outcome.blocks += 1
-    if moved is not None:
-        p.balance = moved.balances.get(p.wallet.id, p.balance)
+    if moved is not None and p.wallet.id in moved.balances:
+        # Pushed to the fan even if this pass then ends the call (the next block unpaid).
+        p.balance = p.outcome.balances[call.fan_id] = moved.balances[p.wallet.id]
 
 
 def _warn_if_low(p: _Plan) -> None:
@@ -366,7 +378,7 @@ def _warn_if_low(p: _Plan) -> None:
     upcoming = sum(billing.block_price(call.blocks_charged + i, call.rate, call.block_seconds) for i in (0, 1))
     if balance < upcoming and call.low_balance_block != call.blocks_charged:
         call.low_balance_block = call.blocks_charged
-        _event(call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
+        _event(p.outcome, call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
         p.outcome.warned = True
 
 
@@ -375,27 +387,46 @@ def _end_unpaid(call: Call, k: int, shortfall: int, outcome: Outcome) -> None:
     The ledger refused the debit without writing, so nothing needs undoing."""
     call.active_ms = billing.block_start_ms(k, call.block_seconds)
     call.active_since = None
-    _event(call, "insufficient_funds", block_index=k, amount=shortfall)
-    _finish(call, None, "insufficient_funds")
+    _event(outcome, call, "insufficient_funds", block_index=k, amount=shortfall)
+    _finish(call, None, "insufficient_funds", outcome)
     outcome.ended = True
 
 
-def _stop_clock(call: Call, at: datetime, cause: str) -> None:
+def _stop_clock(call: Call, at: datetime, cause: str, outcome: Outcome) -> None:
     call.active_ms = billing.active_ms_at(call.active_ms, call.active_since, at)
     call.status, call.active_since, call.paused_by = "paused", None, cause
-    _event(call, "paused", reason=cause)
+    _event(outcome, call, "paused", reason=cause)
 
 
-def _finish(call: Call, now: datetime | None, reason: str) -> None:
+def _finish(call: Call, now: datetime | None, reason: str, outcome: Outcome) -> None:
     if call.active_since is not None and now is not None:
         call.active_ms = billing.active_ms_at(call.active_ms, call.active_since, now)
     call.status, call.active_since, call.paused_by, call.end_reason = "ended", None, None, reason
     call.ended_at = now or clock()
-    _event(call, "ended", reason=reason)
+    _event(outcome, call, "ended", reason=reason)
 
 
-def _event(call: Call, type_: str, **fields) -> None:
-    db.session.add(BillingEvent(call_id=call.id, type=type_, **fields))
+_EVENT_FIELDS = ("block_index", "amount", "creator_share", "platform_share", "reason", "transfer_id")
+
+
+def _event(outcome: Outcome, call: Call, type_: str, **fields) -> None:
+    """Log a billing event; `_write_events` writes it with the transaction's other changes."""
+    outcome.events.append((call.id, type_, *(fields.get(name) for name in _EVENT_FIELDS)))
+
+
+_INSERT_EVENTS = (
+    "INSERT INTO billing_events (call_id, type, block_index, amount, creator_share, platform_share, reason, "
+    "transfer_id) SELECT c, t, b, a, cs, ps, r, tr FROM unnest(%s::bigint[], %s::text[], %s::int[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY "
+    "AS e(c, t, b, a, cs, ps, r, tr, n) ORDER BY n")
+
+
+def _write_events(outcomes) -> None:
+    """Insert the outcomes' billing events in one statement, in the order they happened
+    (ids follow the order: receipts are listed by id)."""
+    rows = [event for outcome in outcomes for event in outcome.events]
+    if rows:
+        driver_connection().execute(_INSERT_EVENTS, [list(column) for column in zip(*rows, strict=True)])
 
 
 @dataclass
@@ -411,42 +442,84 @@ class MeterResult:
 def meter(at: datetime | None = None, batch: int = METER_BATCH) -> MeterResult:
     """Charge every due block of every running call, in batches of `batch` calls
     (rows another meter holds are skipped: it is billing them), and expire
-    unanswered requests. Safe to run concurrently and repeatedly."""
-    from app.realtime import bus, events
+    unanswered requests. Safe to run concurrently and repeatedly.
+
+    The same rules as a state change (`_bill_many`), with set-based I/O: a batch
+    is one locking read of its call rows (plain rows, not ORM objects), one
+    `ledger.transfer_many` per round of blocks, one insert of its billing events
+    and one update of its counters, then the commit. Its pages' updates are
+    rendered and published on a background thread (`bus.Publisher`) while the
+    next batch waits on the database; all are sent before this returns."""
+    from app.realtime import bus
 
     now = at or clock()
     result = MeterResult()
-    last_id = 0
-    while True:
-        calls = list(db.session.scalars(
-            select(Call).where(Call.status == "active", Call.id > last_id).order_by(Call.id).limit(batch)
-            .with_for_update(skip_locked=True).execution_options(populate_existing=True)))
-        if not calls:
-            db.session.rollback()
-            break
-        # One query per account kind for the whole batch, and no autoflush: the batch's
-        # events and counters go to the database together at the commit.
-        ledger.accounts_for([c.fan_id for c in calls], "wallet")
-        ledger.accounts_for([c.creator_id for c in calls], "earnings")
-        outcomes = [(call, Outcome()) for call in calls]
-        with db.session.no_autoflush:
-            _bill_many(outcomes, now)
-        for _call, outcome in outcomes:
-            result.metered += 1
-            result.blocks_charged += outcome.blocks
-            result.calls_ended += outcome.ended
-        db.session.commit()
-        messages = []
-        for call, outcome in outcomes:
-            if outcome.blocks or outcome.ended or call.status != "active":
-                messages += events.call_messages(call)
-                for fan_id, balance in outcome.balances.items():
-                    messages += events.balance_messages(fan_id, balance)
-        if messages:
-            bus.publish_many(messages)
-        last_id = calls[-1].id
+    after = 0
+    with bus.Publisher() as publisher:
+        while (after := _meter_batch(after, batch, now, result, publisher)) is not None:
+            pass
     _expire_requests(now)
     return result
+
+
+def _meter_batch(after: int, batch: int, now: datetime, result: MeterResult, publisher) -> int | None:
+    """Bill the next `batch` running calls with ids above `after` and commit; returns
+    the last id billed, or None when there are none left."""
+    rows = db.session.execute(
+        select(Call.__table__).where(Call.status == "active", Call.id > after).order_by(Call.id)
+        .limit(batch).with_for_update(skip_locked=True)).all()
+    if not rows:
+        db.session.rollback()
+        return None
+    calls = [SimpleNamespace(**row._mapping) for row in rows]
+    # One query per account kind for the whole batch (then cached for the process).
+    ledger.accounts_for([c.fan_id for c in calls], "wallet")
+    ledger.accounts_for([c.creator_id for c in calls], "earnings")
+    outcomes = [(call, Outcome()) for call in calls]
+    _bill_many(outcomes, now)
+    changed = [(call, outcome) for call, outcome in outcomes if outcome.events]
+    _write_events([outcome for _call, outcome in changed])
+    _write_counters([call for call, _outcome in changed])
+    db.session.commit()
+    result.metered += len(calls)
+    for _call, outcome in changed:
+        result.blocks_charged += outcome.blocks
+        result.calls_ended += outcome.ended
+    publisher.submit(partial(_meter_messages, changed))
+    return calls[-1].id
+
+
+def _meter_messages(changed) -> list[tuple[str, str]]:
+    """The pages' updates for a committed batch: each call's figures (or its whole
+    panel when its status changed) and the fan's new balance."""
+    from app.realtime import events
+
+    messages = []
+    for call, outcome in changed:
+        # Still active: only blocks were charged (the meter pauses and ends, never resumes).
+        messages += events.call_messages(call, figures_only=call.status == "active")
+        for fan_id, balance in outcome.balances.items():
+            messages += events.balance_messages(fan_id, balance)
+    return messages
+
+
+# What billing changes on a call row (`meter` writes them back for a whole batch).
+_BILLING_COLUMNS = ("status", "active_ms", "active_since", "paused_by", "end_reason", "ended_at",
+                    "blocks_charged", "total_charged", "low_balance_block")
+_UPDATE_CALLS = (
+    "UPDATE calls c SET status = u.status, active_ms = u.active_ms, active_since = u.active_since, "
+    "paused_by = u.paused_by, end_reason = u.end_reason, ended_at = u.ended_at, "
+    "blocks_charged = u.blocks_charged, total_charged = u.total_charged, low_balance_block = u.low_balance_block "
+    "FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::int[], %s::bigint[], %s::int[]) AS u(id, status, active_ms, active_since, paused_by, "
+    "end_reason, ended_at, blocks_charged, total_charged, low_balance_block) WHERE c.id = u.id")
+
+
+def _write_counters(calls) -> None:
+    """Write billing's changes to these (locked, plain-row) calls in one statement."""
+    if calls:
+        columns = [[c.id for c in calls]] + [[getattr(c, name) for c in calls] for name in _BILLING_COLUMNS]
+        driver_connection().execute(_UPDATE_CALLS, columns)
 
 
 def _expire_requests(now: datetime) -> None:

@@ -7,7 +7,9 @@ name, or `user:<id>` for one user's own feed (`/ws/me`).
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
+import threading
 
 from redis import RedisError
 
@@ -84,3 +86,47 @@ def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
 def _undelivered(messages, exc) -> None:
     log.warning("realtime: events for %s not delivered, Redis unavailable: %s",
                 ", ".join(c for c, _ in messages), exc)
+
+
+class Publisher:
+    """Renders and publishes on a background thread, in the order work is handed in.
+
+    For a caller that commits in batches (the meter): a batch's messages are
+    rendered and sent while the caller's next batch waits on the database,
+    instead of after it. Use as a context manager; leaving it waits until all
+    is sent and re-raises a rendering error (a publishing error is logged, as
+    everywhere: Redis down loses updates, not money).
+    """
+
+    def __init__(self):
+        self._app = current_app._get_current_object()
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def __enter__(self) -> "Publisher":
+        self._thread.start()
+        return self
+
+    def submit(self, render) -> None:
+        """`render()` → [(channel, html)], called on the publisher's thread with an app context."""
+        self._work.put(render)
+
+    def _run(self) -> None:
+        with self._app.app_context():
+            while (render := self._work.get()) is not None:
+                if self._error is not None:
+                    continue  # drain: the caller learns of the first error when it leaves
+                try:
+                    messages = render()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller in __exit__
+                    self._error = exc
+                    continue
+                if messages:
+                    publish_many(messages)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._work.put(None)
+        self._thread.join()
+        if self._error is not None and exc is None:
+            raise self._error

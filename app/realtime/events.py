@@ -62,8 +62,12 @@ def call_changed(call) -> None:
     publish_many(messages)
 
 
-def call_messages(call) -> list[tuple[str, str]]:
-    """`call_changed`'s messages, for callers that publish many calls in one round trip (the meter)."""
+def call_messages(call, figures_only: bool = False) -> list[tuple[str, str]]:
+    """`call_changed`'s messages, for callers that publish many calls in one round trip
+    (the meter). `figures_only`: just the figures (a block was charged, the status and
+    buttons are unchanged) — the meter's usual case, and a fraction of the panel's cost."""
+    if figures_only:
+        return [(call.channel, _render("calls/_figures.html", call=call, oob=True))]
     return [(call.channel, _render("calls/_state.html", call=call, oob=True))]
 
 

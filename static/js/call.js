@@ -319,7 +319,7 @@
   document.addEventListener("htmx:oobAfterSwap", (event) => {
     const target = event.detail && event.detail.target;
     if (!target) return;
-    if (target.id === `call-state-${callId}`) stateChanged();
+    if (target.id === `call-state-${callId}` || target.id === `call-figures-${callId}`) stateChanged();
     else if (target.id === "nav-balance") {
       // /ws/me keeps the nav balance live; the call page shows the same number.
       const nav = document.getElementById("nav-balance");

@@ -484,3 +484,54 @@ def test_a_hostile_fan_name_is_escaped_in_the_notification(client, make_creator,
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     service.end(fan, call.id)
     assert db.session.get(User, fan.id) is not None
+
+
+def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, call_scene, clock):
+    from app.realtime import events
+    s = call_scene(rate=60, accept=True, present=True)
+    clock.advance(30)
+    service.meter()
+    call = fresh(s.call_id)
+    [(channel, html)] = events.call_messages(call, figures_only=True)
+    assert channel == call.channel
+    assert html.startswith(f'<div id="call-figures-{call.id}"')
+    assert f'hx-swap-oob="innerHTML:#call-figures-{call.id},#call-sink"' in html
+    assert by_testid(html, "call-blocks") == "2" and by_testid(html, "call-spent") == "60"
+    assert "call-pause" not in html and "call-status" not in html  # the status line and buttons stay
+    # The panel holds exactly these figures (one template), with no oob swap nested inside it.
+    [(_, panel)] = events.call_messages(call)
+    inner = html[html.index("<dl"):html.rindex("</dl>")]
+    assert inner in panel
+    assert panel.count("hx-swap-oob") == 1
+
+
+def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call_ends(app, services, call_scene,
+                                                                                    clock):
+    import time
+    import redis as redis_lib
+    s = call_scene(rate=60, balance=90, accept=True, present=True)  # 60 left: blocks 1 and 2, then dry
+    call = fresh(s.call_id)
+    prefix = app.config["REDIS_PREFIX"]
+    client = redis_lib.Redis.from_url(services[1])
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(prefix + call.channel, prefix + f"user:{s.fan.id}")
+    try:
+        time.sleep(0.1)
+        clock.advance(30)
+        service.meter()  # block 1: routine
+        clock.advance(60)
+        service.meter()  # block 2 charged, block 3 can't be paid: the call ends
+        got, deadline = [], time.monotonic() + 3
+        while len(got) < 5 and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                got.append((message["channel"].decode()[len(prefix):], message["data"].decode()))
+    finally:
+        pubsub.close()
+        client.close()
+    on_call = [html for channel, html in got if channel == call.channel]
+    balances = [html for channel, html in got if channel == f"user:{s.fan.id}"]
+    assert len(on_call) == 2 and len(balances) == 2, got
+    assert on_call[0].startswith(f'<div id="call-figures-{call.id}"')
+    assert on_call[1].startswith(f'<div id="call-state-{call.id}"') and 'data-status="ended"' in on_call[1]
+    assert [visible(b) for b in balances] == ["30", "0"]

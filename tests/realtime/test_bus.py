@@ -49,3 +49,40 @@ def test_count_and_publish_reports_an_outage_instead_of_raising(make_app, servic
     down = make_app((services[0], "redis://127.0.0.1:1/0"))  # nothing listens on port 1
     with down.app_context():
         assert bus.count_and_publish("test-counter", [("a", bus.COUNT)]) is False
+
+
+def test_the_publisher_sends_each_batch_in_order_from_its_own_thread(app, listener):
+    (a, b), pubsub = listener
+    prefix = app.config["REDIS_PREFIX"]
+    threads = []
+
+    def batch(n):
+        def render():
+            import threading
+            threads.append(threading.current_thread().name)
+            return [(a, f"batch {n}"), (b, f"batch {n}")]
+        return render
+
+    with app.app_context():
+        with bus.Publisher() as publisher:
+            for n in range(3):
+                publisher.submit(batch(n))
+    # Leaving the block waited for every batch: they are all out, in the order handed in.
+    assert _received(pubsub, 6) == [(prefix + c, f"batch {n}") for n in range(3) for c in (a, b)]
+    assert threads == ["publisher"] * 3
+
+
+def test_a_rendering_error_reaches_the_caller_after_the_earlier_batches_went_out(app, listener):
+    (a, _b), pubsub = listener
+    prefix = app.config["REDIS_PREFIX"]
+
+    def broken():
+        raise ValueError("template bug")
+
+    with app.app_context():
+        with pytest.raises(ValueError, match="template bug"):
+            with bus.Publisher() as publisher:
+                publisher.submit(lambda: [(a, "first")])
+                publisher.submit(broken)
+                publisher.submit(lambda: [(a, "after the error")])  # dropped: the caller is told
+    assert _received(pubsub, 2) == [(prefix + a, "first")]
