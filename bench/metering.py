@@ -78,7 +78,7 @@ END $$;
 
 BULK = """
 WITH due AS (
-    SELECT c.id AS call_id, w.id AS wallet, e.id AS earnings, 30 AS price
+    SELECT c.id AS call_id, c.creator_id, w.id AS wallet, e.id AS earnings, 30 AS price
       FROM calls c
       JOIN ledger_accounts w ON w.user_id = c.fan_id AND w.kind = 'wallet'
       JOIN ledger_accounts e ON e.user_id = c.creator_id AND e.kind = 'earnings'
@@ -86,24 +86,23 @@ WITH due AS (
 debited AS (
     UPDATE ledger_accounts a SET balance = a.balance - d.price FROM due d
      WHERE a.id = d.wallet AND a.balance >= d.price
-    RETURNING d.call_id, d.wallet, d.earnings, d.price, a.balance),
+    RETURNING d.call_id, d.creator_id, d.wallet, d.earnings, d.price, a.balance,
+              nextval(pg_get_serial_sequence('ledger_transfers', 'id')) AS transfer_id),
 transfers AS (
-    INSERT INTO ledger_transfers (kind, idempotency_key, metadata)
-    SELECT 'call_block', 'call:' || call_id || ':block:' || %(k)s, jsonb_build_object('callId', call_id)
-      FROM debited
-    RETURNING id, (metadata->>'callId')::bigint AS call_id),
-tx AS (
-    SELECT d.*, t.id AS transfer_id FROM debited d JOIN transfers t ON t.call_id = d.call_id),
+    INSERT INTO ledger_transfers (id, kind, idempotency_key, metadata)
+    SELECT transfer_id, 'call_block', 'call:' || call_id || ':block:' || %(k)s,
+           jsonb_build_object('callId', call_id, 'blockIndex', %(k)s, 'creatorId', creator_id)
+      FROM debited),
 entries AS (
     INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after)
-    SELECT transfer_id, wallet, -price, balance FROM tx
-    UNION ALL SELECT transfer_id, earnings, 24, NULL FROM tx
-    UNION ALL SELECT transfer_id, %(fees)s, 6, NULL FROM tx),
+    SELECT transfer_id, wallet, -price, balance FROM debited
+    UNION ALL SELECT transfer_id, earnings, 24, NULL FROM debited
+    UNION ALL SELECT transfer_id, %(fees)s, 6, NULL FROM debited),
 events AS (
     INSERT INTO billing_events (call_id, type, block_index, amount, creator_share, platform_share, transfer_id)
-    SELECT call_id, 'block_charged', %(k)s, price, 24, 6, transfer_id FROM tx)
-UPDATE calls c SET blocks_charged = %(k)s + 1, total_charged = c.total_charged + tx.price
-  FROM tx WHERE c.id = tx.call_id
+    SELECT call_id, 'block_charged', %(k)s, price, 24, 6, transfer_id FROM debited)
+UPDATE calls c SET blocks_charged = %(k)s + 1, total_charged = c.total_charged + d.price
+  FROM debited d WHERE c.id = d.call_id
 """
 
 
@@ -127,6 +126,12 @@ def main() -> int:
         started = time.perf_counter()
         conn.execute(SETUP % {"n": args.calls, "fund": FUND, "t0": f"'{T0.isoformat()}'"})
         conn.commit()
+        # Statistics, as a running database has them (autovacuum would get there in
+        # its own time; without them the planner guesses one row per table and the
+        # bulk statement's joins go quadratic).
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        conn.autocommit = False
         ids = [r[0] for r in conn.execute("SELECT id FROM calls ORDER BY id")]
         fees = conn.execute("SELECT id FROM ledger_accounts WHERE kind = 'platform_fees'").fetchone()[0]
         sets = {"A": ids[:args.calls], "B": ids[args.calls:]}
