@@ -26,6 +26,19 @@ def _new_transfer(raw) -> int:
     return raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('test', %s) RETURNING id",
                        (f"raw:{uuid.uuid4()}",)).fetchone()[0]
 
+def _post_by_hand(raw, a, b) -> int:
+    """A correct 10-token transfer from wallet a to wallet b in plain SQL, committed."""
+    tid = _new_transfer(raw)
+    bal_a = raw.execute("UPDATE ledger_accounts SET balance = balance - 10 WHERE id = %s RETURNING balance",
+                        (a,)).fetchone()[0]
+    bal_b = raw.execute("UPDATE ledger_accounts SET balance = balance + 10 WHERE id = %s RETURNING balance",
+                        (b,)).fetchone()[0]
+    raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after) "
+                "VALUES (%s, %s, -10, %s), (%s, %s, 10, %s)", (tid, a, bal_a, tid, b, bal_b))
+    raw.commit()
+    return tid
+
+
 
 def test_unbalanced_entries_are_refused_by_their_statement(raw, two_wallets):
     """Checked per INSERT statement (migration 0008), so before COMMIT is even reached."""
@@ -47,14 +60,7 @@ def test_a_lone_entry_is_refused_even_if_a_later_one_would_balance_it(raw, two_w
 def test_entries_added_to_a_committed_transfer_are_refused(raw, two_wallets):
     """A committed transfer can't gain a one-sided entry later."""
     a, b = two_wallets
-    tid = _new_transfer(raw)
-    bal_a = raw.execute("UPDATE ledger_accounts SET balance = balance - 10 WHERE id = %s RETURNING balance",
-                        (a,)).fetchone()[0]
-    bal_b = raw.execute("UPDATE ledger_accounts SET balance = balance + 10 WHERE id = %s RETURNING balance",
-                        (b,)).fetchone()[0]
-    raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after) "
-                "VALUES (%s, %s, -10, %s), (%s, %s, 10, %s)", (tid, a, bal_a, tid, b, bal_b))
-    raw.commit()
+    tid = _post_by_hand(raw, a, b)
     with pytest.raises(psycopg.errors.CheckViolation, match="unbalanced"):
         raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, 5)", (tid, b))
     raw.rollback()
@@ -72,14 +78,7 @@ def test_transfer_without_entries_is_refused(raw):
 def test_balanced_raw_transfer_is_accepted(raw, two_wallets):
     """Control: a correct transfer written by hand commits, so the refusals above mean something."""
     a, b = two_wallets
-    tid = _new_transfer(raw)
-    bal_a = raw.execute("UPDATE ledger_accounts SET balance = balance - 10 WHERE id = %s RETURNING balance",
-                        (a,)).fetchone()[0]
-    bal_b = raw.execute("UPDATE ledger_accounts SET balance = balance + 10 WHERE id = %s RETURNING balance",
-                        (b,)).fetchone()[0]
-    raw.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after) "
-                "VALUES (%s, %s, -10, %s), (%s, %s, 10, %s)", (tid, a, bal_a, tid, b, bal_b))
-    raw.commit()
+    tid = _post_by_hand(raw, a, b)
     assert raw.execute("SELECT count(*) FROM ledger_entries WHERE transfer_id = %s", (tid,)).fetchone()[0] == 2
     assert ledger.verify() == []
 
