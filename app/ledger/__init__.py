@@ -237,8 +237,10 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
                           balances={a: b for a, b in zip(ids, balances, strict=True) if b is not None})
 
 
+# Binary parameters (%b): a meter tick's arrays hold ~100,000 elements, and
+# psycopg dumps arrays in binary at a third of the cost of text.
 _POST_BATCH = ("SELECT o_transfer_ids, o_created, o_shortfalls, o_balances "
-               "FROM ledger_post_batch(%s, %s, %s, %s, %s, %s)")
+               "FROM ledger_post_batch(%b::text[], %b::text[], %b, %b::int[], %b::bigint[], %b::bigint[])")
 
 
 def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | InsufficientFunds]:

@@ -49,15 +49,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
-    # Room in each page for a row's next version: the meter updates every running
-    # call's counters and every fan's wallet each tick, and with free space those
-    # updates are HOT (no index entries to add for the unchanged indexed columns).
-    op.execute("ALTER TABLE calls SET (fillfactor = 70)")
-    op.execute("ALTER TABLE ledger_accounts SET (fillfactor = 80)")
-    op.execute("DROP TRIGGER ledger_entries_balanced ON ledger_entries")
-    op.execute("DROP FUNCTION ledger_entries_balanced()")
-    op.execute("""
+ENTRIES_BALANCED = """
     CREATE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE bad record;
     BEGIN
@@ -73,11 +65,9 @@ def upgrade():
         END IF;
         RETURN NULL;
     END $$
-    """)
-    op.execute("CREATE TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries "
-               "REFERENCING NEW TABLE AS inserted_entries "
-               "FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_balanced()")
-    op.execute("""
+"""
+
+POST_BATCH = """
     CREATE FUNCTION ledger_post_batch(p_kinds text[], p_keys text[], p_metas jsonb, p_leg_of int[],
                                       p_accounts bigint[], p_amounts bigint[],
                                       OUT o_transfer_ids bigint[], OUT o_created boolean[],
@@ -151,7 +141,22 @@ def upgrade():
                   FROM legs l LEFT JOIN posted p ON p.ord = l.tord LEFT JOIN moved mv ON mv.id = l.a AND p.id IS NOT NULL)
           INTO o_transfer_ids, o_created, o_shortfalls, o_balances;
     END $$
-    """)
+"""
+
+
+def upgrade():
+    # Room in each page for a row's next version: the meter updates every running
+    # call's counters and every fan's wallet each tick, and with free space those
+    # updates are HOT (no index entries to add for the unchanged indexed columns).
+    op.execute("ALTER TABLE calls SET (fillfactor = 70)")
+    op.execute("ALTER TABLE ledger_accounts SET (fillfactor = 80)")
+    op.execute("DROP TRIGGER ledger_entries_balanced ON ledger_entries")
+    op.execute("DROP FUNCTION ledger_entries_balanced()")
+    op.execute(ENTRIES_BALANCED)
+    op.execute("CREATE TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries "
+               "REFERENCING NEW TABLE AS inserted_entries "
+               "FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_balanced()")
+    op.execute(POST_BATCH)
 
 
 def downgrade():
