@@ -31,16 +31,34 @@ def publish(channel: str, html: str) -> bool:
 
 def publish_many(messages: list[tuple[str, str]]) -> bool:
     """Publish several (channel, html) messages in one round trip to Redis."""
+    if not messages:
+        return True
+    prefix = current_app.config["REDIS_PREFIX"]
     try:
-        prefix = current_app.config["REDIS_PREFIX"]
-        pipe = get_redis().pipeline(transaction=False)
-        for channel, html in messages:
-            pipe.publish(prefix + channel, html)
-        pipe.execute()
+        # One script call rather than a pipeline of PUBLISHes: the meter sends
+        # ~20,000 messages a tick, and a pipeline costs ~15 µs of Python per command.
+        _script(_PUBLISH_ALL, "realtime_publish_script")(
+            args=[part for channel, html in messages for part in (prefix + channel, html)])
         return True
     except RedisError as exc:
         _undelivered(messages, exc)
         return False
+
+
+_PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do
+    redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+
+
+def _script(source: str, name: str):
+    """`source` registered once per app (redis-py loads it on first use, again after a flush)."""
+    script = current_app.extensions.get(name)
+    if script is None:
+        script = current_app.extensions[name] = get_redis().register_script(source)
+    return script
 
 
 # A placeholder for a counter's value inside a rendered message. Random per
@@ -72,11 +90,7 @@ def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
         head, found, tail = html.rpartition(COUNT)
         args += [prefix + channel, head, tail] if found else [prefix + channel, html, ""]
     try:
-        redis = get_redis()
-        script = current_app.extensions.get("realtime_count_script")
-        if script is None:
-            script = current_app.extensions["realtime_count_script"] = redis.register_script(_COUNT_AND_PUBLISH)
-        script(keys=[prefix + counter], args=args, client=redis)
+        _script(_COUNT_AND_PUBLISH, "realtime_count_script")(keys=[prefix + counter], args=args)
         return True
     except RedisError as exc:
         _undelivered(messages, exc)
