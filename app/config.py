@@ -82,6 +82,7 @@ class Config:
     BILLING_BLOCK_SECONDS: int = 30
     BILLING_TICK_SECONDS: int = 5
     PRESENCE_GRACE_SECONDS: int = 20
+    METER_THREADS: int = 2
     CREATOR_SHARE_PERCENT: int = 80
     MAX_TIP_TOKENS: int = 100_000
     MAX_PURCHASE_TOKENS: int = 100_000
@@ -135,6 +136,7 @@ class Config:
             BILLING_BLOCK_SECONDS=_int(env, "BILLING_BLOCK_SECONDS", 30, 1, 3600),
             BILLING_TICK_SECONDS=_int(env, "BILLING_TICK_SECONDS", 5, 1, 3600),
             PRESENCE_GRACE_SECONDS=_int(env, "PRESENCE_GRACE_SECONDS", 20, 0, 3600),
+            METER_THREADS=_int(env, "METER_THREADS", 2, 1, 16),
             CREATOR_SHARE_PERCENT=_int(env, "CREATOR_SHARE_PERCENT", 80, 0, 100),
             MAX_TIP_TOKENS=_int(env, "MAX_TIP_TOKENS", 100_000, 1),
             TOKEN_PACKS=_packs(env.get("TOKEN_PACKS", "500,1000,2500")),

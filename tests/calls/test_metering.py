@@ -407,6 +407,18 @@ def test_a_call_running_dry_does_not_stop_other_calls_in_the_same_meter_run(cloc
     assert ledger.verify() == []
 
 
+def test_the_meters_threads_share_a_tick_and_bill_each_call_once(clock, make_call):
+    made = [make_call(rate=25, balance=1000) for _ in range(23)]
+    clock.advance(minutes=2)  # blocks 1..4 due on every call
+    result = service.meter(batch=2, threads=4).to_dict()
+    # 12 batches taken in turn by 4 threads: each call read (and counted) once.
+    assert result == {"metered": 23, "blocksCharged": 23 * 4, "callsEnded": 0}
+    for fan, _, call_id in made:
+        assert_charged_exactly(call_id, fan.id, 25, 5)
+        assert wallet(fan.id) == 1000 - cost(25, 5)
+    assert ledger.verify() == []
+
+
 def test_ending_unpaid_through_a_state_change_rather_than_the_meter(clock, make_call):
     """The pause that first notices the unpaid block ends the call instead."""
     fan, creator, call_id = make_call(rate=60, balance=60)  # blocks 0 and 1, nothing for block 2 (1:00)
@@ -579,13 +591,14 @@ class ChildMeter:
     """`service.meter(batch=…)` in a child process on the session's database and Redis,
     with its own injected clock; its database sessions carry a unique application_name."""
 
-    def __init__(self, services, tmp_path, at, batch):
+    def __init__(self, services, tmp_path, at, batch, threads=1):
         self.dsn = libpq(services[0])
         self.app_name = f"calls-meter-child-{uuid.uuid4().hex[:8]}"
         self.log_path = tmp_path / "child.log"
         env = embedded.env_with_services(services[0], services[1])
         env.update(APP_ENV="test", SECRET_KEY="calls-test-secret", PYTHONUNBUFFERED="1",
-                   INSTANCE_DIR=str(tmp_path / "instance"), PGAPPNAME=self.app_name)
+                   INSTANCE_DIR=str(tmp_path / "instance"), PGAPPNAME=self.app_name,
+                   METER_THREADS=str(threads))
         env.pop("FLASK_DEBUG", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-c", CHILD, at.isoformat(), str(batch)], cwd=ROOT,
@@ -634,8 +647,12 @@ def committed_blocks(dsn, call_ids) -> list[int]:
     return [rows[c] for c in call_ids]
 
 
+@pytest.mark.parametrize("threads, committed", [
+    (1, [11] * 10 + [1] * 10),  # batches 1 and 2 committed; 3 blocked; 4 never started
+    (2, [11] * 10 + [1] * 5 + [11] * 5),  # the other thread went on to batch 4
+])
 def test_a_meter_killed_while_blocked_mid_batch_loses_only_that_batch_and_a_rerun_charges_it_once(
-        services, clock, make_call, tmp_path):
+        services, clock, make_call, tmp_path, threads, committed):
     made = [make_call(rate=60, balance=1000) for _ in range(20)]  # ids ascending: the meter's order
     call_ids = [call_id for _, _, call_id in made]
     at = clock.advance(minutes=5)  # blocks 1..10 of every call are due
@@ -647,14 +664,16 @@ def test_a_meter_killed_while_blocked_mid_batch_loses_only_that_batch_and_a_reru
     child = None
     try:
         locker.execute("SELECT id FROM ledger_accounts WHERE id = %s FOR UPDATE", (wallet_id,))
-        child = ChildMeter(services, tmp_path, at, batch=5)
+        child = ChildMeter(services, tmp_path, at, batch=5, threads=threads)
         child.wait_for(lambda: child.proc.poll() is None and child.backends(waiting_on_a_lock=True) >= 1
                        or child.proc.poll() is not None, "the child to block on the locked wallet")
         assert child.proc.poll() is None, f"child exited early: {child.log()}"
-        # Batches 1 and 2 are committed; batch 3 has charged calls 10 and 11 uncommitted and waits.
-        assert committed_blocks(child.dsn, call_ids) == [11] * 10 + [1] * 10
+        # Batch 3 has charged calls 10 and 11 uncommitted and waits; every other batch
+        # this child's threads reached is committed.
+        child.wait_for(lambda: committed_blocks(child.dsn, call_ids) == committed, "the other batches' commits")
         time.sleep(0.3)
         assert child.proc.poll() is None and child.backends(waiting_on_a_lock=True) >= 1
+        assert committed_blocks(child.dsn, call_ids) == committed
         child.kill()
         assert child.proc.returncode == -signal.SIGKILL
     finally:
@@ -665,28 +684,29 @@ def test_a_meter_killed_while_blocked_mid_batch_loses_only_that_batch_and_a_reru
     child.wait_until_its_transaction_is_gone()
 
     db.session.rollback()
-    assert committed_blocks(child.dsn, call_ids) == [11] * 10 + [1] * 10
-    for (fan, _, call_id), n in zip(made, [11] * 10 + [1] * 10, strict=True):
+    assert committed_blocks(child.dsn, call_ids) == committed
+    for (fan, _, call_id), n in zip(made, committed, strict=True):
         assert_charged_exactly(call_id, fan.id, 60, n)
     assert ledger.verify() == []
 
-    # The next tick finishes the job: the 100 missing blocks, once each.
-    assert meter() == {"metered": 20, "blocksCharged": 100, "callsEnded": 0}
+    # The next tick finishes the job: the missing blocks, once each.
+    missing = sum(11 - n for n in committed)
+    assert meter() == {"metered": 20, "blocksCharged": missing, "callsEnded": 0}
     for fan, _, call_id in made:
         assert_charged_exactly(call_id, fan.id, 60, 11)
         assert wallet(fan.id) == 1000 - 11 * 30
     assert ledger.verify() == []
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed, threads", [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)])
 def test_a_meter_killed_at_a_random_moment_leaves_whole_batches_and_a_rerun_charges_each_block_once(
-        services, clock, make_call, tmp_path, seed):
+        services, clock, make_call, tmp_path, seed, threads):
     rng = random.Random(seed)
     made = [make_call(rate=25, balance=1000) for _ in range(20)]
     call_ids = [call_id for _, _, call_id in made]
     at = clock.advance(minutes=30)  # 61 blocks due per call: 1,200 to charge in batches of 5
     db.session.commit()
-    child = ChildMeter(services, tmp_path, at, batch=5)
+    child = ChildMeter(services, tmp_path, at, batch=5, threads=threads)
     try:
         # Once its first batch is in, kill it at a random moment of the ~1.5 s the rest takes.
         child.wait_for(lambda: committed_blocks(child.dsn, call_ids[:1]) == [61] or child.proc.poll() is not None,
@@ -701,10 +721,11 @@ def test_a_meter_killed_at_a_random_moment_leaves_whole_batches_and_a_rerun_char
     db.session.rollback()
     after_kill = committed_blocks(child.dsn, call_ids)
     batches = [after_kill[i:i + 5] for i in range(0, 20, 5)]
-    # A batch is one transaction: all of it or none of it, and batches commit in id order.
+    # A batch is one transaction: all of it or none of it; one thread commits them in id order.
     assert all(b in ([61] * 5, [1] * 5) for b in batches), (seed, after_kill, child.log())
     done = [b[0] == 61 for b in batches]
-    assert done == sorted(done, reverse=True), (seed, after_kill)
+    if threads == 1:
+        assert done == sorted(done, reverse=True), (seed, after_kill)
     assert ledger.verify() == []
     if finished:
         assert all(done) and "metered" in child.log()
