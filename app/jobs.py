@@ -18,6 +18,7 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 SHOW_SWEEP_SECONDS = 60
+ROLLUP_SECONDS = 60
 
 
 def queue_name() -> str:
@@ -89,6 +90,15 @@ def meter_calls() -> dict:
     return service.meter().to_dict()
 
 
+@job
+def roll_up_ledger() -> dict:
+    """Fold new ledger entries into the dashboard rollups (app.dashboard.rollups);
+    overlapping runs serialise on a lock and count each entry once."""
+    from app.dashboard import rollups
+    return rollups.run()
+
+
 def cron_jobs() -> list:
     """(job, interval in seconds) for the worker's CronScheduler."""
-    return [(sweep_shows, SHOW_SWEEP_SECONDS), (meter_calls, current_app.config["BILLING_TICK_SECONDS"])]
+    return [(sweep_shows, SHOW_SWEEP_SECONDS), (meter_calls, current_app.config["BILLING_TICK_SECONDS"]),
+            (roll_up_ledger, ROLLUP_SECONDS)]

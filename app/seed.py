@@ -10,6 +10,8 @@ from app.extensions import db
 DEMO_USERS = (
     ("creator@example.com", "demo-creator-pass", "Demo Creator", "creator"),
     ("fan@example.com", "demo-fan-pass", "Demo Fan", "fan"),
+    # A fan account with the operator flag: sees the platform view (/dashboard/platform).
+    ("operator@example.com", "demo-operator-pass", "Demo Operator", "operator"),
 )
 
 seed_cli = AppGroup("seed", help="Demo data.")
@@ -20,7 +22,10 @@ def seed_demo() -> list[tuple[str, str, str]]:
     out = []
     for email, password, name, role in DEMO_USERS:
         if db.session.scalar(select(User.id).where(func.lower(User.email) == email)) is None:
-            register(email, password, name, role)
+            user = register(email, password, name, "fan" if role == "operator" else role)
+            if role == "operator":
+                user.is_operator = True
+                db.session.commit()
         out.append((role, email, password))
     return out
 

@@ -26,6 +26,8 @@ class User(UserMixin, db.Model):
     # Pay-per-minute calls: the creator's rate (tokens per minute) and whether fans may call.
     call_rate_tokens_per_min: Mapped[int | None] = mapped_column(BigInteger)
     calls_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Operators see the platform view (/dashboard/platform); set by hand or by the seed.
+    is_operator: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

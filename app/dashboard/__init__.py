@@ -1,0 +1,1 @@
+"""Dashboards: creator earnings, fan spending, the platform view (see service.py)."""
