@@ -68,6 +68,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(ledger_cli)
     from app.seed import seed_cli
     app.cli.add_command(seed_cli)
+    from app.dashboard.cli import rollups_cli
+    app.cli.add_command(rollups_cli)
     return app
 
 
@@ -118,6 +120,7 @@ def _import_models() -> None:
     # Register every table with the metadata (Alembic and relationships need them).
     from app.auth import models as _auth  # noqa: F401
     from app.calls import models as _calls  # noqa: F401
+    from app.dashboard import models as _dashboard  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
     from app.streams import models as _streams  # noqa: F401
@@ -131,6 +134,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.calls.api import bp as calls_api
     from app.calls.routes import bp as calls_routes
     from app.creator.routes import bp as creator_routes
+    from app.dashboard.api import bp as dashboard_api
+    from app.dashboard.routes import bp as dashboard_routes
     from app.main.routes import bp as main_routes
     from app.realtime.sockets import bp as realtime_sockets
     from app.streams.api import bp as streams_api
@@ -141,7 +146,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
-               tips_routes, tips_api, creator_routes, calls_routes, calls_api, realtime_sockets):
+               tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
+               realtime_sockets):
         app.register_blueprint(bp)
 
 

@@ -1,0 +1,154 @@
+"""What the dashboard pages show, shaped for the templates: range labels and
+the geometry of the per-day bar chart.
+
+Nothing here queries or computes money: every figure comes from
+`app.dashboard.service`; this module only turns per-day totals into SVG
+coordinates (pure functions of their input, so the chart is server-rendered,
+readable without JavaScript, and tested without a browser). Numbers are
+written by the templates with the `|tokens` filter, never formatted here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+RANGE_LABELS = {"today": "Today", "7d": "7 days", "30d": "30 days", "all": "All time"}
+# How a range reads inside a sentence ("No earnings in the last 7 days").
+RANGE_PHRASES = {"today": "today", "7d": "in the last 7 days", "30d": "in the last 30 days", "all": "so far"}
+SOURCE_LABELS = {"tips": "Tips", "tickets": "Tickets", "calls": "Calls"}
+SPENDING_TYPE_LABELS = {"tips": "Tip", "tickets": "Ticket", "calls": "Call", "refund": "Refund"}
+
+# The SVG's own coordinate system (it scales to the width of its container).
+WIDTH, HEIGHT = 720, 260
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 72, 12, 14, 34
+MAX_X_LABELS = 8
+Y_TICKS = 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One source's part of a day's bar."""
+    source: str
+    value: int
+    y: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: date
+    total: int
+    tips: int
+    tickets: int
+    calls: int
+    x: float
+    width: float
+    segments: tuple[Segment, ...]  # bottom to top, zero-height parts left out
+
+
+@dataclass(frozen=True)
+class Tick:
+    value: int
+    y: float
+
+
+@dataclass(frozen=True)
+class XLabel:
+    text: str
+    x: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    left: float
+    right: float
+    top: float
+    bottom: float  # y of the baseline
+    bars: tuple[Bar, ...]
+    y_ticks: tuple[Tick, ...]
+    x_labels: tuple[XLabel, ...]
+    total: int
+    peak: Bar | None  # the day with the most, None when every day is zero
+
+    @property
+    def empty(self) -> bool:
+        return self.peak is None
+
+    @property
+    def first_day(self) -> date | None:
+        return self.bars[0].day if self.bars else None
+
+    @property
+    def last_day(self) -> date | None:
+        return self.bars[-1].day if self.bars else None
+
+
+def nice_ceiling(value: int, ticks: int = Y_TICKS) -> int:
+    """The smallest "round" axis maximum ≥ `value` that splits into `ticks`
+    whole steps of 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k tokens (at least 1 per step)."""
+    if value <= 0:
+        return ticks
+    raw = value / ticks
+    magnitude = 10 ** max(0, math.floor(math.log10(raw))) if raw >= 1 else 1
+    for factor in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        step = factor * magnitude
+        if step != int(step):
+            continue  # 1.5 or 2.5 tokens is not a whole step
+        if step * ticks >= value:
+            return int(step * ticks)
+    return int(10 * magnitude * ticks)  # unreachable: 10 × magnitude always covers raw
+
+
+def day_label(day: date, with_weekday: bool = False) -> str:
+    """"3 Jun" (or "Mon 3 Jun"): English month names whatever the server's locale."""
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    text = f"{day.day} {months[day.month - 1]}"
+    if with_weekday:
+        text = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day.weekday()] + " " + text
+    return text
+
+
+def bar_chart(days) -> Chart:
+    """Stacked bars (tips, tickets, calls from the bottom) for `days`, a list of
+    objects with `day`, `tips`, `tickets`, `calls` and `total`, oldest first
+    (the service's `DayTotals`). Any length, including none."""
+    left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
+    top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
+    plot_w, plot_h = right - left, bottom - top
+    peak_value = max((d.total for d in days), default=0)
+    y_max = nice_ceiling(peak_value)
+    step = y_max // Y_TICKS
+    y_ticks = tuple(Tick(v, _r(bottom - v / y_max * plot_h)) for v in range(0, y_max + 1, step))
+
+    n = len(days)
+    slot = plot_w / n if n else plot_w
+    # Thin bars for a year of days, capped so one day ("today") is not a wall.
+    width = min(max(slot * 0.72, 1.0), 64.0)
+    bars, peak = [], None
+    for i, d in enumerate(days):
+        x = left + i * slot + (slot - width) / 2
+        segments, base = [], bottom
+        for source in ("tips", "tickets", "calls"):
+            value = getattr(d, source)
+            if value <= 0:
+                continue
+            height = value / y_max * plot_h
+            base -= height
+            segments.append(Segment(source, value, _r(base), _r(height)))
+        bar = Bar(d.day, d.total, d.tips, d.tickets, d.calls, _r(x), _r(width), tuple(segments))
+        bars.append(bar)
+        if d.total > 0 and (peak is None or d.total > peak.total):
+            peak = bar
+
+    every = max(1, math.ceil(n / MAX_X_LABELS))
+    x_labels = tuple(XLabel(day_label(d.day, with_weekday=n == 1), _r(left + i * slot + slot / 2))
+                     for i, d in enumerate(days) if (n - 1 - i) % every == 0)  # always label the newest day
+    return Chart(WIDTH, HEIGHT, left, right, top, bottom, tuple(bars), y_ticks, x_labels,
+                 sum(d.total for d in days), peak)
+
+
+def _r(v: float) -> float:
+    return round(v, 2)
