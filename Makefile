@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -38,6 +38,9 @@ bench-tips: install
 
 bench-metering: install
 	$(BIN)/python bench/metering.py
+
+bench-dashboard: install
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor
