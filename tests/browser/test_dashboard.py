@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -161,3 +161,19 @@ def test_fan_spending_lists_the_tip_with_a_receipt_that_opens(open_page, client,
     assert nav.value is not None and nav.value.status == 200
     expect(f.page.get_by_text("300").first).to_be_visible()
     f.assert_clean()
+
+
+def test_a_hostile_range_shows_its_error_by_the_switcher_and_a_fan_is_refused(open_page, make_fan, new_creator):
+    c = open_page(new_creator(), "/dashboard")
+    answer = c.page.goto("/dashboard?range=" + quote("<script>window.pwned = 1</script>"))
+    assert answer is not None and answer.status == 422
+    error = c.page.get_by_role("alert").filter(has_text="Choose a range")
+    expect(error).to_contain_text("instead")  # the default range is shown, the error next to its switcher
+    expect(c.page.locator("#dashboard-body-range-30d")).to_have_attribute("aria-current", "page")
+    assert c.page.evaluate("window.pwned") is None  # the text was escaped, never run
+    c.page.screenshot(path="/tmp/dashboard-bad-range.png", full_page=False, animations="disabled")
+
+    f = open_page(make_fan(), "/spending")
+    for path in ("/dashboard", "/platform"):
+        answer = f.page.goto(path)
+        assert answer is not None and answer.status == 403, path
