@@ -16,3 +16,7 @@ def new_creator(make_creator):
     return _make
 
 
+@pytest.fixture()
+def hub(app):
+    """The app's realtime hub (to wait until a page's sockets are subscribed)."""
+    return app.extensions["realtime_hub"]

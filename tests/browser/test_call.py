@@ -51,11 +51,6 @@ def open_page(media_browser, live_server):
 
 
 @pytest.fixture()
-def hub(app):
-    return app.extensions["realtime_hub"]
-
-
-@pytest.fixture()
 def people(ctx, make_fan, make_creator):
     """(fan with 1,000 tokens, creator taking calls at RATE); their calls closed afterwards."""
     from app.realtime import events

@@ -26,11 +26,6 @@ SPENDING_SHOT = "/tmp/spending.png"
 
 
 @pytest.fixture()
-def hub(app):
-    return app.extensions["realtime_hub"]
-
-
-@pytest.fixture()
 def open_page(browser, live_server):
     yield from logged_in_pages(browser, live_server, TIMEOUT, WS_PROBE, log_in)
 

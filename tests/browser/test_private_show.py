@@ -28,11 +28,6 @@ PAYMENT_REQUIRED_LOG = re.compile(r"^Failed to load resource: the server respond
 
 
 @pytest.fixture()
-def hub(app):
-    return app.extensions["realtime_hub"]
-
-
-@pytest.fixture()
 def open_page(browser, live_server):
     """open_page(user, path) → a Page in a fresh context, logged in through /login, on `path`."""
     yield from logged_in_pages(browser, live_server, TIMEOUT, WS_PROBE, log_in)

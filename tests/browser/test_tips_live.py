@@ -53,11 +53,6 @@ SYNCED = re.compile(r"^[1-9]\d*$")  # at least the (re)connect sync message arri
 
 
 @pytest.fixture()
-def hub(app):
-    return app.extensions["realtime_hub"]
-
-
-@pytest.fixture()
 def open_page(browser, live_server):
     """open_page(user=None, path="/") → a Page in a fresh context, logged in through /login
     (landing on `path` via ?next=) when a user is given."""
