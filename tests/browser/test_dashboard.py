@@ -111,6 +111,25 @@ def test_creator_switches_range_by_keyboard_in_place_and_sees_a_tip_arrive_live(
     c.assert_clean()
 
 
+def test_a_link_in_freshly_swapped_content_works_at_once(open_page, new_creator):
+    """htmx binds swapped-in links when it settles; with its default 20 ms settle delay a
+    click in between followed the bare href (a full page load). The base template sets
+    no delay, so a click in the very next task after the swap stays in place."""
+    creator = new_creator()
+    c = open_page(creator, "/dashboard")
+    c.page.evaluate("window.dashboardTestMarker = 'same document'")
+    # After the swap that "Today" causes, click "7 days" from a zero-delay timer: before any
+    # settle timer could run.
+    c.page.evaluate("""() => document.addEventListener("htmx:afterSwap", () => setTimeout(
+        () => document.getElementById("dashboard-body-range-7d").click(), 0), {once: true})""")
+    with c.page.expect_response(lambda r: urlsplit(r.url).query == "range=7d") as answer:
+        c.page.locator("#dashboard-body-range-today").click()
+    assert answer.value.request.headers.get("hx-request") == "true", "the click followed the bare href"
+    expect(c.page.locator("#dashboard-body-range-7d")).to_have_attribute("aria-current", "page")
+    assert same_document(c), "the click reloaded the page"
+    c.assert_clean()
+
+
 def test_range_links_work_without_javascript(browser, live_server, new_creator, make_fan):
     creator = new_creator()
     fan = make_fan(balance=1_000)
