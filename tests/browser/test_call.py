@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -210,3 +211,72 @@ def test_a_fan_calls_a_creator_and_both_see_video_and_the_live_meter(open_page, 
     expect(state(f, call_id).get_by_test_id("call-status-detail")).to_contain_text(re.compile(r"connections? dropped"))
     expect(f.page.get_by_test_id("call-balance")).to_have_text("910")  # nothing more charged
     f.assert_clean()
+
+
+HOSTILE_RATE = "<script>window.pw=1</script>"  # within the field's maxlength (32)
+
+
+def calls_of(fan) -> int:
+    db.session.rollback()
+    return db.session.scalar(db.select(db.func.count()).select_from(Call).where(Call.fan_id == fan.id))
+
+
+def test_wrong_input_in_the_call_flow_shows_by_its_field_and_changes_nothing(open_page, make_fan, make_creator):
+    creator = make_creator(name=f"Host {uuid.uuid4().hex[:4]}")
+    service.update_settings(creator, RATE, True)
+    stream = streams.create_stream(creator, "public", "Open studio")
+    streams.change_status(creator, stream.id, "start")
+
+    # The creator types a hostile rate, then zero: each error sits by the field (focused, what
+    # was typed kept, the text never run) and the saved settings stay.
+    c = open_page(creator, "/creator/settings")
+    rate = c.page.get_by_label("Rate (tokens per minute)")
+    for typed, message in ((HOSTILE_RATE, "Enter a whole number of tokens, like 1000."),
+                           ("0", "The amount must be at least 1 token.")):
+        rate.fill(typed)
+        with c.page.expect_response(lambda r: urlsplit(r.url).path == "/creator/settings/calls") as answer:
+            c.page.get_by_role("button", name=re.compile(r"^Save call settings")).click()
+        assert answer.value.status == 422
+        expect(c.page.locator("#call-rate-error")).to_have_text(message)
+        expect(rate).to_have_attribute("aria-invalid", "true")
+        expect(rate).to_be_focused()
+        expect(rate).to_have_value(typed)
+        if typed == HOSTILE_RATE:
+            c.page.screenshot(path="/tmp/call-settings-error.png")
+    assert c.page.evaluate("window.pw") is None
+    db.session.refresh(creator)
+    assert (creator.call_rate_tokens_per_min, creator.calls_enabled) == (RATE, True)
+    c.assert_clean(allowed=(r"status of 422",))
+
+    # A fan with too few tokens: the modal says how many more, and the top-up sheet opens there
+    # with that amount filled in. No call is made.
+    poor = make_fan(balance=45, name=f"Short {uuid.uuid4().hex[:4]}")  # a call needs 30 + 30
+    f = open_page(poor, f"/streams/{stream.id}")
+    f.page.get_by_test_id("call-button").click()
+    dialog = f.page.get_by_role("dialog", name=f"Video call with {creator.display_name}")
+    with f.page.expect_response(lambda r: urlsplit(r.url).path == "/calls") as answer:
+        dialog.get_by_test_id("call-confirm").click()
+    assert answer.value.status == 402
+    expect(dialog.get_by_test_id("call-error")).to_contain_text("15 more needed")
+    dialog.get_by_test_id("topup-link").click()
+    expect(dialog.locator("#custom-amount")).to_have_value("15")
+    f.page.screenshot(path="/tmp/call-too-few-tokens.png")
+    assert calls_of(poor) == 0
+    f.assert_clean(allowed=(r"status of 402",))
+
+    # The creator raises the rate while a fan's modal shows the old one: "Call now" answers 409
+    # with the new rate to confirm, and no call is made at a price the fan didn't see.
+    fan = make_fan(balance=1_000, name=f"Caller {uuid.uuid4().hex[:4]}")
+    p = open_page(fan, f"/streams/{stream.id}")
+    p.page.get_by_test_id("call-button").click()
+    dialog = p.page.get_by_role("dialog", name=f"Video call with {creator.display_name}")
+    expect(dialog.get_by_test_id("call-rate")).to_have_text(f"{RATE} tokens per minute")
+    service.update_settings(creator, 90, True)
+    with p.page.expect_response(lambda r: urlsplit(r.url).path == "/calls") as answer:
+        dialog.get_by_test_id("call-confirm").click()
+    assert answer.value.status == 409
+    expect(dialog.get_by_test_id("call-error")).to_have_text(
+        "The rate is now 90 tokens per minute; confirm the new rate to call.")
+    expect(dialog.get_by_test_id("call-confirm")).to_have_text(re.compile(r"^Call now · 90 tokens/min"))
+    assert calls_of(fan) == 0
+    p.assert_clean(allowed=(r"status of 409",))
