@@ -137,7 +137,6 @@ class Outcome:
     """What one billing pass did (for the meter's totals and the events to publish)."""
     blocks: int = 0
     ended: bool = False
-    warned: bool = False
     balances: dict = field(default_factory=dict)  # fan id -> wallet balance after the last charge
     events: list = field(default_factory=list)  # billing events to write (`_write_events`), in order
 
@@ -305,16 +304,17 @@ def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
     normal running one round per tick. A refused block ends its call and
     leaves the others alone (a refused transfer writes nothing)."""
     grace = timedelta(seconds=current_app.config["PRESENCE_GRACE_SECONDS"])
+    running = [(call, outcome) for call, outcome in items if call.status == "active"]
+    # One query per account kind for the lot (then cached for the process).
+    wallets = ledger.accounts_for([call.fan_id for call, _outcome in running], "wallet")
+    earnings = ledger.accounts_for([call.creator_id for call, _outcome in running], "earnings")
     plans = []
-    for call, outcome in items:
-        if call.status != "active":
-            continue
+    for call, outcome in running:
         until, pause_at = now, None
         gone = [t for t in (call.fan_missing_since, call.creator_missing_since) if t is not None]
         if gone and max(min(gone) + grace, call.active_since) <= now:
             until = pause_at = max(min(gone) + grace, call.active_since)
-        plans.append(_Plan(call, outcome, until, pause_at, ledger.account_for(call.fan_id, "wallet"),
-                           ledger.account_for(call.creator_id, "earnings")))
+        plans.append(_Plan(call, outcome, until, pause_at, wallets[call.fan_id], earnings[call.creator_id]))
     fees, share = ledger.system_account("platform_fees"), current_app.config["CREATOR_SHARE_PERCENT"]
     pending = [p for p in plans if _owed(p)]
     while pending:
@@ -382,7 +382,6 @@ def _warn_if_low(p: _Plan) -> None:
     if balance < upcoming and call.low_balance_block != call.blocks_charged:
         call.low_balance_block = call.blocks_charged
         _event(p.outcome, call, "low_balance", block_index=call.blocks_charged, amount=upcoming - balance)
-        p.outcome.warned = True
 
 
 def _end_unpaid(call: Call, k: int, shortfall: int, outcome: Outcome) -> None:
@@ -503,9 +502,6 @@ def _meter_batches(now: datetime, claims: _Claims, publisher) -> MeterResult:
     """Bill batches from `claims` until none is left, committing each; this thread's tally."""
     result = MeterResult()
     while calls := claims.next():
-        # One query per account kind for the whole batch (then cached for the process).
-        ledger.accounts_for([c.fan_id for c in calls], "wallet")
-        ledger.accounts_for([c.creator_id for c in calls], "earnings")
         outcomes = [(call, Outcome()) for call in calls]
         _bill_many(outcomes, now)
         changed = [(call, outcome) for call, outcome in outcomes if outcome.events]
