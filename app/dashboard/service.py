@@ -32,12 +32,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import text
 
 from app import ledger
+from app.auth.service import require_creator
 from app.dashboard import rollups
 from app.errors import Forbidden, InvalidValue
 from app.extensions import db
 
 RANGES = ("today", "7d", "30d", "all")
 SOURCES = ("tips", "tickets", "calls")
+NOT_A_CREATOR = "Only creators have earnings."
 # Which transfer kinds make each source: on a creator's earnings account ...
 EARNING_KINDS = {"tip": "tips", "ticket_settlement": "tickets", "call_block": "calls"}
 # ... and on a fan's wallet (a refund counts against tickets).
@@ -199,11 +201,6 @@ def _start_day(range_: str) -> date:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
-
-
-def _require_creator(creator) -> None:
-    if not getattr(creator, "is_creator", False):
-        raise Forbidden("Only creators have earnings.", "not_a_creator")
 
 
 def _account_id(user_id: int, kind: str) -> int | None:
@@ -409,7 +406,7 @@ def creator_earnings(creator, range_: str) -> Earnings:
     source, and the gross ticket tokens held in escrow for their shows that have
     not happened yet (not earned until the show ends). Raises Forbidden
     ("not_a_creator") for non-creators, InvalidValue for a bad range."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     kinds = _by_kind(_account_id(creator.id, "earnings"), _start_day(range_))
     by_source = {source: 0 for source in SOURCES}
@@ -435,7 +432,7 @@ def earnings_by_day(creator, range_: str) -> list[DayTotals]:
     """One DayTotals per UTC day of the range, zero days included, oldest first.
     For "all": from the creator's first earning day, at most the last MAX_DAYS
     days. Raises like `creator_earnings`."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     account_id = _account_id(creator.id, "earnings")
     start = _series_start(account_id, range_)
@@ -447,7 +444,7 @@ def top_fans(creator, range_: str, limit: int = 10) -> list[FanTotal]:
     (ties: lower user id first). Counts tips and call blocks: a show's ticket
     money is paid out in one settlement for all its fans, so it is not
     attributed to any one of them. Raises like `creator_earnings`."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     account_id, start = _account_id(creator.id, "earnings"), _start_day(range_)
     if account_id is None or limit < 1:
@@ -474,7 +471,7 @@ def stream_revenue(creator, range_: str, limit: int = 20) -> list[StreamRevenue]
     settled in the range) and of the tips sent during it in the range — sums of
     the earnings entries of those transfers (per-stream rollups + tail).
     Raises like `creator_earnings`."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     start = _start_day(range_)
     earnings = _account_id(creator.id, "earnings") or 0
@@ -506,7 +503,7 @@ def call_revenue(creator, range_: str, limit: int = 20) -> list[CallRevenue]:
     For each, how many blocks were charged in the range and the creator share of
     them — the count and sum of the earnings entries of its `call_block` transfers
     (per-call rollups + tail). Raises like `creator_earnings`."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     start = _start_day(range_)
     earnings = _account_id(creator.id, "earnings") or 0
@@ -550,7 +547,7 @@ def export_earnings_csv(creator, range_: str) -> Iterator[str]:
     key). Streamed from a server-side cursor: constant memory. Text cells that a
     spreadsheet would read as a formula start with `'`. Raises like
     `creator_earnings` (before the first chunk)."""
-    _require_creator(creator)
+    require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     start = _start_day(range_)
     account_id = _account_id(creator.id, "earnings")
