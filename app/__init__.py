@@ -28,7 +28,8 @@ def create_app(config: Config | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": app.config["DB_POOL_SIZE"],
                                    "max_overflow": app.config["DB_MAX_OVERFLOW"], "pool_recycle": 3600},
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in `_authenticate` so bearer clients skip it
-        WTF_CSRF_TIME_LIMIT=None,  # token lives as long as the session
+        # A CSRF token also dies with its session (logout clears it, see auth.sessions).
+        WTF_CSRF_TIME_LIMIT=app.config["CSRF_TOKEN_TTL_SECONDS"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["APP_ENV"] == "production",
@@ -38,7 +39,10 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
         RATELIMIT_STORAGE_URI=_limits_uri(app.config["REDIS_URL"]),
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 1},
-        # A Redis outage must not take logins and purchases down with it.
+        # A Redis outage must take neither logins and purchases nor their limits
+        # down: counting moves to this process's memory (Flask-Limiter logs the
+        # outage once and checks Redis again every few seconds).
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_SWALLOW_ERRORS=True,
         RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
     )
@@ -152,20 +156,15 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_auth(app: Flask) -> None:
-    from app.auth.models import User
-    from app.auth.service import user_for_token
+    from app.auth.service import authenticate_token
+    from app.auth.sessions import user_for_session
     from app.errors import Unauthorized, error_response
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Log in to continue."
     login_manager.login_message_category = "info"
-
-    @login_manager.user_loader
-    def _load(user_id):
-        try:
-            return db.session.get(User, int(user_id))
-        except (TypeError, ValueError):
-            return None
+    # The session cookie counts only while its server-side session lives (auth.sessions).
+    login_manager.user_loader(user_for_session)
 
     @app.before_request
     def _authenticate():
@@ -177,12 +176,13 @@ def _register_auth(app: Flask) -> None:
         header = request.headers.get("Authorization")
         if header and request.path.startswith(("/api/", "/ws/")):
             scheme, _, token = header.partition(" ")
-            user = user_for_token(token.strip()) if scheme.lower() == "bearer" else None
-            if user is None:
-                return error_response(Unauthorized("The API token is missing, invalid or revoked.", "invalid_token"))
+            found = authenticate_token(token.strip()) if scheme.lower() == "bearer" else None
+            if found is None:
+                return error_response(Unauthorized("The API token is missing, invalid, expired or revoked.",
+                                                   "invalid_token"))
             # Identity for this request only; nothing is written to the session.
-            login_manager._update_request_context_with_user(user)
-            g.bearer = True
+            login_manager._update_request_context_with_user(found[0])
+            g.bearer, g.api_token_id = True, found[1]
             return None
         if request.path.startswith("/api/") and not public:
             from flask_login import current_user

@@ -58,8 +58,8 @@ def _instance_secret(instance_dir: str) -> str:
         return key
 
 
-RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP", "SIGNUP_LIMIT_PER_IP",
-                       "PURCHASE_LIMIT_PER_USER", "TIP_LIMIT_PER_USER")
+RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT_CLIENT", "LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP",
+                       "SIGNUP_LIMIT_PER_IP", "PURCHASE_LIMIT_PER_USER", "TIP_LIMIT_PER_USER")
 
 
 @dataclass
@@ -94,9 +94,14 @@ class Config:
     MEDIA_INGEST_URL: str = ""
     # Lifetime of a viewer's signed media-server read token; the player renews it before then.
     PLAYBACK_TOKEN_TTL_SECONDS: int = 120
-    # Rate limits (Flask-Limiter syntax). Login is limited per account and
-    # per IP; purchases per user.
-    LOGIN_LIMIT_PER_ACCOUNT: str = "10 per minute"
+    # Rate limits (Flask-Limiter syntax; "a; b" stacks windows). Log-in
+    # attempts (app/auth/limits.py): tightly per account and client, with
+    # windows that grow (a success from that client clears them); loosely per
+    # account for clients this account never logged in from (a browser the
+    # owner logged in from is exempt, so strangers can't lock them out); and
+    # per IP over all accounts. Purchases per user.
+    LOGIN_LIMIT_PER_ACCOUNT_CLIENT: str = "5 per minute; 20 per hour; 50 per day"
+    LOGIN_LIMIT_PER_ACCOUNT: str = "50 per hour; 200 per day"
     LOGIN_LIMIT_PER_IP: str = "60 per minute"
     SIGNUP_LIMIT_PER_IP: str = "30 per hour"
     PURCHASE_LIMIT_PER_USER: str = "30 per minute"
@@ -109,6 +114,12 @@ class Config:
     # Namespace of every realtime key and pub/sub channel in Redis, so several
     # deployments (or test runs) can share one Redis without hearing each other.
     REDIS_PREFIX: str = "pm:"
+    # API tokens stop working this many days after they were issued.
+    API_TOKEN_TTL_DAYS: int = 30
+    # A browser session unused for this many days has ended.
+    SESSION_IDLE_DAYS: int = 30
+    # A form's CSRF token is accepted for this long after the page was rendered.
+    CSRF_TOKEN_TTL_SECONDS: int = 12 * 3600
     # werkzeug's scrypt by default; tests may choose a cheaper method.
     PASSWORD_HASH_METHOD: str = "scrypt"
     # Where embedded PostgreSQL/Redis keep their data (git-ignored).
@@ -145,6 +156,9 @@ class Config:
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
             MEDIA_INGEST_URL=env.get("MEDIA_INGEST_URL", ""),
             PLAYBACK_TOKEN_TTL_SECONDS=_int(env, "PLAYBACK_TOKEN_TTL_SECONDS", 120, 10, 86400),
+            API_TOKEN_TTL_DAYS=_int(env, "API_TOKEN_TTL_DAYS", 30, 1, 3650),
+            SESSION_IDLE_DAYS=_int(env, "SESSION_IDLE_DAYS", 30, 1, 3650),
+            CSRF_TOKEN_TTL_SECONDS=_int(env, "CSRF_TOKEN_TTL_SECONDS", 12 * 3600, 60, 30 * 86400),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),

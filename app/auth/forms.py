@@ -19,6 +19,13 @@ class LoginForm(Form):
     password = PasswordField("Password", render_kw={"maxlength": PASSWORD_MAX, "autocomplete": "current-password"})
 
 
+class PasswordForm(Form):
+    currentPassword = PasswordField("Current password", render_kw={"maxlength": PASSWORD_MAX,
+                                                                   "autocomplete": "current-password"})
+    newPassword = PasswordField("New password", render_kw={"minlength": PASSWORD_MIN, "maxlength": PASSWORD_MAX,
+                                                           "autocomplete": "new-password"})
+
+
 def apply_errors(form: Form, errors: dict) -> None:
     """Attach service errors (`{field: message}`) to the form's fields."""
     for name, message in errors.items():

@@ -46,7 +46,8 @@ class User(UserMixin, db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token for API clients; only its SHA-256 is stored."""
+    """A bearer token for API clients; only its SHA-256 is stored. It stops
+    working at `expires_at` or when its row is deleted (revoked)."""
 
     __tablename__ = "api_tokens"
 
@@ -54,3 +55,29 @@ class ApiToken(db.Model):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Recorded at most once a minute per token (see auth.service.authenticate_token).
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "createdAt": _iso(self.created_at), "lastUsedAt": _iso(self.last_used_at),
+                "expiresAt": _iso(self.expires_at)}
+
+
+class UserSession(db.Model):
+    """One logged-in browser. The session cookie holds a random secret; only
+    its SHA-256 is stored here. Deleting the row ends the session everywhere."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Refreshed at most every few minutes (see auth.sessions); idle sessions expire.
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    user_agent: Mapped[str] = mapped_column(String(200), server_default="")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

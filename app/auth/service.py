@@ -1,17 +1,20 @@
-"""Accounts: sign-up, credential checks, API tokens, becoming a creator."""
+"""Accounts: sign-up, credential checks, password changes, API tokens (issued,
+listed, revoked, expiring), becoming a creator. Browser sessions: `sessions`."""
 from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import ledger, validation
+from app.auth import sessions
 from app.auth.models import ROLES, ApiToken, User
-from app.errors import Conflict, Forbidden, Unauthorized
+from app.errors import Conflict, Forbidden, InvalidValue, NotFound, Unauthorized
 from app.extensions import db
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -81,20 +84,75 @@ def _hash_token(raw: str) -> str:
 
 
 def issue_token(user: User) -> str:
-    """A new bearer token for `user`; the raw value is returned once and never stored."""
+    """A new bearer token for `user`, valid for `API_TOKEN_TTL_DAYS`; the raw
+    value is returned once and never stored. Commits."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user_id=user.id, token_hash=_hash_token(raw)))
+    ttl = timedelta(days=current_app.config["API_TOKEN_TTL_DAYS"])
+    db.session.add(ApiToken(user_id=user.id, token_hash=_hash_token(raw), expires_at=func.now() + ttl))
     db.session.commit()
     return raw
 
 
-def user_for_token(raw: str) -> User | None:
+# last_used_at is written at most this often per token: a write per API call
+# would double the cost of the cheapest requests.
+_TOKEN_TOUCH_EVERY = timedelta(minutes=1)
+
+
+def authenticate_token(raw: str) -> tuple[User, int] | None:
+    """(user, token id) for a bearer token that exists and has not expired;
+    None otherwise (unknown, revoked and expired look the same)."""
     if not raw or len(raw) > 200:
         return None
     # Looking up by hash: the comparison happens on a digest, not the secret.
-    return db.session.scalar(
-        select(User).join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == _hash_token(raw))
-    )
+    row = db.session.execute(
+        select(User, ApiToken.id, ApiToken.last_used_at).join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == _hash_token(raw), ApiToken.expires_at > func.now())).first()
+    if row is None:
+        return None
+    user, token_id, last_used = row
+    if last_used is None or last_used < datetime.now(timezone.utc) - _TOKEN_TOUCH_EVERY:
+        # Its own transaction: the request's may not commit (a GET) or may fail.
+        with db.engine.begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=func.now()))
+    return user, token_id
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    """The user's API tokens that still work, newest first."""
+    return list(db.session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.expires_at > func.now())
+        .order_by(ApiToken.id.desc())))
+
+
+def revoke_token(user: User, token_id) -> None:
+    """Revoke one of `user`'s API tokens: it gets 401 from now on. Commits.
+
+    Raises `NotFound` when `user` has no such token (someone else's included:
+    whether an id exists is not theirs to learn).
+    """
+    if not validation.is_record_id(token_id) or not db.session.execute(
+            delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id)).rowcount:
+        db.session.rollback()
+        raise NotFound("No such API token.", "token_not_found")
+    db.session.commit()
+
+
+def change_password(user: User, current_password, new_password) -> None:
+    """Set a new password after checking the current one; every session and
+    API token of `user` ends (the caller logs this browser in again). Commits.
+
+    Raises `InvalidValue` (field currentPassword when it is wrong, newPassword
+    when the new one breaks the password rules).
+    """
+    if not isinstance(current_password, str) or len(current_password) > PASSWORD_MAX \
+            or not check_password_hash(user.password_hash, current_password):
+        raise InvalidValue("Your current password is not correct.", "wrong_password",
+                                      field="currentPassword")
+    new_password = validation.text_value(new_password, "newPassword", label="New password",
+                                         max_length=PASSWORD_MAX, min_length=PASSWORD_MIN, strip=False,
+                                         single_line=False)
+    user.password_hash = generate_password_hash(new_password, method=current_app.config["PASSWORD_HASH_METHOD"])
+    sessions.end_all(user)  # commits the new hash with it
 
 
 def require_creator(user, message: str = "This is for creators. Become a creator from your account page.") -> None:
