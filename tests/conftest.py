@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -20,8 +22,9 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from app import create_app, embedded
-from app.config import Config
+from app.config import RATE_LIMIT_SETTINGS, Config
 from app.extensions import db
+from tests.realtime.helpers import ServerProcess, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 # This run's Redis namespace, inherited by server processes the tests start:
@@ -66,6 +69,7 @@ def make_config(services, **overrides) -> Config:
     settings = dict(
         PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",  # fast hashing keeps the suite quick
         LOGIN_LIMIT_PER_IP="10000 per minute",
+        LOGIN_LIMIT_PER_ACCOUNT_CLIENT="10000 per minute",
         LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
         SIGNUP_LIMIT_PER_IP="10000 per minute",
         PURCHASE_LIMIT_PER_USER="10000 per minute",
@@ -204,6 +208,71 @@ def login(client):
         assert resp.status_code == 303, resp.get_data(as_text=True)
         return csrf_from(client, "/wallet")
     return _login
+
+
+# ---- app servers in their own processes, a Redis of a test's own ---------------
+
+@pytest.fixture()
+def spawn_server(app, services, tmp_path):
+    """spawn_server(name, redis_url=None, wait=True, **settings) → a ServerProcess:
+    `flask --app wsgi run` in its own process on the session's database
+    (migrated by `app`) and Redis (or `redis_url`), with extra environment
+    `settings`; healthy unless wait=False (then call `wait_healthy`). Every
+    process is stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def _spawn(name: str, redis_url: str | None = None, wait: bool = True, **settings) -> ServerProcess:
+        port = embedded.free_port()
+        log_path = tmp_path / f"{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed by ServerProcess.stop
+        env = embedded.env_with_services(services[0], redis_url or services[1])
+        env.pop("FLASK_DEBUG", None)
+        env.update(APP_ENV="test", SECRET_KEY="realtime-test-secret", PYTHONUNBUFFERED="1",
+                   INSTANCE_DIR=str(tmp_path / f"instance-{name}"),
+                   # Counters by IP outlive a run on a shared Redis (no per-run key prefix
+                   # from the environment): keep every test's sign-ups under the limits.
+                   **{name_: "10000 per minute" for name_ in RATE_LIMIT_SETTINGS})
+        env.update(settings)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", "127.0.0.1", "--port", str(port),
+             "--no-reload", "--with-threads"],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        server = ServerProcess(name, f"http://127.0.0.1:{port}", proc, log_path, log)
+        started.append(server)
+        if wait:
+            wait_healthy(server)
+        return server
+
+    yield _spawn
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture()
+def own_redis(tmp_path):
+    """A redis-server of this test alone (`.url`), that the test can `.kill()`
+    (SIGKILL) and `.start()` again on the same unix socket; stopped at teardown."""
+
+    class Controller:
+        def __init__(self):
+            self.dir = str(tmp_path / "own-redis")
+            self.url = embedded.redis_url(self.dir)
+            self.proc = None
+
+        def start(self):
+            self.proc = embedded.start_redis(self.dir)
+            assert self.proc is not None, "something else is already serving on this socket"
+
+        def kill(self):
+            """Crash it (SIGKILL): no graceful goodbye to connected clients."""
+            self.proc.kill()
+            self.proc.wait(5)
+
+    ctl = Controller()
+    ctl.start()
+    yield ctl
+    embedded.stop(ctl.proc)
 
 
 # ---- live server for browser tests ------------------------------------------

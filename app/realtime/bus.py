@@ -6,7 +6,6 @@ name, or `user:<id>` for one user's own feed (`/ws/me`).
 """
 from __future__ import annotations
 
-import logging
 import queue
 import secrets
 import threading
@@ -15,9 +14,7 @@ from redis import RedisError
 
 from flask import current_app
 
-from app.redis_client import get_redis
-
-log = logging.getLogger(__name__)
+from app.redis_client import get_redis, report_failure, report_recovery
 
 
 def user_channel(user_id: int) -> str:
@@ -39,6 +36,7 @@ def publish_many(messages: list[tuple[str, str]]) -> bool:
         # ~20,000 messages a tick, and a pipeline costs ~15 µs of Python per command.
         _script(_PUBLISH_ALL, "realtime_publish_script")(
             args=[part for channel, html in messages for part in (prefix + channel, html)])
+        report_recovery()
         return True
     except RedisError as exc:
         _undelivered(messages, exc)
@@ -91,6 +89,7 @@ def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
         args += [prefix + channel, head, tail] if found else [prefix + channel, html, ""]
     try:
         _script(_COUNT_AND_PUBLISH, "realtime_count_script")(keys=[prefix + counter], args=args)
+        report_recovery()
         return True
     except RedisError as exc:
         _undelivered(messages, exc)
@@ -98,8 +97,7 @@ def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
 
 
 def _undelivered(messages, exc) -> None:
-    log.warning("realtime: events for %s not delivered, Redis unavailable: %s",
-                ", ".join(c for c, _ in messages), exc)
+    report_failure("realtime: events for " + ", ".join(c for c, _ in messages) + " not delivered", exc)
 
 
 class Publisher:
