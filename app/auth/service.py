@@ -16,6 +16,7 @@ from app.auth import sessions
 from app.auth.models import ROLES, ApiToken, User
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound, Unauthorized
 from app.extensions import db
+from app.realtime.bus import credentials_ended
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 DISPLAY_NAME_MAX = 50
@@ -125,7 +126,8 @@ def tokens_of(user: User) -> list[ApiToken]:
 
 
 def revoke_token(user: User, token_id) -> None:
-    """Revoke one of `user`'s API tokens: it gets 401 from now on. Commits.
+    """Revoke one of `user`'s API tokens: it gets 401 from now on and the
+    sockets opened with it close. Commits.
 
     Raises `NotFound` when `user` has no such token (someone else's included:
     whether an id exists is not theirs to learn).
@@ -135,6 +137,7 @@ def revoke_token(user: User, token_id) -> None:
         db.session.rollback()
         raise NotFound("No such API token.", "token_not_found")
     db.session.commit()
+    credentials_ended("token", [token_id])
 
 
 def change_password(user: User, current_password, new_password) -> None:

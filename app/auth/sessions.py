@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.auth.models import ApiToken, User, UserSession
 from app.extensions import db
+from app.realtime.bus import credentials_ended
 
 SESSION_KEY = "sid"
 # last_seen_at is refreshed at most this often: a write per request would be
@@ -56,21 +57,27 @@ def log_in(user: User) -> None:
 
 def log_out() -> None:
     """End this browser's session: its row is deleted, so every copy of the
-    cookie stops working on every instance; commits."""
+    cookie stops working on every instance, and its open sockets close; commits."""
     raw = session.get(SESSION_KEY)
     if isinstance(raw, str) and raw:
-        db.session.execute(delete(UserSession).where(UserSession.secret_hash == _hash(raw)))
+        ended = db.session.scalars(delete(UserSession).where(UserSession.secret_hash == _hash(raw))
+                                   .returning(UserSession.id)).all()
         db.session.commit()
+        credentials_ended("session", ended)
     logout_user()
     session.clear()
 
 
 def end_all(user: User) -> None:
     """Log `user` out everywhere: every browser session and every API token
-    stops working at once (the current browser too); commits."""
-    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
-    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    stops working at once (the current browser too), and the sockets opened
+    with them close; commits."""
+    ended = db.session.scalars(delete(UserSession).where(UserSession.user_id == user.id)
+                               .returning(UserSession.id)).all()
+    revoked = db.session.scalars(delete(ApiToken).where(ApiToken.user_id == user.id).returning(ApiToken.id)).all()
     db.session.commit()
+    credentials_ended("session", ended)
+    credentials_ended("token", revoked)
 
 
 def current_session_id() -> int | None:
@@ -123,7 +130,9 @@ def sessions_of(user: User) -> list[UserSession]:
 def end_session(user: User, session_id: int) -> bool:
     """End one of `user`'s sessions (another browser, from the account page);
     False when there is no such session of theirs. Commits."""
-    ended = db.session.execute(delete(UserSession).where(UserSession.id == session_id,
-                                                         UserSession.user_id == user.id)).rowcount
+    ended = db.session.scalars(delete(UserSession).where(UserSession.id == session_id,
+                                                         UserSession.user_id == user.id)
+                               .returning(UserSession.id)).all()
     db.session.commit()
+    credentials_ended("session", ended)
     return bool(ended)

@@ -21,6 +21,17 @@ def user_channel(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+def credential_channel(kind: str, credential_id: int) -> str:
+    """Where the end of a login session (`kind` "session") or API token ("token")
+    is announced: sockets opened with it listen there and close (hub.ENDED)."""
+    return f"auth:{kind}:{credential_id}"
+
+
+def credentials_ended(kind: str, ids) -> bool:
+    """Close every socket opened with these sessions or tokens, on every instance."""
+    return publish_many([(credential_channel(kind, i), "ended") for i in ids])
+
+
 def publish(channel: str, html: str) -> bool:
     """Send `html` to every socket on `channel` on every instance; False if Redis is down."""
     return publish_many([(channel, html)])

@@ -34,6 +34,10 @@ holds for that channel.
   instead the listener offers `WAKE` to idle inboxes every `WAKE_INTERVAL`, so
   a loop whose peer went away notices within about a second (a timed wait per
   message cost ~13% of the worker's CPU at 1,000 viewers under gevent).
+* **Credentials that end.** A socket opened with a session cookie or an API
+  token also subscribes to that credential's channel (`bus.credential_channel`);
+  a message there (published when the session ends or the token is revoked)
+  reaches it as `ENDED`, and the socket closes: logging out ends live feeds too.
 * **Presence.** Each socket is a member of the sorted set `<prefix>viewers:<channel>`
   (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
   stale members (a crashed instance's sockets expire) and pushes the viewer
@@ -64,7 +68,8 @@ log = logging.getLogger(__name__)
 PREFIX = "pm:"  # default namespace; deployments may set REDIS_PREFIX
 # One person's feeds (their /ws/me, their OBS overlay), a call's two pages ("c-…") and its
 # signaling inboxes have no audience to count (and no viewer-count element to update).
-PRIVATE_FEEDS = ("user:", "overlay:", "c-", "signal:")
+PRIVATE_FEEDS = ("user:", "overlay:", "c-", "signal:", "auth:")
+CREDENTIAL_FEEDS = "auth:"  # see bus.credential_channel
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
@@ -76,6 +81,8 @@ WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
 RESYNC = object()
 # Offered to idle inboxes every WAKE_INTERVAL: nothing to send, check the connection.
 WAKE = object()
+# Offered when the session or token the socket was opened with has ended: close it.
+ENDED = object()
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -99,7 +106,7 @@ def frame_payload(frame: bytes) -> bytes:
 
 
 class Subscriber:
-    """One socket's inbox: frames (bytes, from `text_frame`), `RESYNC` or `WAKE`."""
+    """One socket's inbox: frames (bytes, from `text_frame`), `RESYNC`, `WAKE` or `ENDED`."""
 
     __slots__ = ("id", "channels", "queue", "dropped")
 
@@ -254,7 +261,8 @@ class Hub:
         with self._lock:
             targets = list(self._subs.get(channel, ()))
         if targets:
-            frame = text_frame(data)  # Redis hands us the UTF-8 bytes the frame carries
+            # Redis hands us the UTF-8 bytes the frame carries
+            frame = ENDED if channel.startswith(CREDENTIAL_FEEDS) else text_frame(data)
             for sub in targets:
                 sub.offer(frame)
             # Let the sockets run. In a burst the listener reads message after message

@@ -279,8 +279,10 @@ class _Session:
         self.replaced = False
 
 
-def serve(ws, call_id: int, party: str) -> None:
-    """Run one page's signaling socket until it closes (the caller checked it is a participant)."""
+def serve(ws, call_id: int, party: str, credential_channels: tuple[str, ...] = ()) -> None:
+    """Run one page's signaling socket until it closes, or until the session or
+    token it was opened with ends (`credential_channels`). The caller checked
+    it is a participant."""
     from app.redis_client import get_redis
 
     hub = current_app.extensions["realtime_hub"]
@@ -289,7 +291,7 @@ def serve(ws, call_id: int, party: str) -> None:
     presence = Presence(get_redis(), current_app.config["REDIS_PREFIX"], call_id, party, sid)
     link, session = _Link(ws), _Session()
     db.session.remove()  # hold no DB connection for the socket's lifetime
-    sub = hub.subscribe((own,))
+    sub = hub.subscribe((own, *credential_channels))
     relay = threading.Thread(target=_relay, args=(link, sub, sid, session, presence), daemon=True,
                              name=f"signal-{call_id}-{party}")
     relay.start()
@@ -339,7 +341,7 @@ def _read(ws, link: _Link, peer: str, sid: str, session: _Session, presence: Pre
 
 def _relay(link: _Link, sub, sid: str, session: _Session, presence: Presence) -> None:
     """The other party's messages (this page's inbox) to this page."""
-    from app.realtime.hub import RESYNC, WAKE, frame_payload
+    from app.realtime.hub import ENDED, RESYNC, WAKE, frame_payload
     while not session.done.is_set():
         item = sub.queue.get()  # the hub WAKEs idle inboxes every second
         if item is _STOP or session.done.is_set():
@@ -353,6 +355,9 @@ def _relay(link: _Link, sub, sid: str, session: _Session, presence: Presence) ->
         if item is RESYNC:
             link.send({"type": "resync"})
             continue
+        if item is ENDED:
+            link.close(1008, "Your session has ended; log in again.")
+            break
         try:
             message = json.loads(frame_payload(item))
         except ValueError:

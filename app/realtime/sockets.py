@@ -27,7 +27,7 @@ from simple_websocket import ConnectionClosed
 from app.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, error_response
 from app.extensions import db, sock
 from app.realtime import events
-from app.realtime.bus import user_channel
+from app.realtime.bus import credential_channel, user_channel
 
 bp = Blueprint("realtime", __name__)
 CALL_CHANNEL_PREFIX = "c-"  # app.calls.service names call channels so; streams use "s-"
@@ -94,11 +94,23 @@ def _guard():
     return None
 
 
+def credential_channels() -> tuple[str, ...]:
+    """The channel announcing the end of the session or token this socket was
+    opened with (none for an anonymous one). Authentication (create_app's
+    `_authenticate` for tokens, auth.sessions for cookies) names them in `g`."""
+    if g.get("api_token_id"):
+        return (credential_channel("token", g.api_token_id),)
+    if current_user.is_authenticated and g.get("session_id"):  # loads the session's user if no one has yet
+        return (credential_channel("session", g.session_id),)
+    return ()
+
+
 def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
     """Subscribe, send `render_state()`, then relay this socket's hub messages
-    until either side goes away."""
-    from app.realtime.hub import RESYNC, WAKE
+    until either side goes away, or the socket's session or token ends."""
+    from app.realtime.hub import ENDED, RESYNC, WAKE
 
+    channels += credential_channels()
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
     try:
@@ -113,6 +125,9 @@ def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
                 break
             if message is WAKE:
                 continue
+            if message is ENDED:
+                ws.close(reason=1008, message="Your session has ended; log in again.")
+                break
             if message is RESYNC:
                 state = _state(render_state)
                 if state:
@@ -188,4 +203,4 @@ def overlay_socket(ws, secret):
 @sock.route("/ws/calls/<int:call_id>/signal", bp=bp)
 def call_signal_socket(ws, call_id):
     from app.realtime import signaling
-    signaling.serve(ws, g.call_id, g.call_party)
+    signaling.serve(ws, g.call_id, g.call_party, credential_channels())

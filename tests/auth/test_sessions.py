@@ -279,3 +279,52 @@ def test_a_csrf_token_older_than_its_lifetime_is_refused(make_app, make_fan):
 
 def test_the_default_csrf_lifetime_is_twelve_hours(app):
     assert app.config["WTF_CSRF_TIME_LIMIT"] == 12 * 3600
+
+
+# ---- open sockets -------------------------------------------------------------------
+
+def closed_within(viewer, seconds: float) -> bool:
+    viewer.collect(seconds)
+    return viewer.closed
+
+
+def test_logging_out_closes_the_sessions_open_sockets_and_only_those(client, new_client, make_fan, make_creator,
+                                                                     login, live_server):
+    from tests.realtime.helpers import Api, Viewer
+    api, creator = Api(live_server), make_creator()
+    fan = make_fan()
+    csrf = login(fan)
+    mine = {"Cookie": f"session={cookie_of(client)}"}
+    [phone] = logged_in_browsers(client.application, new_client, fan, 1)
+    theirs = {"Cookie": f"session={cookie_of(phone)}"}
+    me, feed = Viewer(api.ws("/ws/me"), mine), Viewer(api.ws("/ws/me"), theirs)
+    stream = Viewer(api.ws(f"/ws/channels/{_live_channel(creator)}"), mine)
+    try:
+        for viewer in (me, feed, stream):
+            assert viewer.receive(5) is not None  # the state sync: open and subscribed
+        client.post("/logout", data={"csrf_token": csrf})
+        assert closed_within(me, 3) and closed_within(stream, 1)
+        assert not closed_within(feed, 1.5), "another browser's socket stays open"
+    finally:
+        for viewer in (me, feed, stream):
+            viewer.close()
+
+
+def test_log_out_everywhere_closes_sockets_opened_with_a_token(client, make_fan, login, api_headers, live_server):
+    from tests.realtime.helpers import Api, Viewer
+    fan = make_fan()
+    viewer = Viewer(Api(live_server).ws("/ws/me"), api_headers(fan))
+    try:
+        assert viewer.receive(5) is not None
+        csrf = login(fan)
+        client.post("/account/logout-everywhere", data={"csrf_token": csrf})
+        assert closed_within(viewer, 3)
+    finally:
+        viewer.close()
+
+
+def _live_channel(creator) -> str:
+    from app.streams import service as streams
+    stream = streams.create_stream(creator, "public", "Socket test", None, None)
+    streams.change_status(creator, stream.id, "start")
+    return stream.channel

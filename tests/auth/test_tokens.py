@@ -157,3 +157,20 @@ def test_the_account_page_lists_tokens_and_revokes_one_in_place(client, make_fan
     fragment = resp.get_data(as_text=True)
     assert 'id="access-lists"' in fragment and "No API tokens" in fragment and "<html" not in fragment
     assert_error(client.get("/api/wallet/me", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_revoking_a_token_closes_the_sockets_opened_with_it(client, make_fan, live_server):
+    from tests.realtime.helpers import Api, Viewer
+    fan = make_fan()
+    doomed, keep = issue(client, fan), issue(client, fan)
+    doomed_socket, kept_socket = (Viewer(Api(live_server).ws("/ws/me"), bearer(t)) for t in (doomed, keep))
+    try:
+        for viewer in (doomed_socket, kept_socket):
+            assert viewer.receive(5) is not None
+        assert client.delete("/api/auth/token", headers=bearer(doomed)).status_code == 204
+        doomed_socket.collect(3)
+        kept_socket.collect(1.5)
+        assert doomed_socket.closed and not kept_socket.closed
+    finally:
+        doomed_socket.close()
+        kept_socket.close()
