@@ -78,6 +78,26 @@ class UserSession(db.Model):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     user_agent: Mapped[str] = mapped_column(String(200), server_default="")
 
+    @property
+    def device(self) -> str:
+        """"Chrome on Android", "Safari on iPhone"…: enough for a person to recognise it."""
+        return describe_user_agent(self.user_agent)
+
+
+# First match wins: Edge and Opera also say "Chrome", Chrome also says "Safari".
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+             ("Chromium/", "Chromium"), ("Safari/", "Safari"))
+_SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("CrOS", "ChromeOS"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux"))
+
+
+def describe_user_agent(agent: str) -> str:
+    browser = next((name for marker, name in _BROWSERS if marker in agent), None)
+    system = next((name for marker, name in _SYSTEMS if marker in agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or "An app or unknown browser"
+
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None

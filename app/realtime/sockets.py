@@ -18,6 +18,8 @@ connections.
 """
 from __future__ import annotations
 
+import contextlib
+import socket
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, render_template, request
@@ -121,12 +123,12 @@ def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
             message = sub.queue.get()  # no timeout: the hub WAKEs idle inboxes every second
             if sub.dropped:
                 # Too slow to keep up: drop it rather than hold everyone else back.
-                ws.close(reason=1013, message="Too slow; reconnect to resync.")
+                close(ws, 1013, "Too slow; reconnect to resync.")
                 break
             if message is WAKE:
                 continue
             if message is ENDED:
-                ws.close(reason=1008, message="Your session has ended; log in again.")
+                close(ws, 1008, "Your session has ended; log in again.")
                 break
             if message is RESYNC:
                 state = _state(render_state)
@@ -143,6 +145,20 @@ def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
     finally:
         db.session.remove()
         hub().unsubscribe(sub)
+
+
+def close(ws, code: int, message: str, wait: float = 2.0) -> None:
+    """Close `ws` from our side: send the close frame, wait (briefly) for the
+    browser's answer, then end the TCP connection, as RFC 6455 asks of a
+    server. Left open, the development server writes its HTTP response after
+    our close frame, which browsers report as "Invalid frame header"."""
+    try:
+        ws.close(reason=code, message=message)
+    except (ConnectionClosed, OSError):
+        return
+    ws.thread.join(wait)
+    with contextlib.suppress(OSError):
+        ws.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _state(render_state) -> str | None:

@@ -7,6 +7,8 @@ import re
 import time
 import uuid
 
+import pytest
+
 from sqlalchemy import text
 
 from app.extensions import db
@@ -328,3 +330,19 @@ def _live_channel(creator) -> str:
     stream = streams.create_stream(creator, "public", "Socket test", None, None)
     streams.change_status(creator, stream.id, "start")
     return stream.channel
+
+
+@pytest.mark.parametrize("agent,shown", [
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36",
+     "Chrome on Android"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+     "Mobile/15E148 Safari/604.1", "Safari on iPhone"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 "
+     "Edg/126.0", "Edge on Windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:127.0) Gecko/20100101 Firefox/127.0", "Firefox on macOS"),
+    ("python-requests/2.32", "An app or unknown browser"),
+    ("", "An app or unknown browser"),
+])
+def test_sessions_are_listed_by_browser_and_system(agent, shown):
+    from app.auth.models import describe_user_agent
+    assert describe_user_agent(agent) == shown

@@ -75,3 +75,18 @@ def logged_in_pages(browser, base_url: str, timeout_ms: int, init_script: str, l
     yield _open
     for context in contexts:
         context.close()
+
+
+_AXE = None
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's WCAG violations on the page as it is now (axe from npm, run through
+    the DevTools protocol, so the page's CSP needs no exception for it)."""
+    global _AXE
+    if _AXE is None:
+        from pathlib import Path
+        _AXE = (Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    page.evaluate(_AXE)
+    return page.evaluate("""async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+        .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))""")
