@@ -94,6 +94,9 @@ class Config:
     MEDIA_INGEST_URL: str = ""
     # Lifetime of a viewer's signed media-server read token; the player renews it before then.
     PLAYBACK_TOKEN_TTL_SECONDS: int = 120
+    # Reverse proxies in front of the app (DESIGN.md §14): how many hops of
+    # X-Forwarded-For/-Proto/-Host to believe. 0 ignores them all.
+    TRUSTED_PROXIES: int = 0
     # Rate limits (Flask-Limiter syntax). Login is limited per account and
     # per IP; purchases per user.
     LOGIN_LIMIT_PER_ACCOUNT: str = "10 per minute"
@@ -145,6 +148,7 @@ class Config:
             MEDIA_HLS_BASE_URL=env.get("MEDIA_HLS_BASE_URL", ""),
             MEDIA_INGEST_URL=env.get("MEDIA_INGEST_URL", ""),
             PLAYBACK_TOKEN_TTL_SECONDS=_int(env, "PLAYBACK_TOKEN_TTL_SECONDS", 120, 10, 86400),
+            TRUSTED_PROXIES=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
