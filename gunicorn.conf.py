@@ -23,6 +23,11 @@ graceful_timeout = 20
 keepalive = 5
 control_socket_disable = True  # no ~/.gunicorn control socket
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")  # off unless asked for: it costs at tip-storm rates
+# Forwarded headers are believed in one place only, the app's TRUSTED_PROXIES
+# (create_app): by default gunicorn takes X-Forwarded-Proto (and SCRIPT_NAME
+# headers) from any local or unix-socket peer, even with TRUSTED_PROXIES=0.
+secure_scheme_headers = {}
+forwarder_headers = ""
 
 
 def post_fork(server, worker):

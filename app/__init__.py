@@ -21,6 +21,7 @@ def create_app(config: Config | None = None) -> Flask:
                 instance_path=config.INSTANCE_DIR)
     app.config.update(config.as_flask())
     _resolve_services(app)
+    _trust_proxies(app, app.config["TRUSTED_PROXIES"])
     app.config.update(
         SQLALCHEMY_DATABASE_URI=app.config["DATABASE_URL"],
         # No pre-ping: it costs a round trip per request (measured in bench/ledger.py);
@@ -84,6 +85,22 @@ class _JSONProvider(DefaultJSONProvider):
         except RecursionError:
             # Absurdly nested bodies are malformed input (400), not a crash.
             raise ValueError("JSON nested too deeply") from None
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind `hops` reverse proxies (DESIGN.md §14), take the client's address,
+    scheme and host from the X-Forwarded-For/-Proto/-Host entries those proxies
+    wrote (the last `hops` of each), so per-IP limits key on the real client,
+    external URLs and the CSRF referrer check see https, and the WebSocket Origin
+    check compares with the public host. With 0 nothing forwarded is believed.
+
+    X-Forwarded-Port is not trusted: X-Forwarded-Host carries the port as the
+    browser sent it (deploy/nginx.conf passes `$http_host`), which is right even
+    behind port mapping, and a proxy that doesn't set X-Forwarded-Port would let
+    any client choose it."""
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def _init_realtime(app: Flask) -> None:

@@ -94,6 +94,9 @@ class Config:
     MEDIA_INGEST_URL: str = ""
     # Lifetime of a viewer's signed media-server read token; the player renews it before then.
     PLAYBACK_TOKEN_TTL_SECONDS: int = 120
+    # Reverse proxies in front of the app (DESIGN.md §14): how many hops of
+    # X-Forwarded-For/-Proto/-Host to believe. 0 ignores them all.
+    TRUSTED_PROXIES: int = 0
     # Rate limits (Flask-Limiter syntax; "a; b" stacks windows). Log-in
     # attempts (app/auth/limits.py): tightly per account and client, with
     # windows that grow (a success from that client clears them); loosely per
@@ -159,6 +162,7 @@ class Config:
             API_TOKEN_TTL_DAYS=_int(env, "API_TOKEN_TTL_DAYS", 30, 1, 3650),
             SESSION_IDLE_DAYS=_int(env, "SESSION_IDLE_DAYS", 30, 1, 3650),
             CSRF_TOKEN_TTL_SECONDS=_int(env, "CSRF_TOKEN_TTL_SECONDS", 12 * 3600, 60, 30 * 86400),
+            TRUSTED_PROXIES=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),

@@ -49,3 +49,11 @@ def test_rate_limits_can_be_set_from_the_environment_and_are_validated(tmp_path)
     assert cfg.TIP_LIMIT_PER_USER == "5 per second"
     with pytest.raises(ConfigError, match="TIP_LIMIT_PER_USER"):
         Config.from_env({"INSTANCE_DIR": str(tmp_path), "TIP_LIMIT_PER_USER": "lots"})
+
+
+def test_trusted_proxies_defaults_to_none_and_allows_zero_to_ten(tmp_path):
+    assert Config.from_env({"INSTANCE_DIR": str(tmp_path)}).TRUSTED_PROXIES == 0
+    assert Config.from_env({"INSTANCE_DIR": str(tmp_path), "TRUSTED_PROXIES": "1"}).TRUSTED_PROXIES == 1
+    for bad in ("-1", "11", "one"):
+        with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+            Config.from_env({"INSTANCE_DIR": str(tmp_path), "TRUSTED_PROXIES": bad})

@@ -42,6 +42,7 @@ def _origin_allowed() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser; such clients must still authenticate
+    # Behind a proxy request.host is the public host:port (TRUSTED_PROXIES, X-Forwarded-Host).
     return urlsplit(origin).netloc == request.host
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -98,12 +99,37 @@ class Api:
 
 # ---- WebSocket viewers -------------------------------------------------------------
 
-class Viewer:
-    """A WebSocket client that records every message it receives."""
+class _Client(Client):
+    """simple-websocket's client, sending Host with the port as browsers do (their
+    Origin carries it too: the server's Origin check compares the two), and
+    closing without pulling the socket from under its reader thread."""
 
-    def __init__(self, url: str, headers: dict | None = None):
+    def handshake(self):
+        default = 443 if isinstance(self.sock, ssl.SSLSocket) else 80
+        if self.port != default:
+            self.host = f"{self.host}:{self.port}"
+        super().handshake()
+
+    def close(self, reason=None, message=None):
+        # Client.close releases the socket while the reader thread may still be in
+        # it; a TLS socket's reader then reads (and answers pings on) whatever later
+        # connection reuses the file descriptor. Send the close frame, let the thread
+        # end (it closes the socket), and only cut the connection if it doesn't.
+        super(Client, self).close(reason, message)
+        self.thread.join(2)
+        if self.thread.is_alive():
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.thread.join(2)
+        self.sock.close()
+
+
+class Viewer:
+    """A WebSocket client that records every message it receives (wss:// with `ssl_context`)."""
+
+    def __init__(self, url: str, headers: dict | None = None, ssl_context: ssl.SSLContext | None = None):
         self.url = url
-        self.ws = Client.connect(url, headers=headers)
+        self.ws = _Client.connect(url, headers=headers, ssl_context=ssl_context)
         self.messages: list[str] = []
         self.closed = False
 
@@ -157,17 +183,22 @@ class Handshake:
     body: bytes
 
 
-def handshake(base: str, path: str, headers: dict | None = None, timeout: float = 5) -> Handshake:
+def handshake(base: str, path: str, headers: dict | None = None, timeout: float = 5,
+              ssl_context: ssl.SSLContext | None = None) -> Handshake:
     """A browser-like WebSocket upgrade request (Host *with* the port, as browsers
-    send it) over a raw socket: the status line, headers and whatever the server
-    sends next (the HTTP error body, or for a 101 the first frames)."""
+    send it) over a raw socket (TLS with `ssl_context`): the status line, headers
+    and whatever the server sends next (the HTTP error body, or for a 101 the
+    first frames)."""
     netloc = urlsplit(base).netloc
     host, port = netloc.rsplit(":", 1)
     lines = [f"GET {path} HTTP/1.1", f"Host: {netloc}", "Upgrade: websocket", "Connection: Upgrade",
              f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}", "Sec-WebSocket-Version: 13"]
     # Accept JSON, as API clients do, so a refusal's body carries its machine-readable code.
     lines += [f"{k}: {v}" for k, v in {"Accept": "application/json", **(headers or {})}.items()]
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    if ssl_context is not None:
+        sock = ssl_context.wrap_socket(sock, server_hostname=host)
+    with sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         raw = b""
         while b"\r\n\r\n" not in raw:
