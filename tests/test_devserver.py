@@ -142,8 +142,9 @@ def test_sigterm_while_make_run_starts_stops_everything_and_breaks_nothing(insta
     works."""
     make, _ = _start(instance, MAKE_RUN)
     try:
-        _wait_for(lambda: any(p.info["name"] == "initdb" for p in _instance_processes(instance)),
-                  "initdb to run")
+        # initdb writes PG_VERSION first: seen either way, even on a machine faster than our polling.
+        _wait_for(lambda: (instance / "pgdata" / "PG_VERSION").exists()
+                  or any(p.info["name"] == "initdb" for p in _instance_processes(instance)), "initdb to run")
     finally:
         make.send_signal(signal.SIGTERM)
         make.communicate(timeout=90)
