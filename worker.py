@@ -6,10 +6,14 @@ rollups) in `app.jobs.cron_jobs()`; when there are any, RQ 3's
 signal handlers only work in the main thread, which the RQ worker needs).
 Start exactly one cron per deployment: two schedulers double-enqueue, which
 jobs must survive anyway (they are idempotent).
+
+On start it forgets the workers of this host that died without saying so
+(`_forget_dead_workers`): RQ would list them for minutes after a SIGKILL.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 
 from redis import Redis
@@ -35,6 +39,26 @@ def _start_cron(connection: Redis, queue: str, jobs: list) -> None:
     log.info("cron: %d periodic job(s) registered", len(jobs))
 
 
+def _forget_dead_workers(queue: Queue) -> None:
+    """Register the death of every worker of `queue` that ran on this host
+    (same hostname) and whose process is gone, as RQ does when a worker stops
+    normally. Live workers and workers of other hosts are never touched
+    (containers sharing one Redis need distinct hostnames, Docker's default).
+    The jobs such a worker held as started stay in RQ's StartedJobRegistry
+    until their heartbeat lapses; RQ's own registry cleanup (run by every
+    worker at start and every 10 minutes) then retries or fails them as
+    abandoned. They are not failed at once: RQ runs each job in a forked work
+    horse in a process group of its own, which outlives a SIGKILLed worker and
+    may still be finishing the job."""
+    host = socket.gethostname()
+    dead = [w for w in Worker.all(queue=queue)
+            if w.hostname == host and w.pid
+            and not embedded.pid_alive(w.pid, started_by=w.birth_date.timestamp() if w.birth_date else None)]
+    for w in dead:
+        w.register_death()
+        log.warning("worker: forgot worker %s (pid %d), which died without unregistering", w.name, w.pid)
+
+
 def main() -> None:
     embedded.exit_on_sigterm()
     app = create_app()
@@ -44,7 +68,9 @@ def main() -> None:
             # Its own connection: sharing the worker's made the worker's blocking
             # dequeue time out every few seconds (seen with RQ 3.0).
             _start_cron(Redis.from_url(app.config["REDIS_URL"]), queue_name(), cron_jobs())
-        worker = Worker([Queue(queue_name(), connection=connection)], connection=connection)
+        queue = Queue(queue_name(), connection=connection)
+        _forget_dead_workers(queue)
+        worker = Worker([queue], connection=connection)
         log.info("worker: listening on queue %r", queue_name())
         worker.work(with_scheduler=False)
 

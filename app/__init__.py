@@ -33,6 +33,8 @@ def create_app(config: Config | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=app.config["CSRF_TOKEN_TTL_SECONDS"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Not in development, on purpose: it serves plain http, where only Chrome and Firefox send a
+        # Secure cookie back, and only to loopback (not Safari; not a phone on the LAN via HOST=0.0.0.0).
         SESSION_COOKIE_SECURE=app.config["APP_ENV"] == "production",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",

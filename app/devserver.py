@@ -1,20 +1,99 @@
 """`make run`: everything in one command.
 
 Starts embedded PostgreSQL and Redis under `instance/` when `DATABASE_URL` /
-`REDIS_URL` are unset (reusing them if already running), applies migrations,
-seeds the demo users, then runs the web server and `worker.py` as child
-processes. Ctrl-C or SIGTERM stops everything it started, embedded servers
-included.
+`REDIS_URL` are unset, applies migrations, seeds the demo users, then runs
+the web server and `worker.py` as child processes. Ctrl-C or SIGTERM stops
+everything it started, embedded servers included:
+
+- one launcher per instance dir: it holds `instance/launcher.lock` for its
+  whole life (the kernel drops the lock when it dies, however it dies); a
+  second launcher says so and exits with status 1;
+- so a Redis found answering on the instance socket belongs to a dead
+  launcher: it is shut down and a fresh one started (`embedded.start_redis`);
+- children die with the launcher even when it is SIGKILLed
+  (`embedded.die_with_owner`); only the embedded PostgreSQL, a daemon, then
+  stays up until the next launcher adopts it and stops it on exit;
+- a signal never cuts a start or the cleanup short (`_Stop`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app import embedded
 from app.config import Config
+
+
+class _Stop:
+    """SIGTERM and SIGINT (Ctrl-C) stop the launcher once. The first one raises
+    SystemExit where the launcher is, except inside `deferred()`, which raises
+    it on leaving: a server interrupted half-way through its start is worse
+    than a late stop (an interrupted initdb leaves a data dir no later start
+    can use; a postmaster started before pgserver registered its owner is
+    never stopped; a child not yet in our list is never stopped either).
+    From the first signal on, or once `begin()` is called, further signals are
+    ignored, so the cleanup always runs to its end (make forwards its own
+    SIGTERM to us, so a signal to the whole process group arrives twice)."""
+
+    def __init__(self):
+        self.stopping = False
+        self._deferring = False
+        self._requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        if self.stopping:
+            return
+        if self._deferring:
+            self._requested = True
+            return
+        self.stopping = True
+        raise SystemExit(0)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._requested and not self.stopping:
+            self.stopping = True
+            raise SystemExit(0)
+
+    def begin(self) -> None:
+        """The cleanup starts: ignore signals from now on."""
+        self.stopping = True
+
+
+_instance_lock = None  # held until the process ends, after pgserver's exit handler stops PostgreSQL
+
+
+def _lock_instance(instance_dir: str) -> None:
+    """Take the instance dir's launcher lock; SystemExit (status 1) naming the
+    holder if another launcher holds it."""
+    global _instance_lock
+    path = Path(instance_dir) / "launcher.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a+")  # not inherited: Python opens files close-on-exec
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        raise SystemExit(f"make run: another launcher (pid {holder}) is already running for "
+                         f"{Path(instance_dir).resolve()}; stop it first.") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    _instance_lock = lock
 
 
 def _web_command(cfg: Config, host: str) -> list[str]:
@@ -25,15 +104,17 @@ def _web_command(cfg: Config, host: str) -> list[str]:
 
 
 def main() -> int:
-    embedded.exit_on_sigterm()
+    stop = _Stop()
     cfg = Config.from_env()
-    redis_proc = None
-    children: list[subprocess.Popen] = []
+    _lock_instance(cfg.INSTANCE_DIR)
+    started: list[subprocess.Popen] = []  # stopped in reverse: web and worker before their Redis
     try:
-        db_url = cfg.DATABASE_URL or embedded.postgres_url(cfg.INSTANCE_DIR)
+        with stop.deferred():
+            db_url = cfg.DATABASE_URL or embedded.postgres_url(cfg.INSTANCE_DIR)
         redis_url = cfg.REDIS_URL
         if not redis_url:
-            redis_proc = embedded.start_redis(cfg.INSTANCE_DIR)
+            with stop.deferred():
+                started.append(embedded.start_redis(cfg.INSTANCE_DIR))
             redis_url = embedded.redis_url(cfg.INSTANCE_DIR)
         env = embedded.env_with_services(db_url, redis_url)
 
@@ -56,18 +137,19 @@ def main() -> int:
             print(f"    {role:<8} {email:<22} password: {password}")
         print("  Ctrl-C stops everything.\n", flush=True)
 
-        children.append(subprocess.Popen(_web_command(cfg, host), env=env))
-        children.append(subprocess.Popen([sys.executable, "worker.py"], env=env))
+        children = []
+        for command in (_web_command(cfg, host), [sys.executable, "worker.py"]):
+            with stop.deferred():
+                children.append(subprocess.Popen(command, env=env, preexec_fn=embedded.die_with_owner()))
+                started.append(children[-1])
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         failed = [c for c in children if c.poll()]
         return 1 if failed else 0
-    except KeyboardInterrupt:
-        return 0
     finally:
-        for child in children:
-            embedded.stop(child)
-        embedded.stop(redis_proc)
+        stop.begin()
+        for proc in reversed(started):
+            embedded.stop(proc)
         # Embedded PostgreSQL stops when this process exits (pgserver's atexit).
 
 

