@@ -97,8 +97,9 @@ _HTTP_MESSAGES = {
 
 
 def wants_json() -> bool:
-    """API and health routes answer JSON; pages answer HTML."""
-    if request.path.startswith("/api/") or request.path == "/healthz":
+    """API and health routes answer JSON, as does any request that sent JSON (the
+    media server's hook); pages answer HTML."""
+    if request.path.startswith("/api/") or request.path == "/healthz" or request.is_json:
         return True
     return request.accept_mimetypes.best == "application/json"
 

@@ -40,7 +40,10 @@ def _origin_allowed() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser; such clients must still authenticate
-    return urlsplit(origin).netloc == request.host
+    try:
+        return urlsplit(origin).netloc == request.host
+    except ValueError:  # not a URL at all ("http://["): no site of ours
+        return False
 
 
 @bp.before_request
