@@ -55,6 +55,14 @@ def ascii_int(raw, maximum: int = BIGINT_MAX) -> int | None:
     return value if value <= maximum else None
 
 
+def is_local_path(value) -> bool:
+    """True for a path on this site ("/wallet?page=2") that is safe to redirect to:
+    not "//evil.com" nor "/\\evil.com" (browsers read both as another host), and no
+    whitespace or control characters (URL parsers drop some, turning "/\\t/x" into "//x")."""
+    return (isinstance(value, str) and value.startswith("/") and not value.startswith("//") and "\\" not in value
+            and value.isprintable() and not any(c.isspace() for c in value))
+
+
 def has_control_characters(value: str, single_line: bool = True) -> bool:
     return bool((_CONTROL_SINGLE_LINE if single_line else _CONTROL).search(value))
 

@@ -14,8 +14,12 @@ bp = Blueprint("wallet", __name__)
 
 
 def _htmx_page_path() -> str:
-    """Path of the page an htmx request came from (the sheet also opens inside the tip modal)."""
-    return urlsplit(request.headers.get("HX-Current-URL", "")).path
+    """Path of the page an htmx request came from (the sheet also opens inside the tip
+    modal); "" when the header is missing or no URL (`http://[` makes urlsplit raise)."""
+    try:
+        return urlsplit(request.headers.get("HX-Current-URL", "")).path
+    except ValueError:
+        return ""
 
 
 def _page_arg() -> int:
@@ -52,6 +56,8 @@ def buy_sheet():
 @purchase_limit
 def purchase():
     raw = request.form.get("amountTokens", "")
+    # Read every input before the purchase commits: nothing after it may fail.
+    on_wallet_page = is_htmx() and _htmx_page_path() == "/wallet"
     try:
         amount = service.purchase_amount(raw, from_form=True)
         result = service.purchase_tokens(current_user, amount, request_idempotency_key())
@@ -66,7 +72,7 @@ def purchase():
         # The sheet, plus the balance (and, on /wallet itself, the history) out-of-band;
         # `balance-changed` lets whatever opened the sheet refresh itself (the ticket gate).
         resp = make_response(render_template("wallet/_purchase_done.html",
-                                             on_wallet_page=_htmx_page_path() == "/wallet", **context))
+                                             on_wallet_page=on_wallet_page, **context))
         resp.headers["HX-Trigger"] = "balance-changed"
         return resp
     return render_template("wallet/wallet.html", **context)

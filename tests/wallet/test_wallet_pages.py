@@ -398,3 +398,17 @@ def test_a_receipt_id_in_non_ascii_digits_is_404(client, make_fan, login):
     arabic = str(transfer_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     assert client.get(f"/wallet/receipts/{transfer_id}").status_code == 200
     assert client.get(f"/wallet/receipts/{arabic}").status_code == 404
+
+
+@pytest.mark.parametrize("current_url", ["http://[", "http://[::1", "http://]/", "::::", "\u00e9"])
+def test_a_malformed_hx_current_url_still_answers_the_purchase_it_made(client, on_wallet, current_url):
+    """Once a 500 *after* the purchase committed, saying nothing had changed."""
+    fan, csrf, key = on_wallet
+    resp = client.post("/wallet/purchase", data={"csrf_token": csrf, "idempotency_key": key, "amountTokens": "500"},
+                       headers={"HX-Request": "true", "HX-Current-URL": current_url})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert "Added 500 tokens to your wallet." in html
+    assert '<span id="nav-balance" hx-swap-oob="true">500</span>' in html
+    assert 'id="wallet-history"' not in html  # not on /wallet as far as anyone can tell
+    assert me(client)["balance"] == 500 and purchases_of(fan.id) == 1
