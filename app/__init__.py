@@ -52,6 +52,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json = _JSONProvider(app)
     app.json.sort_keys = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _register_input_rules(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_root() / "migrations"))
@@ -78,6 +79,14 @@ def create_app(config: Config | None = None) -> Flask:
     from app.dashboard.cli import rollups_cli
     app.cli.add_command(rollups_cli)
     return app
+
+
+def _register_input_rules(app: Flask) -> None:
+    """Before any route or hook exists: `<int:…>` takes ASCII ids that fit a BIGINT,
+    and the first hook refuses NUL bytes and lone surrogates (app/validation.py)."""
+    from app.http import IdConverter, refuse_unsafe_text
+    app.url_map.converters["int"] = IdConverter
+    app.before_request(refuse_unsafe_text)
 
 
 class _JSONProvider(DefaultJSONProvider):

@@ -4,14 +4,21 @@ Services raise these; routes never pick status codes for business rules.
 JSON answers are `{error, code}` (plus `field` / `required` where useful);
 HTML answers render `errors/error.html`. Nothing reaches the client as a 500
 page with a traceback.
+
+Nothing that runs after a commit may turn a success into an error: when the
+request's action committed and building its answer then failed, the answer
+says it was done (see `_completed_anyway`), never "nothing was changed".
 """
 from __future__ import annotations
 
 import logging
 
-from flask import jsonify, make_response, render_template, request
+from urllib.parse import urlsplit
+
+from flask import flash, g, has_request_context, jsonify, make_response, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +104,9 @@ _HTTP_MESSAGES = {
 
 
 def wants_json() -> bool:
-    """API and health routes answer JSON; pages answer HTML."""
-    if request.path.startswith("/api/") or request.path == "/healthz":
+    """API and health routes answer JSON, as does any request that sent JSON (the
+    media server's hook); pages answer HTML."""
+    if request.path.startswith("/api/") or request.path == "/healthz" or request.is_json:
         return True
     return request.accept_mimetypes.best == "application/json"
 
@@ -118,7 +126,56 @@ def _as_tuple(resp):
     return resp if isinstance(resp, tuple) else (resp,)
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _mark_committed(session) -> None:
+    if has_request_context():
+        g.committed = True
+
+
+def _forget_earlier_commits() -> None:
+    # Registered after authentication's hook: bookkeeping it commits (a token's
+    # last use, say) is not the action this request asked for.
+    g.committed = False
+
+
+def _same_site_referrer() -> str:
+    """The path (and query) of the page that sent the request, when it is one of ours; else "/"."""
+    from app.validation import is_local_path
+    try:
+        parts = urlsplit(request.referrer or "")
+    except ValueError:  # "http://[" is no URL
+        return "/"
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return target if parts.netloc == request.host and is_local_path(target) else "/"
+
+
+def _completed_anyway():
+    """The answer when the request's action committed and then building its answer
+    failed: the action happened, so the client is told so. htmx reloads the page and
+    a form goes back to it (either shows the new state); an API client gets 200
+    `{completed: true, …}` and reads the state again, or repeats a keyed request
+    with the same Idempotency-Key to get its real answer (nothing happens twice)."""
+    if wants_json():
+        return jsonify(completed=True, code="completed_without_answer", message=(
+            "Your request was carried out, but its answer could not be built. Read the current state to see "
+            "the result, or repeat the request with the same Idempotency-Key: nothing happens twice.")), 200
+    flash("Done. The page was reloaded to show the result.", "success")
+    if request.headers.get("HX-Request") == "true":
+        resp = make_response("", 200)
+        resp.headers["HX-Refresh"] = "true"
+        return resp
+    return redirect(_same_site_referrer(), 303)
+
+
 def register_error_handlers(app):
+    """Map errors to answers. Call after authentication is registered (see `_forget_earlier_commits`)."""
+    from app.extensions import db
+    if not event.contains(db.session, "after_commit", _mark_committed):
+        event.listen(db.session, "after_commit", _mark_committed)
+    app.before_request(_forget_earlier_commits)
+
     @app.errorhandler(AppError)
     def _app_error(err):
         return error_response(err)
@@ -132,6 +189,9 @@ def register_error_handlers(app):
 
     @app.errorhandler(HTTPException)
     def _http_error(err):
+        if isinstance(err, InternalServerError) and err.original_exception is not None:
+            # An exception Flask caught outside the view (an after_request hook, say).
+            return _unexpected(err.original_exception)
         status = err.code or 500
         code = _HTTP_CODES.get(status, "http_error")
         message = _HTTP_MESSAGES.get(status) or err.description or "Request failed."
@@ -146,14 +206,19 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def _unexpected(err):
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=err)
         # The failed statement may have aborted the transaction; the error page
         # (its nav balance, say) must not run its queries in it and fail again.
         try:
-            from app.extensions import db
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the answer below matters more
             log.exception("rollback after unhandled error failed")
-        e = AppError("Something went wrong on our side and nothing was changed. Please try again.", "internal_error")
+        committed = g.get("committed", False)
+        if committed and request.method not in _SAFE_METHODS:
+            return _completed_anyway()
+        # A page that committed in passing (a secret made on first view) changed
+        # something, so only an untouched database is called unchanged.
+        e = AppError("Something went wrong on our side. Please try again." if committed else
+                     "Something went wrong on our side and nothing was changed. Please try again.", "internal_error")
         e.status = 500
         return error_response(e)

@@ -62,7 +62,7 @@ def request_call():
     """The modal's "Call now": the rate it showed is the price confirmation, so a rate
     changed meanwhile answers 409 with the new one, to confirm again."""
     creator = _creator_or_404(int_arg(request.form, "creatorId"))
-    rate = int_arg(request.form, "rate", max_digits=6)
+    rate = int_arg(request.form, "rate", maximum=999_999)
     try:
         if rate is None:
             raise InvalidValue("Confirm the rate to call.", field="rate")

@@ -43,7 +43,10 @@ def _origin_allowed() -> bool:
     if origin is None:
         return True  # not a browser; such clients must still authenticate
     # Behind a proxy request.host is the public host:port (TRUSTED_PROXIES, X-Forwarded-Host).
-    return urlsplit(origin).netloc == request.host
+    try:
+        return urlsplit(origin).netloc == request.host
+    except ValueError:  # not a URL at all ("http://["): no site of ours
+        return False
 
 
 @bp.before_request

@@ -24,20 +24,19 @@ before then.
 """
 from __future__ import annotations
 
-import re
 import secrets
 from urllib.parse import parse_qs
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from app import validation
 from app.auth.models import User
 from app.auth.service import require_creator
 from app.extensions import db
 from app.streams.models import Stream
 
 PATH_PREFIX = "stream/"
-_STREAM_ID = re.compile(r"[0-9]{1,18}")
 READ_ACTIONS = ("read",)
 
 
@@ -90,10 +89,8 @@ def regenerate_stream_key(creator) -> str:
 def _stream_for_path(path) -> Stream | None:
     if not isinstance(path, str) or not path.startswith(PATH_PREFIX):
         return None
-    raw = path[len(PATH_PREFIX):]
-    if not _STREAM_ID.fullmatch(raw):  # ASCII digits only: str.isdigit() also takes "²" and "١٢"
-        return None
-    return db.session.get(Stream, int(raw))
+    stream_id = validation.ascii_int(path[len(PATH_PREFIX):])
+    return db.session.get(Stream, stream_id) if stream_id else None
 
 
 def _credentials(request: dict) -> list[str]:

@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, make_response, render_template, request
 from flask_login import current_user, login_required
 
-from app.errors import AppError, NotFound
+from app.errors import AppError
 from app.http import int_arg, is_htmx, render, request_idempotency_key
 from app.wallet import service
 from app.wallet.forms import buy_sheet_context
@@ -12,22 +12,24 @@ from app.wallet.limits import purchase_limit
 
 bp = Blueprint("wallet", __name__)
 
-_BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL BIGINT
-
 
 def _htmx_page_path() -> str:
-    """Path of the page an htmx request came from (the sheet also opens inside the tip modal)."""
-    return urlsplit(request.headers.get("HX-Current-URL", "")).path
+    """Path of the page an htmx request came from (the sheet also opens inside the tip
+    modal); "" when the header is missing or no URL (`http://[` makes urlsplit raise)."""
+    try:
+        return urlsplit(request.headers.get("HX-Current-URL", "")).path
+    except ValueError:
+        return ""
 
 
 def _page_arg() -> int:
-    return int_arg(request.args, "page", 1, max_digits=6)
+    return int_arg(request.args, "page", 1, maximum=999_999)
 
 
 @bp.get("/wallet")
 @login_required
 def wallet():
-    prefill = int_arg(request.args, "topup", max_digits=6)
+    prefill = int_arg(request.args, "topup", maximum=999_999)
     return render_template(
         "wallet/wallet.html", balances=service.balances(current_user),
         history=service.history(current_user, _page_arg()), **buy_sheet_context(prefill=prefill))
@@ -45,7 +47,7 @@ def history():
 @login_required
 def buy_sheet():
     """The buy-tokens sheet alone (other pages open it, e.g. prefilled with a shortfall)."""
-    prefill = int_arg(request.args, "amount", max_digits=6)
+    prefill = int_arg(request.args, "amount", maximum=999_999)
     return render_template("wallet/_buy_sheet.html", **buy_sheet_context(prefill=prefill))
 
 
@@ -54,6 +56,8 @@ def buy_sheet():
 @purchase_limit
 def purchase():
     raw = request.form.get("amountTokens", "")
+    # Read every input before the purchase commits: nothing after it may fail.
+    on_wallet_page = is_htmx() and _htmx_page_path() == "/wallet"
     try:
         amount = service.purchase_amount(raw, from_form=True)
         result = service.purchase_tokens(current_user, amount, request_idempotency_key())
@@ -68,7 +72,7 @@ def purchase():
         # The sheet, plus the balance (and, on /wallet itself, the history) out-of-band;
         # `balance-changed` lets whatever opened the sheet refresh itself (the ticket gate).
         resp = make_response(render_template("wallet/_purchase_done.html",
-                                             on_wallet_page=_htmx_page_path() == "/wallet", **context))
+                                             on_wallet_page=on_wallet_page, **context))
         resp.headers["HX-Trigger"] = "balance-changed"
         return resp
     return render_template("wallet/wallet.html", **context)
@@ -77,7 +81,4 @@ def purchase():
 @bp.get("/wallet/receipts/<int:transfer_id>")
 @login_required
 def receipt(transfer_id):
-    if transfer_id > _BIGINT_MAX:
-        # No such row can exist, and PostgreSQL would reject the comparison.
-        raise NotFound("No such receipt.")
     return render_template("wallet/receipt.html", **service.receipt(current_user, transfer_id))

@@ -424,12 +424,20 @@ def test_get_call_is_for_its_two_participants_only(client, new_client, clock, ac
     assert_error(new_client().get(f"/api/calls/{call_id}"), 401)
 
 
-@pytest.mark.parametrize("path", ["/api/calls/{unknown}", "/api/calls/99999999999999999999",
+@pytest.mark.parametrize("path", ["/api/calls/{unknown}", "/api/calls/9223372036854775807",
                                   "/api/billing/calls/{unknown}/history",
-                                  "/api/billing/calls/99999999999999999999/history"])
+                                  "/api/billing/calls/9223372036854775807/history"])
 def test_an_unknown_call_is_404(client, make_fan, api_headers, path):
     unknown = db.session.scalar(text("SELECT coalesce(max(id), 0) + 1000 FROM calls"))
     assert_error(client.get(path.format(unknown=unknown), headers=api_headers(make_fan())), 404, "call_not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/calls/{id}", "/api/billing/calls/{id}/history"])
+@pytest.mark.parametrize("call_id", ["9223372036854775808", "99999999999999999999", "\u0663", "\uff11"])
+def test_a_call_id_beyond_bigint_or_in_non_ascii_digits_is_404_before_any_lookup(client, make_fan, api_headers,
+                                                                                 path, call_id):
+    """No such URL: the `<int:>` converter takes ASCII digits up to BIGINT's maximum."""
+    assert_error(client.get(path.format(id=call_id), headers=api_headers(make_fan())), 404, "not_found")
 
 
 @pytest.mark.parametrize("action", ["calls/{id}/accept", "calls/{id}/decline", "calls/{id}/end",
@@ -437,8 +445,10 @@ def test_an_unknown_call_is_404(client, make_fan, api_headers, path):
 def test_changing_an_unknown_call_is_404(client, make_creator, api_headers, action):
     unknown = db.session.scalar(text("SELECT coalesce(max(id), 0) + 1000 FROM calls"))
     headers = api_headers(make_creator())
-    for call_id in (unknown, 99999999999999999999):
+    for call_id in (unknown, 2**63 - 1):
         assert_error(client.post("/api/" + action.format(id=call_id), headers=headers), 404, "call_not_found")
+    for call_id in (2**63, 99999999999999999999):  # no such URL (see above)
+        assert_error(client.post("/api/" + action.format(id=call_id), headers=headers), 404, "not_found")
 
 
 # ---- /api/billing/<id>/pause | active | stop ---------------------------------------------------------------

@@ -85,6 +85,9 @@ def test_settings_page_shows_the_call_form_with_current_values(client, make_crea
     ("0", "The amount must be at least 1 token."),
     ("100001", "The amount can be at most 100,000 tokens."),
     ("", "Enter an amount of tokens."),
+    ("\u0663", "Enter a whole number of tokens, like 1000."),  # Arabic-Indic 3 was saved as 3
+    ("\uff11\uff12", "Enter a whole number of tokens, like 1000."),  # fullwidth 12 was saved as 12
+    ("\u00b2", "Enter a whole number of tokens, like 1000."),  # superscript 2
 ])
 def test_settings_form_shows_a_bad_rate_next_to_the_field_and_keeps_the_settings(client, make_creator, rate,
                                                                                    message):
@@ -269,6 +272,23 @@ def test_the_request_needs_the_rate_and_csrf(client, make_creator, make_fan):
     assert by_testid(resp.get_data(as_text=True), "call-error") == "Confirm the rate to call."
     resp = client.post("/calls", data={"creatorId": creator.id, "rate": "60"}, headers=HTMX)
     assert resp.status_code == 400
+    assert calls_of(fan) == 0
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\u00b9\u00b2", "\u0663", "\uff16\uff10"],
+                         ids=["superscript-2", "superscript-12", "arabic-indic-3", "fullwidth-60"])
+def test_ids_and_rates_in_non_ascii_digits_are_refused_in_the_modal_not_a_crash(client, make_creator, make_fan,
+                                                                                 digits):
+    """`int_arg` took "²" for a number (`str.isdigit()`), then `int()` raised: a 500."""
+    creator = make_creator()
+    service.update_settings(creator, 60, True)
+    fan = make_fan(balance=1000)
+    csrf = log_in(client, fan)
+    get(client, f"/calls/new?creator={digits}", status=404, headers=HTMX)
+    assert post(client, "/calls", csrf, {"creatorId": digits, "rate": "60"}).status_code == 404
+    resp = post(client, "/calls", csrf, {"creatorId": creator.id, "rate": digits})
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    assert by_testid(resp.get_data(as_text=True), "call-error") == "Confirm the rate to call."
     assert calls_of(fan) == 0
 
 

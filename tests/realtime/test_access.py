@@ -74,3 +74,24 @@ def test_cross_site_origin_is_refused_and_same_origin_accepted(live_server, live
         hs = handshake(live_server, path, {"Origin": live_server, **cookie})
         assert hs.status == 101, (path, hs.status, hs.body)
         assert b"nav-balance" in hs.body or b"stream-status" in hs.body
+
+
+def test_a_nul_byte_in_a_socket_path_is_400_invalid_text_at_the_handshake(live_server, live_api, people):
+    """`%00` in a channel name or overlay secret once reached PostgreSQL (psycopg.DataError: a 500)."""
+    from app.tips.service import overlay_secret
+    creator, creator_h, _fans = people(fans=0)
+    stream = live_api.live_stream(creator_h)
+    secret = overlay_secret(creator)
+    for path in ("/ws/channels/s-abc%00def", f"/ws/channels/{stream['channel']}%00", "/ws/channels/c-abc%00",
+                 f"/ws/overlay/{secret}%00", f"/ws/overlay/{secret[:-1]}%00", "/ws/me?x=%00"):
+        for headers in ({}, creator_h):
+            _refused(handshake(live_server, path, headers), 400, "invalid_text")
+
+
+def test_an_origin_that_is_no_url_is_refused_as_cross_site_not_a_crash(live_server, live_api, people):
+    """`urlsplit("http://[")` raises ValueError: once a 500 at the handshake."""
+    _creator, creator_h, _fans = people(fans=0)
+    stream = live_api.live_stream(creator_h)
+    for origin in ("http://[", "http://[::1", "http://]"):
+        _refused(handshake(live_server, f"/ws/channels/{stream['channel']}", {"Origin": origin, **creator_h}),
+                 403, "bad_origin")

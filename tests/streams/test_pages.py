@@ -187,6 +187,9 @@ def test_creator_creates_a_private_stream_with_htmx_and_gets_hx_redirect(client,
     ({"type": "private", "ticketPrice": "0"}, "ticketPrice"),
     ({"type": "private", "ticketPrice": "1.5"}, "ticketPrice"),
     ({"type": "private", "ticketPrice": "abc"}, "ticketPrice"),
+    ({"type": "private", "ticketPrice": "\u0663"}, "ticketPrice"),  # Arabic-Indic 3: ASCII digits only
+    ({"type": "private", "ticketPrice": "\uff11\uff12"}, "ticketPrice"),  # fullwidth 12
+    ({"type": "private", "ticketPrice": "\u00b2"}, "ticketPrice"),  # superscript 2
     ({"type": "private", "ticketPrice": "1000001"}, "ticketPrice"),
     ({"type": "public", "ticketPrice": "100"}, "ticketPrice"),
     ({"type": "public", "startsAt": "next tuesday"}, "startsAt"),
@@ -354,11 +357,20 @@ def test_the_overlay_is_the_one_framable_page(client, new_client, creator_sessio
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], other
 
 
-@pytest.mark.parametrize("secret", [secrets.token_urlsafe(24), "short", "x" * 65, "%00", "a" * 32])
+@pytest.mark.parametrize("secret", [secrets.token_urlsafe(24), "short", "x" * 65, "a" * 32])
 def test_a_wrong_overlay_secret_is_404(client, secret):
     resp = client.get(f"/overlay/{secret}")
     assert resp.status_code == 404
     assert resp.headers.get("X-Frame-Options") == "DENY"
+
+
+def test_an_overlay_secret_with_a_nul_byte_is_400_invalid_text_not_a_database_error(client, creator_session):
+    """`%00` in the path once reached PostgreSQL (psycopg.DataError: a 500)."""
+    path = urlsplit(overlay_url(client)).path
+    for bad in (path + "%00", path[:-1] + "%00", "/overlay/%00"):
+        resp = client.get(bad)
+        assert resp.status_code == 400, (bad, resp.status_code)
+        assert "NUL byte" in resp.get_data(as_text=True)
 
 
 # ---- Discover -----------------------------------------------------------------------------------

@@ -142,6 +142,14 @@ def test_all_bad_fields_are_listed_at_once(client, creator_api):
     assert streams_of(creator.id) == 0
 
 
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_title_with_a_nul_byte_or_lone_surrogate_is_400_invalid_text_and_creates_nothing(client, creator_api, bad):
+    """Once a 500 (UnicodeEncodeError / psycopg.DataError on the INSERT)."""
+    creator, headers = creator_api
+    assert_error(create(client, headers, {"type": "public", "title": f"Morning {bad} yoga"}), 400, "invalid_text")
+    assert streams_of(creator.id) == 0
+
+
 @pytest.mark.parametrize("data", ["[]", '"public"', "nope", ""])
 def test_non_object_body_is_400(client, creator_api, data):
     creator, headers = creator_api
@@ -166,6 +174,20 @@ def test_unknown_or_huge_stream_id_is_404(client, creator_api, path):
     _, headers = creator_api
     missing = db.session.scalar(text("SELECT coalesce(max(id), 0) + 1000 FROM streams"))
     assert_error(client.get(path.format(missing=missing), headers=headers), 404)
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+FULLWIDTH = str.maketrans("0123456789", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19")
+
+
+@pytest.mark.parametrize("digits", [ARABIC_INDIC, FULLWIDTH], ids=["arabic-indic", "fullwidth"])
+@pytest.mark.parametrize("path", ["/api/streams/{id}", "/api/streams/{id}/access", "/streams/{id}"])
+def test_a_stream_id_in_non_ascii_digits_names_no_stream(client, a_stream, digits, path):
+    """werkzeug's `<int:>` matched "٣" as 3: only ASCII digits are an id in a URL."""
+    _, headers, stream_id = a_stream
+    assert client.get(path.format(id=stream_id), headers=headers).status_code == 200
+    resp = client.get(path.format(id=str(stream_id).translate(digits)), headers=headers)
+    assert resp.status_code == 404, resp.get_data(as_text=True)[:300]
 
 
 def test_access_creator_always_fan_public_yes_private_no(client, creator_api, make_fan, make_creator,

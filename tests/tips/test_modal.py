@@ -103,6 +103,20 @@ def test_modal_without_a_valid_creator_is_404(client, scene, query):
     assert client.get(f"/tips/new{query}", headers=HTMX).status_code == 404
 
 
+@pytest.mark.parametrize("digits", ["\u00b2", "\u00b9\u00b2", "\u0663", "\uff11\uff12"],
+                         ids=["superscript-2", "superscript-12", "arabic-indic-3", "fullwidth-12"])
+def test_a_creator_id_in_non_ascii_digits_is_404_not_a_crash(client, scene, digits):
+    """`str.isdigit()` says yes to these; `int()` crashes on some and misreads the others as an id."""
+    s = scene
+    assert client.get(f"/tips/new?creator={digits}", headers=HTMX).status_code == 404
+    assert client.get(f"/tips/new?creator={s.creator.id}&stream={digits}&call={digits}",
+                      headers=HTMX).status_code == 200
+    resp = post_tip(client, s, creator_id=digits)
+    assert resp.status_code == 404, resp.get_data(as_text=True)
+    resp = post_tip(client, s, stream_id=digits)  # no stream, then: a tip without context
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
 def test_modal_for_a_fan_is_404(client, scene, make_fan):
     other = make_fan()
     assert client.get(f"/tips/new?creator={other.id}", headers=HTMX).status_code == 404
@@ -207,6 +221,19 @@ def test_a_bad_custom_amount_is_422_with_the_error_inline_and_nothing_written(cl
     assert 'aria-invalid="true" aria-describedby="tip-amount-error"' in html
     assert ">keep me</textarea>" in html  # what was typed is kept
     assert "Choose an amount" in visible(html)
+    assert_nothing_written(s)
+
+
+@pytest.mark.parametrize("custom", ["\u0663", "\uff11\uff12", "\u00b2", "1\u0663"],
+                         ids=["arabic-indic-3", "fullwidth-12", "superscript-2", "mixed"])
+def test_an_amount_in_non_ascii_digits_is_422_by_the_amount_field_and_nothing_written(client, scene, custom):
+    """Only ASCII digits are an amount: "٣" and "１２" used to tip 3 and 12 tokens."""
+    s = scene
+    resp = post_tip(client, s, custom=custom)
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    error = re.search(r'<p class="field-error" id="tip-amount-error" role="alert">(.*?)</p>', html, re.S)
+    assert error and "Enter a whole number of tokens" in error.group(1)
     assert_nothing_written(s)
 
 

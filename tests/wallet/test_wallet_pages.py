@@ -362,3 +362,53 @@ def test_buying_from_the_sheet_inside_another_page_updates_only_the_sheet_and_na
     assert resp.status_code == 200 and html.lstrip().startswith('<div id="buy-sheet"')
     assert '<span id="nav-balance" hx-swap-oob="true">500</span>' in html
     assert 'id="wallet-balance"' not in html and 'id="wallet-history"' not in html
+
+
+@pytest.mark.parametrize("page", ["\u00b2", "\u00b9\u00b2", "\u0663", "\uff11\uff12"],
+                         ids=["superscript-2", "superscript-12", "arabic-indic-3", "fullwidth-12"])
+def test_a_page_number_in_non_ascii_digits_shows_the_first_page_not_a_crash(client, make_fan, login, page):
+    """`str.isdigit()` is True for these, and `int("²")` raised ValueError: a 500."""
+    fan = make_fan(balance=500)
+    login(fan)
+    for path, headers in (("/wallet", {}), ("/wallet/history", HTMX)):
+        resp = client.get(path, query_string={"page": page}, headers=headers)
+        assert resp.status_code == 200, (path, resp.status_code)
+        assert len(history_rows(resp.get_data(as_text=True))) == 1
+    for prefill in (client.get("/wallet/buy", query_string={"amount": page}),
+                    client.get("/wallet", query_string={"topup": page})):
+        assert prefill.status_code == 200
+        assert 'id="custom-amount"' in prefill.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("amount", ["\u0663", "\uff11\uff12", "\u00b2"], ids=["arabic-indic-3", "fullwidth-12",
+                                                                          "superscript-2"])
+def test_a_custom_amount_in_non_ascii_digits_is_422_in_the_sheet_and_buys_nothing(client, on_wallet, amount):
+    fan, csrf, key = on_wallet
+    resp = post_purchase(client, csrf, amount, key)
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    assert "Enter a whole number of tokens" in resp.get_data(as_text=True)
+    assert purchases_of(fan.id) == 0
+
+
+def test_a_receipt_id_in_non_ascii_digits_is_404(client, make_fan, login):
+    """The `<int:>` URL converter takes ASCII digits only (werkzeug's own read "٣" as 3)."""
+    fan = make_fan(balance=500)
+    login(fan)
+    (transfer_id,) = transfer_ids_of(fan.id)
+    arabic = str(transfer_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert client.get(f"/wallet/receipts/{transfer_id}").status_code == 200
+    assert client.get(f"/wallet/receipts/{arabic}").status_code == 404
+
+
+@pytest.mark.parametrize("current_url", ["http://[", "http://[::1", "http://]/", "::::", "\u00e9"])
+def test_a_malformed_hx_current_url_still_answers_the_purchase_it_made(client, on_wallet, current_url):
+    """Once a 500 *after* the purchase committed, saying nothing had changed."""
+    fan, csrf, key = on_wallet
+    resp = client.post("/wallet/purchase", data={"csrf_token": csrf, "idempotency_key": key, "amountTokens": "500"},
+                       headers={"HX-Request": "true", "HX-Current-URL": current_url})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert "Added 500 tokens to your wallet." in html
+    assert '<span id="nav-balance" hx-swap-oob="true">500</span>' in html
+    assert 'id="wallet-history"' not in html  # not on /wallet as far as anyone can tell
+    assert me(client)["balance"] == 500 and purchases_of(fan.id) == 1
