@@ -56,7 +56,9 @@ HOSTILE_HEADERS = {"HX-Current-URL": "http://[", "HX-Target": "call-state-\u00b2
                    "HX-History-Restore-Request": "true", "X-Billing-Secret": "http://[", "Origin": "http://["}
 SKIP_ENDPOINTS = {"static"}
 # Actions that take no input at all; done by a logged-in user they log out or change the role.
-NO_INPUT_SESSION_ACTIONS = {"auth.logout", "auth.become_creator"}
+NO_INPUT_SESSION_ACTIONS = {"auth.logout", "auth.logout_everywhere", "auth.become_creator"}
+# Likewise for a bearer client: revokes the token it is sent with.
+NO_INPUT_TOKEN_ACTIONS = {"auth_api.revoke_current_token"}
 NESTED = ("streamId", "callId", "channel")  # `context` in a tip
 _ARG = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<options>[^)]*)\))?:)?(?P<name>\w+)>")
 
@@ -164,8 +166,15 @@ def world(app, ctx, make_fan, make_creator, api_headers):
     calls.update_settings(other_creator, 60, False)  # so our fan's call requests are refused (409)
     transfer_id = db.session.scalar(text("SELECT transfer_id FROM purchases WHERE user_id = :u LIMIT 1"),
                                     {"u": other_fan.id})
+    api_headers(other_fan)  # a token of theirs, and a browser session of theirs, for the paths to name
+    other_browser = fresh_client(app)
+    other_browser.post("/login", data={"email": other_fan.email, "password": other_fan.test_password,
+                                       "csrf_token": csrf_from(other_browser, "/login")})
+    their = {kind: db.session.scalar(text(f"SELECT max(id) FROM {table} WHERE user_id = :u"), {"u": other_fan.id})
+             for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
     real = {"stream_id": str(stream.id), "call_id": str(call.id), "transfer_id": str(transfer_id),
-            "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css"}
+            "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
+            **{kind: str(value) for kind, value in their.items()}}
 
     def session_actor(name, user):
         client = fresh_client(app)
@@ -204,7 +213,7 @@ def snapshot(fan) -> dict:
     db.session.rollback()
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
-                        "users", "idempotency_keys")}
+                        "users", "idempotency_keys", "user_sessions", "api_tokens")}
     return {"fan balance": wallet.wallet_balance(fan), **counts}
 
 
@@ -246,7 +255,8 @@ def speaks_json(rule) -> bool:
 def actors_for(rule, actors):
     """Bearer tokens count on /api/ only; anywhere else they are the anonymous client again."""
     return [a for a in actors if (not a.bearer or rule.rule.startswith("/api/"))
-            and not (a.session and rule.endpoint in NO_INPUT_SESSION_ACTIONS)]
+            and not (a.session and rule.endpoint in NO_INPUT_SESSION_ACTIONS)
+            and not (a.bearer and rule.endpoint in NO_INPUT_TOKEN_ACTIONS)]
 
 
 def send(outcome: Outcome, actor: Actor, rule, method: str, path: str, fields: dict | None, *, htmx: bool,
