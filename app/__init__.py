@@ -185,6 +185,7 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_auth(app: Flask) -> None:
     from app.auth.service import authenticate_token
+    from app.auth.sessions import start_request as start_session_request
     from app.auth.sessions import user_for_session
     from app.errors import Unauthorized, error_response
 
@@ -212,6 +213,8 @@ def _register_auth(app: Flask) -> None:
             login_manager._update_request_context_with_user(found[0])
             g.bearer, g.api_token_id = True, found[1]
             return None
+        if request.endpoint != "static":
+            start_session_request()
         if request.path.startswith("/api/") and not public:
             from flask_login import current_user
             if not current_user.is_authenticated:

@@ -292,22 +292,28 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def launch_chromium(extra_args=()):
-    """Yield Debian's Chromium driven by Playwright (with `extra_args`, e.g. a fake camera).
-    Missing browser → skipped with a reason; CI (.ci/run) installs it and fails the run
-    on any skip."""
+@pytest.fixture(scope="session")
+def pw_driver():
+    """One Playwright driver for the whole session: its sync API refuses to start a
+    second one while another is running. Missing browser → skipped with a reason;
+    CI (.ci/run) installs it and fails the run on any skip."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"browser test needs Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
-        yield b
-        b.close()
+        yield pw
+
+
+def launch_chromium(pw_driver, extra_args=()):
+    """Yield Debian's Chromium driven by Playwright (with `extra_args`, e.g. a fake camera)."""
+    b = pw_driver.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="session")
-def browser():
-    yield from launch_chromium()
+def browser(pw_driver):
+    yield from launch_chromium(pw_driver)
 
 
 from tests.clock import clock  # noqa: E402,F401  (the shared injectable-clock fixture)

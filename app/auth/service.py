@@ -101,7 +101,8 @@ _TOKEN_TOUCH_EVERY = timedelta(minutes=1)
 
 def authenticate_token(raw: str) -> tuple[User, int] | None:
     """(user, token id) for a bearer token that exists and has not expired;
-    None otherwise (unknown, revoked and expired look the same)."""
+    None otherwise (unknown, revoked and expired look the same). Call it at
+    the start of a request: recording the token's use may commit."""
     if not raw or len(raw) > 200:
         return None
     # Looking up by hash: the comparison happens on a digest, not the secret.
@@ -112,9 +113,11 @@ def authenticate_token(raw: str) -> tuple[User, int] | None:
         return None
     user, token_id, last_used = row
     if last_used is None or last_used < datetime.now(timezone.utc) - _TOKEN_TOUCH_EVERY:
-        # Its own transaction: the request's may not commit (a GET) or may fail.
-        with db.engine.begin() as conn:
-            conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=func.now()))
+        # Committed at once: this runs first thing in the request (create_app's
+        # `_authenticate`), so nothing else is in the transaction yet. (A second
+        # connection instead would deadlock a pool that many requests hold.)
+        db.session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=func.now()))
+        db.session.commit()
     return user, token_id
 
 

@@ -23,7 +23,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import delete, func, select, update
 
 from app.auth.models import ApiToken, User, UserSession
@@ -105,18 +105,22 @@ def user_for_session(user_id) -> User | None:
     if row is None:
         return None
     user, session_id, last_seen = row
-    if last_seen < datetime.now(timezone.utc) - TOUCH_EVERY:
-        _touch(session_id)
     g.session_id = session_id
+    g.session_stale = last_seen < datetime.now(timezone.utc) - TOUCH_EVERY
     return user
 
 
-def _touch(session_id: int) -> None:
-    # Its own short transaction: the loader runs whenever `current_user` is
-    # first used, possibly in the middle of the request's own transaction,
-    # which must neither be committed early nor carry this write.
-    with db.engine.begin() as conn:
-        conn.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=func.now()))
+def start_request() -> None:
+    """Resolve this request's cookie session now, at its start, and record the
+    visit when `last_seen_at` is stale. The write commits at once, while the
+    request's transaction holds nothing else (Flask-Login would otherwise load
+    the user lazily, possibly mid-transaction; and a second connection for the
+    write would deadlock a pool that many requests hold)."""
+    if not session.get(SESSION_KEY) or not current_user.is_authenticated or not g.get("session_stale"):
+        return
+    db.session.execute(update(UserSession).where(UserSession.id == g.session_id).values(last_seen_at=func.now()))
+    db.session.commit()
+    g.session_stale = False
 
 
 def sessions_of(user: User) -> list[UserSession]:

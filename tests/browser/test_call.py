@@ -40,9 +40,9 @@ REMOTE_VIDEO_PLAYS = """() => {
   return !!v && v.videoWidth > 0 && v.videoHeight > 0;
 }"""
 @pytest.fixture(scope="module")
-def media_browser():
+def media_browser(pw_driver):
     """Chromium with a fake camera and microphone, granted without a prompt."""
-    yield from launch_chromium(MEDIA_ARGS)
+    yield from launch_chromium(pw_driver, MEDIA_ARGS)
 
 
 @pytest.fixture()
