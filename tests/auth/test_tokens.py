@@ -174,3 +174,24 @@ def test_revoking_a_token_closes_the_sockets_opened_with_it(client, make_fan, li
     finally:
         doomed_socket.close()
         kept_socket.close()
+
+
+def test_a_hundred_first_uses_at_once_all_succeed(app, make_fan, api_headers):
+    """Recording last use must not need a second pooled connection per request
+    (100 requests at once on a pool of 50 would wait for each other)."""
+    import threading
+    headers = [api_headers(make_fan()) for _ in range(100)]
+    statuses, start = [], threading.Barrier(100)
+
+    def call(h):
+        client = fresh_client(app)
+        start.wait()
+        statuses.append(client.get("/api/wallet/me", headers=h).status_code)
+    threads = [threading.Thread(target=call, args=(h,)) for h in headers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses == [200] * 100
+    assert db.session.scalar(text("SELECT count(*) FROM api_tokens WHERE last_used_at IS NOT NULL "
+                                  "AND now() - last_used_at < interval '1 minute'")) >= 100
