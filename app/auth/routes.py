@@ -2,6 +2,7 @@
 from flask import Blueprint, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import validation
 from app.auth import service, sessions
 from app.auth.forms import LoginForm, PasswordForm, SignupForm, apply_errors
 from app.auth.limits import login_limits, login_succeeded, signup_limits
@@ -12,15 +13,10 @@ bp = Blueprint("auth", __name__)
 
 
 def _next_url() -> str:
+    """Where to go after logging in or signing up: `next` when it is a path on
+    this site (never an open redirect), else the wallet."""
     target = request.args.get("next") or request.form.get("next") or ""
-    # Only same-site paths: never an open redirect. Control characters and
-    # whitespace are refused too: URL parsers (browsers, urllib, werkzeug)
-    # drop tab/CR/LF, so "/\t/evil.com" would turn into "//evil.com", and a
-    # newline cannot go into a Location header at all.
-    if (target.startswith("/") and not target.startswith("//") and "\\" not in target
-            and target.isprintable() and not any(c.isspace() for c in target)):
-        return target
-    return url_for("wallet.wallet")
+    return target if validation.is_local_path(target) else url_for("wallet.wallet")
 
 
 @bp.route("/signup", methods=["GET", "POST"])
