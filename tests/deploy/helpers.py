@@ -152,13 +152,7 @@ class Nginx:
         return "\n".join(parts)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: fast shutdown of master and workers
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        embedded.stop(self.proc, 10)  # SIGTERM: fast shutdown of master and workers
         if self._log is not None:
             self._log.close()
             self._log = None

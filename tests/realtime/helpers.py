@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from simple_websocket import Client, ConnectionClosed
 
+from app import embedded
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -249,13 +251,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        embedded.stop(self.proc, 5)
         if self._log is not None:
             self._log.close()
             self._log = None
