@@ -1,4 +1,4 @@
-"""The one injectable clock for tests: `app.calls.service.clock()` reads
+"""The one injectable clock for tests: `app.clock.now()`, the app's only clock, reads
 `app.extensions["clock"]`, so time moves only when a test says so."""
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from flask import current_app
 from sqlalchemy import select
 
+from app import clock
 from app.auth.models import User
 from app.calls import billing, service
 from app.calls.models import BillingEvent, Call
@@ -40,7 +41,7 @@ END_REASONS = {"ended_by_creator": "The creator ended the call.",
 
 @dataclass
 class Meter:
-    """A call's state panel at one moment (the service's clock), from its row alone."""
+    """A call's state panel at one moment (the app's clock), from its row alone."""
     label: str  # the status, as the pill says it
     detail: str  # one sentence on why (who paused, how it ended); "" when nothing to add
     active_seconds: int  # talk time so far
@@ -51,7 +52,7 @@ class Meter:
 def meter(call: Call) -> Meter:
     """The state panel's figures. No query, and cheap: the meter pushes this panel for
     every call it charges, thousands per tick."""
-    active_ms = billing.active_ms_at(call.active_ms, call.active_since, service.clock())
+    active_ms = billing.active_ms_at(call.active_ms, call.active_since, clock.now())
     next_in = next_price = None
     if call.status in RUNNING or call.status == "requested":
         next_price = billing.block_price(call.blocks_charged, call.rate, call.block_seconds)
@@ -111,7 +112,7 @@ def people(call: Call) -> SimpleNamespace:
 def pending_requests(creator_id: int) -> list[Call]:
     """The creator's unanswered call requests, newest first (those past their timeout
     are left out even before the meter marks them expired)."""
-    cutoff = service.clock() - service.REQUEST_TIMEOUT
+    cutoff = clock.now() - service.REQUEST_TIMEOUT
     return list(db.session.scalars(
         select(Call).where(Call.creator_id == creator_id, Call.status == "requested", Call.requested_at >= cutoff)
         .order_by(Call.id.desc()).limit(PENDING_SHOWN)))

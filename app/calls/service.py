@@ -8,7 +8,7 @@ block k of call c is the ledger transfer `call:<c>:block:<k>` plus one
 worker's cron, `POST /api/billing/meter`, a state change and a restart after
 a crash can all run at once and each block is still charged exactly once.
 
-Time comes from `clock()` (tests inject one), never from sleeping.
+Time comes from `clock.now()` (app/clock.py; tests inject one), never from sleeping.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import partial
 from types import SimpleNamespace
 
@@ -24,7 +24,7 @@ from flask import current_app
 from psycopg.rows import kwargs_row
 from sqlalchemy import select
 
-from app import ledger, validation
+from app import clock, ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
 from app.calls import billing
@@ -36,12 +36,6 @@ OPEN_STATUSES = ("requested", "active", "paused")
 REQUEST_TIMEOUT = timedelta(minutes=2)  # an unanswered request expires
 METER_BATCH = 500
 RATE_MAX = 100_000
-
-
-def clock() -> datetime:
-    """Now (UTC). Tests replace it with `app.extensions["clock"]`."""
-    injected = current_app.extensions.get("clock")
-    return injected() if injected else datetime.now(timezone.utc)
 
 
 # ---- creator settings -----------------------------------------------------------------
@@ -104,7 +98,7 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     if open_call is not None:
         db.session.rollback()
         raise Conflict("You already have a call in progress.", "call_in_progress", callId=open_call)
-    now = clock()
+    now = clock.now()
     # Nobody is present until their call page says so (presence_changed).
     call = Call(fan_id=fan.id, creator_id=creator.id, rate=rate,
                 block_seconds=current_app.config["BILLING_BLOCK_SECONDS"],
@@ -151,7 +145,7 @@ def _change(user, call_id, action: str) -> Call:
     get_call_for(user, call_id)
     try:
         call = _locked(call_id)
-        now = clock()
+        now = clock.now()
         outcome = _bill_until(call, now)
         if call.status in ("ended", "declined", "expired") and not outcome.ended:
             raise Conflict(f"This call is {call.status}.", "call_over")
@@ -247,7 +241,7 @@ def presence_changed(call_id: int, party: str, present: bool, at: datetime | Non
     """A party's call page (socket and media) came or went. Gone for longer than
     `PRESENCE_GRACE_SECONDS` pauses billing (the meter applies it, from the moment
     the grace ran out); coming back resumes a presence pause at once. Commits."""
-    now = at or clock()
+    now = at or clock.now()
     try:
         call = _locked(call_id)
         outcome = _bill_until(call, now)
@@ -404,7 +398,7 @@ def _finish(call: Call, now: datetime | None, reason: str, outcome: Outcome) -> 
     if call.active_since is not None and now is not None:
         call.active_ms = billing.active_ms_at(call.active_ms, call.active_since, now)
     call.status, call.active_since, call.paused_by, call.end_reason = "ended", None, None, reason
-    call.ended_at = now or clock()
+    call.ended_at = now or clock.now()
     _event(outcome, call, "ended", reason=reason)
 
 
@@ -458,7 +452,7 @@ def meter(at: datetime | None = None, batch: int = METER_BATCH, threads: int | N
     all are sent before this returns."""
     from app.realtime import bus
 
-    now = at or clock()
+    now = at or clock.now()
     threads = threads or current_app.config["METER_THREADS"]
     claims = _Claims(batch)
     with bus.Publisher() as publisher:

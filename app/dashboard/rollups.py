@@ -60,6 +60,7 @@ from datetime import date, timezone
 
 from sqlalchemy import text
 
+from app import clock
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,9 @@ WINDOW_SPANS = {"today": 1, "7d": 7, "30d": 30}  # range → rollup_pair_window.
 
 
 def today() -> date:
-    """Today's UTC date on the app's clock (`app.calls.service.clock`, injectable in
-    tests): the day the windows are moved to, and the one the dashboards read."""
-    from app.calls.service import clock
-    return clock().astimezone(timezone.utc).date()
+    """Today's UTC date on the app's clock (`app.clock.now`, injectable in tests):
+    the day the windows are moved to, and the one the dashboards read."""
+    return clock.now().astimezone(timezone.utc).date()
 
 
 def _shift_windows(conn, day: date) -> None:

@@ -7,7 +7,7 @@ accepts from the live notification, both call pages connect over WebRTC and show
 other's video, the meter moves live as blocks are charged, pause shows on both sides,
 and a creator who leaves is paused for presence once the grace has run out.
 
-Time is injected (`app.extensions["clock"]`, read by app.calls.service.clock) and the
+Time is injected (`app.extensions["clock"]`, read by app.clock.now) and the
 meter is run by the test (`service.meter()`), so no step waits for a real 30 s block.
 """
 from __future__ import annotations

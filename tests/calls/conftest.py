@@ -1,7 +1,7 @@
 """Fixtures for the pay-per-minute call tests: an injectable clock and call factories.
 
 Real PostgreSQL and Redis; time is the only thing faked, through the app's own
-hook (`app.extensions["clock"]`, read by app.calls.service.clock), so no test
+hook (`app.extensions["clock"]`, read by app.clock.now), so no test
 ever sleeps through a 30-second block.
 """
 from __future__ import annotations
