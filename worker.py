@@ -1,7 +1,7 @@
 """The background worker: an RQ worker on the app's job queue (`<REDIS_PREFIX>jobs`).
 
-Later features register periodic jobs (call metering, no-show refunds,
-rollups) in `app.jobs.cron_jobs()`; when there are any, RQ 3's
+Features name their periodic jobs (call metering, the show sweep, rollups)
+in their own `cron.py`; `cron_jobs()` collects them, and RQ 3's
 `CronScheduler` runs them from a daemon thread in this same process (its
 signal handlers only work in the main thread, which the RQ worker needs).
 Start exactly one cron per deployment: two schedulers double-enqueue, which
@@ -20,9 +20,17 @@ from redis import Redis
 from rq import Queue, Worker
 
 from app import create_app, embedded
-from app.jobs import cron_jobs, queue_name
+from app.calls import cron as calls_cron
+from app.dashboard import cron as dashboard_cron
+from app.jobs import queue_name
+from app.streams import cron as streams_cron
 
 log = logging.getLogger("worker")
+
+
+def cron_jobs() -> list:
+    """(job, interval in seconds) of every feature's periodic jobs. Needs an app context."""
+    return [*streams_cron.schedule(), *calls_cron.schedule(), *dashboard_cron.schedule()]
 
 
 def _start_cron(connection: Redis, queue: str, jobs: list) -> None:

@@ -1,9 +1,12 @@
-"""Background jobs run by `worker.py`. Jobs take ids, are enqueued after the
-commit that makes them necessary, and are harmless when run twice.
+"""The job queue run by `worker.py`: the `job` decorator and `enqueue`. Knows no feature.
 
-`cron_jobs()` lists (function, interval_seconds) pairs for RQ's CronScheduler.
-A cron sweep backs up every enqueue: if Redis was down when a show was
-canceled, the next sweep refunds it anyway.
+Each feature defines its own jobs with `@job` — the ones it queues in its
+`jobs.py` (e.g. app/streams/jobs.py), the ones the worker runs on a timer in
+its `cron.py` with a `schedule()` of (job, interval seconds) pairs, which
+worker.py collects. Jobs take ids, are enqueued after the commit that makes
+them necessary, and are harmless when run twice. A cron sweep backs up every
+enqueue: if Redis was down when a show was canceled, the next sweep refunds
+it anyway.
 """
 from __future__ import annotations
 
@@ -16,9 +19,6 @@ from redis import RedisError
 from app.extensions import db
 
 log = logging.getLogger(__name__)
-
-SHOW_SWEEP_SECONDS = 60
-ROLLUP_SECONDS = 60
 
 
 def queue_name() -> str:
@@ -59,46 +59,3 @@ def enqueue(func, *args) -> bool:
         log.warning("jobs: could not queue %s%r (%s); the next sweep will do it", func.__name__, args, exc)
         return False
 
-
-@job
-def refund_show(stream_id: int) -> int:
-    """Refund every ticket of a canceled show (see app.streams.tickets)."""
-    from app.streams.tickets import refund_show as refund
-    return refund(stream_id)
-
-
-@job
-def sweep_shows() -> dict:
-    """Cancel shows that never started in time, then refund every canceled show
-    that still holds tickets (including ones whose refund job was lost)."""
-    from app.streams import service, tickets
-
-    canceled = service.cancel_no_shows()
-    refunded = {stream_id: tickets.refund_show(stream_id) for stream_id in service.shows_awaiting_refunds()}
-    if canceled or refunded:
-        current_app.logger.info("sweep: canceled no-shows %s, refunded %s", canceled, refunded)
-    return {"canceled": canceled, "refunded": refunded}
-
-
-@job
-def meter_calls() -> dict:
-    """The metering tick: first report parties whose web instance died as gone (their
-    pages stopped heartbeating), then charge every due call block."""
-    from app.calls import service
-    from app.realtime.signaling import sweep_stale_presence
-    sweep_stale_presence()
-    return service.meter().to_dict()
-
-
-@job
-def roll_up_ledger() -> dict:
-    """Fold new ledger entries into the dashboard rollups (app.dashboard.rollups);
-    overlapping runs serialise on a lock and count each entry once."""
-    from app.dashboard import rollups
-    return rollups.run()
-
-
-def cron_jobs() -> list:
-    """(job, interval in seconds) for the worker's CronScheduler."""
-    return [(sweep_shows, SHOW_SWEEP_SECONDS), (meter_calls, current_app.config["BILLING_TICK_SECONDS"]),
-            (roll_up_ledger, ROLLUP_SECONDS)]

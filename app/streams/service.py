@@ -101,9 +101,10 @@ def change_status(user, stream_id: int, action: str) -> Stream:
 
 
 def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Stream:
-    from app import jobs
+    from app.jobs import enqueue
     from app.realtime import events
     from app.streams import tickets
+    from app.streams.jobs import refund_show
 
     # Lock the row: two clicks (or two instances) must not both transition it, and
     # ticket checkouts (which hold it shared) finish before a show settles or refunds.
@@ -132,7 +133,7 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
     db.session.refresh(stream)  # the timestamps the database set
     events.stream_status_changed(stream)
     if to == "canceled" and stream.type == "private":
-        jobs.enqueue(jobs.refund_show, stream.id)
+        enqueue(refund_show, stream.id)
     return stream
 
 

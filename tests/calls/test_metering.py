@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from app import embedded, jobs, ledger
 from app.auth.models import User
-from app.calls import service
+from app.calls import cron, service
 from app.calls.billing import block_price
 from app.errors import Conflict
 from app.extensions import db
@@ -36,6 +36,7 @@ from tests.calls.helpers import (block_keys, block_transfer_kinds, charged_block
                                  fresh_call, platform_fees, wallet, wallet_debits_for_call)
 from tests.conftest import fresh_client
 from tests.ledger.test_concurrency import run_together
+from worker import cron_jobs
 
 pytestmark = pytest.mark.usefixtures("no_open_calls")
 
@@ -573,7 +574,7 @@ CHILD = """
 import sys
 from datetime import datetime
 from app import create_app
-from app.calls import service
+from app.calls import cron, service
 at = datetime.fromisoformat(sys.argv[1])
 app = create_app()
 app.extensions["clock"] = lambda: at
@@ -742,7 +743,7 @@ def test_a_meter_killed_at_a_random_moment_leaves_whole_batches_and_a_rerun_char
 
 
 def test_meter_calls_is_a_cron_job_and_charges_due_blocks_in_a_real_rq_worker(ctx, services, clock, make_call):
-    assert (jobs.meter_calls, ctx.config["BILLING_TICK_SECONDS"]) in jobs.cron_jobs()
+    assert (cron.meter_calls, ctx.config["BILLING_TICK_SECONDS"]) in cron_jobs()
     fan, creator, call_id = make_call(rate=60, balance=1000)
     fan_id, creator_id = fan.id, creator.id  # the job's app context releases this session's rows
     clock.advance(95)  # blocks 1, 2 and 3 are due
@@ -753,8 +754,8 @@ def test_meter_calls_is_a_cron_job_and_charges_due_blocks_in_a_real_rq_worker(ct
     for party in ("fan", "creator"):
         connection.zadd(presence + party, {f"page-{party}": time.time()})
     queue = Queue(jobs.queue_name(), connection=connection)
-    job = queue.enqueue(jobs.meter_calls)
-    assert job.func_name == "app.jobs.meter_calls"
+    job = queue.enqueue(cron.meter_calls)
+    assert job.func_name == "app.calls.cron.meter_calls"
     assert blocks_of(call_id) == 1  # queued, not run
 
     SimpleWorker([queue], connection=connection).work(burst=True)
@@ -765,7 +766,7 @@ def test_meter_calls_is_a_cron_job_and_charges_due_blocks_in_a_real_rq_worker(ct
     assert wallet(fan_id) == 880 and earnings(creator_id) == 4 * 24
 
     # A second run of the job (two crons, a retry) charges nothing more.
-    again = queue.enqueue(jobs.meter_calls)
+    again = queue.enqueue(cron.meter_calls)
     SimpleWorker([queue], connection=connection).work(burst=True)
     again = Job.fetch(again.id, connection=connection)
     assert again.return_value() == {"metered": 1, "blocksCharged": 0, "callsEnded": 0}

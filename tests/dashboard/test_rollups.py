@@ -243,10 +243,11 @@ def test_cli_rebuild_and_run(app, ctx):
 
 
 def test_the_worker_runs_rollups_every_minute(app):
-    from app import jobs
+    from app.dashboard import cron
+    from worker import cron_jobs
     with app.app_context():
-        assert (jobs.roll_up_ledger, 60) in jobs.cron_jobs()
-        assert jobs.roll_up_ledger()["deferred"] is False
+        assert (cron.roll_up_ledger, 60) in cron_jobs()
+        assert cron.roll_up_ledger()["deferred"] is False
 
 
 def test_ledger_verify_records_its_result_for_the_platform_view(app, ctx):

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from app import embedded, jobs, ledger
 from app.auth.models import User
 from app.extensions import db
+from app.streams import cron
 from app.streams import service as streams
 from app.streams import tickets
 from app.wallet import service as wallet
@@ -581,7 +582,7 @@ def test_sweep_cancels_and_refunds_a_no_show_and_leaves_the_rest(sold_show):
     spared = {recent: recent_fans, untimed: untimed_fans, live: live_fans}
     db.session.commit()
 
-    result = jobs.sweep_shows()
+    result = cron.sweep_shows()
     assert no_show in result["canceled"] and result["refunded"][no_show] == 3
     assert not set(spared) & set(result["canceled"]) and not set(spared) & set(result["refunded"])
     row = stream_row(no_show)
@@ -597,7 +598,7 @@ def test_sweep_cancels_and_refunds_a_no_show_and_leaves_the_rest(sold_show):
         assert {uid: balance(uid) for uid in fans} == {uid: 0 for uid in fans}
 
     counts = table_counts()
-    assert jobs.sweep_shows() == {"canceled": [], "refunded": {}}
+    assert cron.sweep_shows() == {"canceled": [], "refunded": {}}
     assert table_counts() == counts
     assert stream_row(no_show)["status"] == "canceled"
     assert_all_refunded_once(no_show, no_show_fans)
@@ -608,10 +609,10 @@ def test_sweep_respects_the_configured_grace(make_app, sold_show):
     db.session.commit()
     patient = make_app(NO_SHOW_GRACE_MINUTES=60)
     with patient.app_context():
-        result = jobs.sweep_shows()
+        result = cron.sweep_shows()
     assert sid not in result["canceled"]
     assert stream_row(sid)["status"] == "scheduled" and ticket_counts(sid)["valid"] == 1
-    assert jobs.sweep_shows()["canceled"].count(sid) == 1  # the default 15 minutes: due
+    assert cron.sweep_shows()["canceled"].count(sid) == 1  # the default 15 minutes: due
     assert_all_refunded_once(sid, fans)
 
 
@@ -626,7 +627,7 @@ def test_cancel_queues_a_real_rq_job_that_refunds_the_show(ctx, client, services
     assert client.post(f"/api/streams/{sid}/cancel", headers=api_headers(user(creator_id))).status_code == 200
 
     mine = [job for job in Job.fetch_many([j for j in queue.job_ids if j not in before], connection=connection)
-            if job is not None and job.func_name == "app.jobs.refund_show" and tuple(job.args) == (sid,)]
+            if job is not None and job.func_name == "app.streams.jobs.refund_show" and tuple(job.args) == (sid,)]
     assert len(mine) == 1, "canceling a private show must queue exactly one refund job"
     job = mine[0]
     assert ticket_counts(sid)["valid"] == 3  # queued, not run inline
