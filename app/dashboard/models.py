@@ -1,11 +1,9 @@
-"""Dashboard tables (migration 0010). Only `app.dashboard.rollups` writes the
-rollups; `app.ledger.cli` appends verify runs."""
+"""Dashboard tables (migration 0010). Only `app.dashboard.rollups` writes them."""
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, DateTime, Integer, SmallInteger, String, Text, func,
-                        text)
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Integer, SmallInteger, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -101,14 +99,3 @@ class RollupKindDaily(db.Model):
     transfer_kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     entries: Mapped[int] = mapped_column(BigInteger)
-
-
-class LedgerVerifyRun(db.Model):
-    """One `flask ledger verify` run: the platform view shows the last one."""
-    __tablename__ = "ledger_verify_runs"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    ok: Mapped[bool] = mapped_column(Boolean)
-    violations: Mapped[int] = mapped_column(Integer)
-    summary: Mapped[str] = mapped_column(Text)

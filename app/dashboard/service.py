@@ -36,6 +36,7 @@ from app.auth.service import require_creator
 from app.dashboard import rollups
 from app.errors import Forbidden, InvalidValue
 from app.extensions import db
+from app.ledger.verify import VerifyRun, last_run
 
 RANGES = ("today", "7d", "30d", "all")
 SOURCES = ("tips", "tickets", "calls")
@@ -164,14 +165,6 @@ class SpendingLine:
     amount: int                 # tokens out of the wallet (a refund is negative)
     reference: str
     receipt_url: str
-
-
-@dataclass
-class VerifyRun:
-    ran_at: datetime
-    ok: bool
-    violations: int
-    summary: str
 
 
 @dataclass
@@ -705,22 +698,6 @@ def export_spending_csv(user, range_: str) -> Iterator[str]:
 
 # ---- platform --------------------------------------------------------------
 
-def last_verify_run() -> VerifyRun | None:
-    row = db.session.execute(text(
-        "SELECT ran_at, ok, violations, summary FROM ledger_verify_runs ORDER BY id DESC LIMIT 1")).one_or_none()
-    return VerifyRun(row.ran_at, row.ok, row.violations, row.summary) if row else None
-
-
-def record_verify_run(violations: list) -> VerifyRun:
-    """Store one `flask ledger verify` result (commits)."""
-    summary = "ok" if not violations else "; ".join(str(v) for v in violations[:5])[:1000]
-    row = db.session.execute(text(
-        "INSERT INTO ledger_verify_runs (ok, violations, summary) VALUES (:ok, :n, :s) "
-        "RETURNING ran_at, ok, violations, summary"), {"ok": not violations, "n": len(violations), "s": summary}).one()
-    db.session.commit()
-    return VerifyRun(row.ran_at, row.ok, row.violations, row.summary)
-
-
 def platform_overview(user, range_: str) -> Platform:
     """Platform fees by source and by UTC day in the range, tokens sold in the
     range, tokens outstanding in wallets and held in escrow now, and the last
@@ -746,4 +723,4 @@ def platform_overview(user, range_: str) -> Platform:
              WHERE e.id > :w AND e.id > {_WM} AND a.kind IN ('wallet', 'escrow')) x
         GROUP BY account_kind"""), {"w": _w()})}
     return Platform(range_, fees_by_source, fees_by_day, sold, held.get("wallet", 0), held.get("escrow", 0),
-                    last_verify_run())
+                    last_run())

@@ -2,7 +2,7 @@
 import click
 from flask.cli import AppGroup
 
-from app.ledger.verify import verify
+from app.ledger.verify import record_run, verify
 
 ledger_cli = AppGroup("ledger", help="Inspect the token ledger.")
 
@@ -11,9 +11,7 @@ ledger_cli = AppGroup("ledger", help="Inspect the token ledger.")
 def verify_command():
     """Check every ledger invariant; exit 1 if any is violated."""
     violations = verify()
-    # Kept for the platform view (its "last verify" panel).
-    from app.dashboard.service import record_verify_run
-    record_verify_run(violations)
+    record_run(violations)  # the platform view shows the last result
     if violations:
         for v in violations:
             click.echo(f"VIOLATION {v}", err=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func,
+                        text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,3 +61,14 @@ class LedgerEntry(db.Model):
         CheckConstraint("amount <> 0", name="amount_non_zero"),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
     )
+
+
+class LedgerVerifyRun(db.Model):
+    """One `flask ledger verify` run (app.ledger.verify.record_run); the platform view shows the last one."""
+    __tablename__ = "ledger_verify_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ok: Mapped[bool] = mapped_column(Boolean)
+    violations: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(Text)

@@ -2,11 +2,13 @@
 
 Used by `flask ledger verify`, the Hypothesis state machine and tests. It
 reads with plain SQL so it also catches damage done by code that bypassed
-`app.ledger`.
+`app.ledger`. The command keeps each result (`record_run`); the platform view
+shows the last one (`last_run`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 
@@ -92,3 +94,28 @@ def verify() -> list[Violation]:
         for row in db.session.execute(text(sql)):
             found.append(Violation(rule, template.format(*row)))
     return found
+
+
+@dataclass
+class VerifyRun:
+    ran_at: datetime
+    ok: bool
+    violations: int
+    summary: str
+
+
+def record_run(violations: list) -> VerifyRun:
+    """Store one `flask ledger verify` result (commits)."""
+    summary = "ok" if not violations else "; ".join(str(v) for v in violations[:5])[:1000]
+    row = db.session.execute(text(
+        "INSERT INTO ledger_verify_runs (ok, violations, summary) VALUES (:ok, :n, :s) "
+        "RETURNING ran_at, ok, violations, summary"), {"ok": not violations, "n": len(violations), "s": summary}).one()
+    db.session.commit()
+    return VerifyRun(row.ran_at, row.ok, row.violations, row.summary)
+
+
+def last_run() -> VerifyRun | None:
+    """The most recent stored `flask ledger verify` result, None before the first."""
+    row = db.session.execute(text(
+        "SELECT ran_at, ok, violations, summary FROM ledger_verify_runs ORDER BY id DESC LIMIT 1")).one_or_none()
+    return VerifyRun(row.ran_at, row.ok, row.violations, row.summary) if row else None

@@ -71,3 +71,14 @@ def test_verify_command_runs_as_a_real_process_against_the_same_database(service
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "ledger verify: ok" in proc.stdout
+
+
+def test_ledger_verify_records_its_result_for_the_platform_view(app, ctx):
+    from app.extensions import db
+    from app.ledger.verify import last_run
+    out = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    db.session.rollback()
+    last = last_run()
+    assert last is not None and last.ok == (out.exit_code == 0)
+    assert last.violations == (0 if out.exit_code == 0 else last.violations)
+    assert last.summary
