@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.dashboard import service
+from app.dashboard import export, service
 from app.errors import Forbidden
 from app.extensions import db
 from app.tips import service as tips
@@ -146,8 +146,8 @@ def test_the_export_is_a_generator_reading_a_server_side_cursor(ctx, make_fan, m
 
 
 def test_csv_safe():
-    assert service.csv_safe("=1+1") == "'=1+1"
-    assert service.csv_safe("-2") == "'-2"
-    assert service.csv_safe("\t=x") == "'\t=x"
-    assert service.csv_safe("Ann") == "Ann"
-    assert service.csv_safe(None) == ""
+    assert export.csv_safe("=1+1") == "'=1+1"
+    assert export.csv_safe("-2") == "'-2"
+    assert export.csv_safe("\t=x") == "'\t=x"
+    assert export.csv_safe("Ann") == "Ann"
+    assert export.csv_safe(None) == ""

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 
 from app.dashboard import display
-from app.dashboard.service import DayTotals
+from app.dashboard.ranges import DayTotals
 
 
 def days(*totals, start=date(2026, 1, 30)):

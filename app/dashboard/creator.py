@@ -1,0 +1,128 @@
+"""A creator's earnings: totals by source, day by day, top fans, and revenue per
+show and per call. Every function raises Forbidden ("not_a_creator") for
+non-creators and InvalidValue for a bad range."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.auth.service import require_creator
+from app.dashboard import queries
+from app.dashboard.ranges import DayTotals, days, parse_range, start_day
+from app.dashboard.sources import EARNING_KINDS, SOURCES
+
+NOT_A_CREATOR = "Only creators have earnings."
+
+
+@dataclass
+class Earnings:
+    range: str
+    total: int
+    by_source: dict[str, int]   # keys exactly "tips", "tickets", "calls"
+    pending_escrow: int         # gross ticket tokens held for the creator's unsettled shows
+
+    def to_dict(self) -> dict:
+        return {"range": self.range, "total": self.total, "bySource": dict(self.by_source),
+                "pendingEscrow": self.pending_escrow}
+
+
+@dataclass
+class FanTotal:
+    user_id: int
+    display_name: str
+    total: int
+
+
+@dataclass
+class StreamRevenue:
+    stream_id: int
+    title: str
+    status: str
+    tickets: int
+    tips: int
+
+    @property
+    def total(self) -> int:
+        return self.tickets + self.tips
+
+
+@dataclass
+class CallRevenue:
+    call_id: int
+    fan_name: str
+    blocks: int
+    total: int
+    started_at: datetime | None
+
+
+def creator_earnings(creator, range_: str) -> Earnings:
+    """Creator shares credited to `creator`'s earnings account in the range, by
+    source, and the gross ticket tokens held in escrow for their shows that have
+    not happened yet (not earned until the show ends). Raises Forbidden
+    ("not_a_creator") for non-creators, InvalidValue for a bad range."""
+    require_creator(creator, NOT_A_CREATOR)
+    range_ = parse_range(range_)
+    kinds = queries.by_kind(queries.account_id(creator.id, "earnings"), start_day(range_))
+    by_source = {source: 0 for source in SOURCES}
+    for kind, source in EARNING_KINDS.items():
+        by_source[source] += kinds.get(kind, 0)
+    return Earnings(range_, sum(by_source.values()), by_source, queries.pending_escrow(creator.id))
+
+
+def earnings_by_day(creator, range_: str) -> list[DayTotals]:
+    """One DayTotals per UTC day of the range, zero days included, oldest first.
+    For "all": from the creator's first earning day, at most the last MAX_DAYS
+    days. Raises like `creator_earnings`."""
+    require_creator(creator, NOT_A_CREATOR)
+    range_ = parse_range(range_)
+    account_id = queries.account_id(creator.id, "earnings")
+    start = queries.series_start(account_id, range_)
+    return days(start, queries.by_day_source(account_id, start, EARNING_KINDS) if start else {})
+
+
+def top_fans(creator, range_: str, limit: int = 10) -> list[FanTotal]:
+    """Fans by the creator share earned from them in the range, biggest first
+    (ties: lower user id first). Counts tips and call blocks: a show's ticket
+    money is paid out in one settlement for all its fans, so it is not
+    attributed to any one of them. Raises like `creator_earnings`."""
+    require_creator(creator, NOT_A_CREATOR)
+    range_ = parse_range(range_)
+    account_id, start = queries.account_id(creator.id, "earnings"), start_day(range_)
+    if account_id is None or limit < 1:
+        return []
+    ranked = queries.top_counterparties(account_id, range_, start, limit)
+    if ranked is None:  # the ranking index can't say (see top_counterparties): sum them all
+        totals = queries.by_counterparty(account_id, start, range_ == "all")
+        ranked = sorted(((uid, amount) for uid, amount in totals.items() if amount),
+                        key=lambda x: (-x[1], x[0]))[:limit]
+    names = queries.names(uid for uid, _ in ranked)
+    return [FanTotal(uid, names.get(uid, "?"), amount) for uid, amount in ranked]
+
+
+def stream_revenue(creator, range_: str, limit: int = 20) -> list[StreamRevenue]:
+    """The creator's shows that ran in the range (started, and live or ended in it),
+    at most `limit`, most recent first: live ones, then by end time (newest first;
+    ties: higher id first). For each, creator shares of its settled tickets (if
+    settled in the range) and of the tips sent during it in the range — sums of
+    the earnings entries of those transfers (per-stream rollups + tail).
+    Raises like `creator_earnings`."""
+    require_creator(creator, NOT_A_CREATOR)
+    range_ = parse_range(range_)
+    start = start_day(range_)
+    earnings = queries.account_id(creator.id, "earnings") or 0
+    rows = queries.stream_revenue_rows(creator.id, earnings, start, limit)
+    return [StreamRevenue(r.id, r.title, r.status, int(r.tickets), int(r.tips)) for r in rows]
+
+
+def call_revenue(creator, range_: str, limit: int = 20) -> list[CallRevenue]:
+    """The creator's calls with blocks charged in the range, at most `limit`, most
+    recent first: open ones, then by end time (newest first; ties: higher id first).
+    For each, how many blocks were charged in the range and the creator share of
+    them — the count and sum of the earnings entries of its `call_block` transfers
+    (per-call rollups + tail). Raises like `creator_earnings`."""
+    require_creator(creator, NOT_A_CREATOR)
+    range_ = parse_range(range_)
+    start = start_day(range_)
+    earnings = queries.account_id(creator.id, "earnings") or 0
+    rows = queries.call_revenue_rows(creator.id, earnings, start, limit)
+    return [CallRevenue(r.id, r.fan_name, int(r.blocks), int(r.total), r.accepted_at) for r in rows]
