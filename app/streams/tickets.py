@@ -9,9 +9,10 @@ Money path (DESIGN.md §4, §5):
   with a shared lock while the ticket is written, so ending or canceling the
   show waits for in-flight checkouts: no ticket lands in escrow after the
   show settled or its refunds began.
-* **Settlement**: when a show that went live ends, its escrow is paid out
-  80/20 (`ledger.split` on the total) by one transfer `stream:<id>:settle`,
-  in the same transaction as the status change.
+* **Settlement**: when a show that went live ends, its escrow pays its
+  creator, the platform taking its share (`ledger.creator_payment` on the
+  total), by one transfer `stream:<id>:settle`, in the same transaction as
+  the status change.
 * **Refunds**: a canceled show (by its creator, or by the no-show rule)
   gives every valid ticket back. `refund_show` works in batches: each batch
   locks the next tickets still valid (in id order), moves their money from
@@ -112,10 +113,8 @@ def settle(stream: Stream) -> None:
     total = ledger.balance_of(escrow)
     if total == 0:
         return
-    creator_share, platform_share = ledger.split(total)
-    legs = [ledger.Leg(escrow, -total), ledger.Leg(ledger.account_for(stream.creator_id, "earnings"), creator_share),
-            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-    moved = ledger.transfer("ticket_settlement", f"stream:{stream.id}:settle", [leg for leg in legs if leg.amount],
+    payment = ledger.creator_payment(escrow, ledger.account_for(stream.creator_id, "earnings"), total)
+    moved = ledger.transfer("ticket_settlement", f"stream:{stream.id}:settle", payment.legs,
                             {"streamId": stream.id, "streamTitle": stream.title, "creatorId": stream.creator_id})
     stream.settlement_transfer_id = moved.transfer_id
 

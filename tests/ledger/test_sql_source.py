@@ -28,7 +28,7 @@ def test_the_migrated_database_runs_exactly_the_ledger_sql_source(conn):
 def test_the_source_holds_every_function_and_trigger_that_moves_or_guards_money():
     names = {re.match(r"\w+", entity.signature).group() for entity in ledger_sql.FUNCTIONS}
     assert names == {"idempotency_claim", "ledger_assert_balanced", "ledger_entries_balanced", "ledger_post",
-                     "ledger_post_batch", "ledger_reject_change", "ledger_transfers_balanced", "tip_send"}
+                     "ledger_post_batch", "ledger_post_request", "ledger_reject_change", "ledger_transfers_balanced"}
     assert {entity.signature for entity in ledger_sql.TRIGGERS} == {
         "ledger_entries_balanced", "ledger_transfers_balanced", "ledger_entries_immutable",
         "ledger_entries_no_truncate", "ledger_transfers_immutable", "ledger_transfers_no_truncate"}
