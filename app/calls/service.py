@@ -351,7 +351,7 @@ def _owed(p: _Plan) -> bool:
 
 def _block_transfer(p: _Plan, k: int, payment: ledger.CreatorPayment) -> ledger.TransferRequest:
     call = p.call
-    return ledger.TransferRequest("call_block", f"call:{call.id}:block:{k}", payment.legs,
+    return ledger.TransferRequest(ledger.TransferKind.CALL_BLOCK, f"call:{call.id}:block:{k}", payment.legs,
                                   {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
 
 

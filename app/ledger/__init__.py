@@ -2,9 +2,10 @@
 
 Design note
 -----------
-Double entry. A *transfer* is one business event (a purchase, a tip, a
-ticket, a call block, a refund) with a unique idempotency key; its *entries*
-are signed amounts on accounts.
+Double entry. A *transfer* is one business event with a unique idempotency
+key and a kind (`TransferKind`, app/ledger/kinds.py: purchase, tip, ticket,
+ticket refund, ticket settlement, call block — the database accepts no
+other); its *entries* are signed amounts on accounts.
 
 Sign rule: a positive entry credits (increases) an account, a negative entry
 debits (decreases) it. A transfer's entries sum to zero, so tokens only ever
@@ -30,7 +31,8 @@ Invariants the database enforces, even when this module is bypassed:
 * entries and transfers are immutable (UPDATE/DELETE/TRUNCATE refused: a
   correction is a reversing transfer);
 * entry amounts are non-zero; wallets never go below zero (CHECK);
-* idempotency keys are unique (a repeated post moves nothing).
+* idempotency keys are unique (a repeated post moves nothing);
+* a transfer's kind is a `TransferKind` (CHECK, migration 0013).
 
 The ledger's functions add: no derived account but `token_sales` is debited
 below zero (its entries are summed under its row lock). `verify()` re-checks
@@ -70,9 +72,10 @@ from sqlalchemy import text
 from app import idempotency
 from app.errors import InsufficientFunds
 from app.extensions import db, driver_connection
+from app.ledger.kinds import TransferKind
 
 __all__ = [
-    "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "open_account",
+    "Account", "Leg", "TransferKind", "TransferResult", "LedgerError", "split", "transfer", "open_account",
     "open_escrow", "escrow_account", "accounts_for", "TransferRequest", "transfer_many", "CreatorPayment",
     "creator_payment", "RequestTransfer", "transfer_for_request", "account_for", "system_account", "balance_of",
     "verify",
@@ -104,7 +107,7 @@ class Leg:
 @dataclass(frozen=True)
 class TransferRequest:
     """One transfer of a `transfer_many` batch (the arguments of `transfer`)."""
-    kind: str
+    kind: TransferKind
     key: str
     legs: list[Leg]
     metadata: dict | None = None
@@ -263,7 +266,7 @@ def _post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
     return [leg.account.id for leg in legs], [leg.amount for leg in legs]
 
 
-def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
+def transfer(kind: TransferKind, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
     """Move tokens: one transfer with one entry per leg, inside the caller's transaction.
 
     `key` is the transfer's idempotency key (e.g. ``purchase:42``,
@@ -351,7 +354,7 @@ _POST_REQUEST = ("SELECT o_status, o_resource_id, o_transfer_id, o_balances, o_s
                  "FROM ledger_post_request(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
-def transfer_for_request(kind: str, legs: list[Leg], metadata: dict | None = None, *, user_id: int,
+def transfer_for_request(kind: TransferKind, legs: list[Leg], metadata: dict | None = None, *, user_id: int,
                          key: str, scope: str, params: dict, id_sequence: str) -> RequestTransfer:
     """`transfer` made once per client request, in one statement, inside the caller's
     transaction: claim the request's idempotency key the way `idempotency.claim` does

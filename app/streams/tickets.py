@@ -84,7 +84,7 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
         _check_ticketable(locked)
         ticket_id = db.session.execute(text("SELECT nextval('tickets_id_seq')")).scalar_one()
         moved = ledger.transfer(
-            "ticket", f"ticket:{stream.id}:{fan.id}",
+            ledger.TransferKind.TICKET, f"ticket:{stream.id}:{fan.id}",
             [ledger.Leg(wallet, -locked.ticket_price), ledger.Leg(ledger.escrow_account(locked.escrow_account_id),
                                                                   locked.ticket_price)],
             {"streamId": stream.id, "ticketId": ticket_id, "creatorId": stream.creator_id,
@@ -114,7 +114,7 @@ def settle(stream: Stream) -> None:
     if total == 0:
         return
     payment = ledger.creator_payment(escrow, ledger.account_for(stream.creator_id, "earnings"), total)
-    moved = ledger.transfer("ticket_settlement", f"stream:{stream.id}:settle", payment.legs,
+    moved = ledger.transfer(ledger.TransferKind.TICKET_SETTLEMENT, f"stream:{stream.id}:settle", payment.legs,
                             {"streamId": stream.id, "streamTitle": stream.title, "creatorId": stream.creator_id})
     stream.settlement_transfer_id = moved.transfer_id
 
@@ -150,7 +150,7 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
         wallets = {t.id: ledger.account_for(t.fan_id, "wallet") for t in batch}
         legs = [ledger.Leg(ledger.escrow_account(stream.escrow_account_id), -sum(t.price for t in batch))]
         legs += [ledger.Leg(wallets[t.id], t.price) for t in batch]
-        moved = ledger.transfer("ticket_refund", f"stream:{stream_id}:refund:{batch[0].id}", legs,
+        moved = ledger.transfer(ledger.TransferKind.TICKET_REFUND, f"stream:{stream_id}:refund:{batch[0].id}", legs,
                                 {"streamId": stream_id, "streamTitle": stream.title,
                                  "reason": stream.cancel_reason or "creator"})
         if not moved.created:

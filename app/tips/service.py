@@ -150,7 +150,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     payment = ledger.creator_payment(wallet, earnings, amount)
     # Two statements and the commit: the claim and the transfer in one, the tip row in the other.
     moved = ledger.transfer_for_request(
-        "tip", payment.legs, {"creatorId": creator_id, "fanId": sender.id},
+        ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
         user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",
         params={"to": creator_id, "amount": amount, "message": message, "context": ctx})
     balance = moved.transfer.balances[wallet.id]

@@ -21,7 +21,7 @@ def scene(make_fan, make_creator):
 
 
 def _send(fan, payment, key, params=None):
-    return ledger.transfer_for_request("tip", payment.legs, {"note": "x"}, user_id=fan.id, key=key,
+    return ledger.transfer_for_request(ledger.TransferKind.TIP, payment.legs, {"note": "x"}, user_id=fan.id, key=key,
                                        scope=SCOPE, params=params or {"amount": 30}, id_sequence="tips_id_seq")
 
 
