@@ -9,8 +9,8 @@ other); its *entries* are signed amounts on accounts.
 
 Sign rule: a positive entry credits (increases) an account, a negative entry
 debits (decreases) it. A transfer's entries sum to zero, so tokens only ever
-move: the issuer (`token_sales`) is debited for every purchase, and is the only
-account whose balance is negative (minus the tokens in circulation).
+move: the issuer (`token_sales`) is debited for every purchase and is the one
+account allowed below zero (its balance is minus the tokens in circulation).
 
 Accounts come in two flavours:
 
