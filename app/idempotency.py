@@ -15,9 +15,10 @@ service calls `claim()` inside its transaction *before* doing any work:
 If the work fails (say, insufficient funds) the transaction rolls back and
 takes the claim with it, so a retry after topping up can succeed.
 
-The rule itself is the database function `idempotency_claim` (migration
-0004), so a service that does its whole write as one database function (a
-tip: `tip_send`) claims exactly the way `claim()` does.
+The rule itself is the database function `idempotency_claim`
+(app/ledger/sql/functions/idempotency_claim.sql), so a request whose claim and
+transfer are one statement (`ledger.transfer_for_request`: a tip) claims
+exactly the way `claim()` does.
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ from logging.config import fileConfig
 from flask import current_app
 
 from alembic import context
+from alembic_utils.replaceable_entity import register_entities
+
+from app.ledger import sql as ledger_sql
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -38,6 +41,10 @@ def get_engine_url():
 # target_metadata = mymodel.Base.metadata
 config.set_main_option('sqlalchemy.url', get_engine_url())
 target_db = current_app.extensions['migrate'].db
+
+# The ledger's functions and triggers: autogenerate compares them with their
+# source (app/ledger/sql) and writes the operations, SQL included, into the revision.
+register_entities(ledger_sql.ENTITIES)
 
 # other values from the config, defined by the needs of env.py,
 # can be acquired:
@@ -93,6 +100,7 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    conf_args.setdefault("include_object", ledger_sql.include_object)
 
     connectable = get_engine()
 

@@ -309,7 +309,7 @@ def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
         if gone and max(min(gone) + grace, call.active_since) <= now:
             until = pause_at = max(min(gone) + grace, call.active_since)
         plans.append(_Plan(call, outcome, until, pause_at, wallets[call.fan_id], earnings[call.creator_id]))
-    fees, share = ledger.system_account("platform_fees"), current_app.config["CREATOR_SHARE_PERCENT"]
+    share = current_app.config["CREATOR_SHARE_PERCENT"]
     pending = [p for p in plans if _owed(p)]
     while pending:
         posting = []
@@ -317,16 +317,15 @@ def _bill_many(items: list[tuple[Call, Outcome]], now: datetime) -> None:
             k = p.call.blocks_charged
             price = billing.block_price(k, p.call.rate, p.call.block_seconds)
             if price:
-                posting.append((p, k, price, ledger.split(price, share)))
+                posting.append((p, k, price, ledger.creator_payment(p.wallet, p.earnings, price, share)))
             else:
-                _record_block(p, k, 0, (0, 0), None)  # logged, moves nothing
-        results = ledger.transfer_many([_block_transfer(p, k, price, shares, fees)
-                                        for p, k, price, shares in posting])
-        for (p, k, price, shares), result in zip(posting, results, strict=True):
+                _record_block(p, k, 0, None, None)  # logged, moves nothing
+        results = ledger.transfer_many([_block_transfer(p, k, payment) for p, k, _price, payment in posting])
+        for (p, k, price, payment), result in zip(posting, results, strict=True):
             if isinstance(result, InsufficientFunds):
                 _end_unpaid(p.call, k, result.required, p.outcome)
             else:
-                _record_block(p, k, price, shares, result)
+                _record_block(p, k, price, payment, result)
         pending = [p for p in pending if _owed(p)]
     for p in plans:
         if p.call.status == "active" and p.outcome.blocks:
@@ -344,20 +343,17 @@ def _owed(p: _Plan) -> bool:
     return call.blocks_charged < billing.blocks_due(active, call.block_seconds)
 
 
-def _block_transfer(p: _Plan, k: int, price: int, shares: tuple[int, int], fees: ledger.Account
-                    ) -> ledger.TransferRequest:
+def _block_transfer(p: _Plan, k: int, payment: ledger.CreatorPayment) -> ledger.TransferRequest:
     call = p.call
-    creator_share, platform_share = shares
-    legs = [ledger.Leg(p.wallet, -price), ledger.Leg(p.earnings, creator_share), ledger.Leg(fees, platform_share)]
-    return ledger.TransferRequest("call_block", f"call:{call.id}:block:{k}", [leg for leg in legs if leg.amount],
+    return ledger.TransferRequest(ledger.TransferKind.CALL_BLOCK, f"call:{call.id}:block:{k}", payment.legs,
                                   {"callId": call.id, "blockIndex": k, "creatorId": call.creator_id})
 
 
-def _record_block(p: _Plan, k: int, price: int, shares: tuple[int, int],
+def _record_block(p: _Plan, k: int, price: int, payment: ledger.CreatorPayment | None,
                   moved: ledger.TransferResult | None) -> None:
-    """Block k is paid (`shares`: its creator and platform shares, `ledger.split`)."""
+    """Block k is paid (`payment`: its legs and shares, `ledger.creator_payment`; None for a free block)."""
     call = p.call
-    creator_share, platform_share = shares
+    creator_share, platform_share = (payment.creator_share, payment.platform_share) if payment else (0, 0)
     _event(p.outcome, call, "block_charged", block_index=k, amount=price, creator_share=creator_share,
            platform_share=platform_share, transfer_id=moved.transfer_id if moved else None)
     call.blocks_charged, call.total_charged = k + 1, call.total_charged + price

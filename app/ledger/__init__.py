@@ -2,38 +2,61 @@
 
 Design note
 -----------
-Double entry. A *transfer* is one business event (a purchase, a tip, a
-ticket, a call block, a refund) with a unique idempotency key; its *entries*
-are signed amounts on accounts and always sum to zero. Sign rule: a positive
-entry credits (increases) an account, a negative entry debits it.
+Double entry. A *transfer* is one business event with a unique idempotency
+key and a kind (`TransferKind`, app/ledger/kinds.py: purchase, tip, ticket,
+ticket refund, ticket settlement, call block — the database accepts no
+other); its *entries* are signed amounts on accounts.
+
+Sign rule: a positive entry credits (increases) an account, a negative entry
+debits (decreases) it. A transfer's entries sum to zero, so tokens only ever
+move: the issuer (`token_sales`) is debited for every purchase and is the one
+account allowed below zero (its balance is minus the tokens in circulation).
 
 Accounts come in two flavours:
 
 * **cached** (fan wallets): the row's `balance` is updated in the same
-  transaction as the entry. A debit is the conditional
-  ``UPDATE … SET balance = balance - n WHERE id = … AND balance >= n``, so two
-  concurrent spends serialise on the row and the loser sees the new balance;
-  ``CHECK (balance >= 0)`` backs it up in the database.
+  transaction as the entry, under a row lock taken in account-id order; a
+  debit that would take it below zero is refused, and
+  ``CHECK (balance >= 0)`` backs that up in the database.
 * **derived** (hot accounts: creator earnings, platform fees, token sales,
   escrow): thousands of fans credit them at once, so a credit only appends an
   entry and never touches the shared row; the balance is the sum of entries.
   A debit of a derived account (escrow settling, say) is rare: it locks the
   account row, sums, and checks.
 
-The database enforces the invariants even when this module is bypassed
-(see the migrations): each statement inserting entries must leave every
-transfer it touches summing to zero with at least two entries, and a transfer
-with no entries is refused at COMMIT (migration 0008), entries and transfers are immutable
-(triggers reject UPDATE/DELETE/TRUNCATE), non-zero amounts, non-negative
-wallet balances, unique idempotency keys. `verify()` re-checks everything,
-including that cached balances equal the sum of their entries and that every
-token issued was purchased.
+Invariants the database enforces, even when this module is bypassed:
 
-`transfer` is one call of the `ledger_post` database function (migrations
-0002 and 0007), so the rules above are applied in the database in one round
-trip; it checks every debit before writing anything, so a refused transfer
-leaves no trace. `transfer_many` posts a batch of independent transfers with
-the same rules in one set-based statement (`ledger_post_batch`, 0008).
+* every INSERT of entries leaves each transfer it touches summing to zero with
+  at least two entries, and a transfer with no entries is refused at COMMIT;
+* entries and transfers are immutable (UPDATE/DELETE/TRUNCATE refused: a
+  correction is a reversing transfer);
+* entry amounts are non-zero; wallets never go below zero (CHECK);
+* idempotency keys are unique (a repeated post moves nothing);
+* a transfer's kind is a `TransferKind` (CHECK, migration 0013).
+
+The ledger's functions add: no derived account but `token_sales` is debited
+below zero (its entries are summed under its row lock). `verify()` re-checks
+all of it from the raw tables, plus that cached balances equal the sum of
+their entries, that each show's escrow holds its valid unsettled tickets, and
+that every token issued was purchased.
+
+The database code (its triggers and functions) is code, not history: its one
+current source is app/ledger/sql/, migrations are generated from it, and a
+test proves the live database runs exactly that source.
+
+Three ways in, each one statement (one round trip) that checks every debit
+before writing anything, so a refused transfer leaves no trace:
+
+* `transfer` — one transfer (`ledger_post`);
+* `transfer_many` — a batch of independent transfers (`ledger_post_batch`),
+  each applied or refused on its own: the call meter's blocks;
+* `transfer_for_request` — a transfer made once per client request: it claims
+  the request's idempotency key and posts, together (`ledger_post_request`):
+  a tip.
+
+"Pay a creator, the platform takes its share" (a tip, a call block, a show's
+settlement) is one shape of legs, built by `creator_payment` from `split`,
+the one place the share rule lives.
 
 Nothing here commits: callers own the transaction, so a transfer and the
 business row it belongs to (a purchase, a tip) commit or roll back together.
@@ -46,13 +69,16 @@ from flask import current_app
 from psycopg.types.json import Jsonb
 from sqlalchemy import text
 
+from app import idempotency
 from app.errors import InsufficientFunds
 from app.extensions import db, driver_connection
+from app.ledger.kinds import TransferKind
 
 __all__ = [
-    "Account", "Leg", "TransferResult", "LedgerError", "split", "transfer", "post_arguments", "open_account",
-    "open_escrow", "escrow_account", "accounts_for", "TransferRequest", "transfer_many",
-    "account_for", "system_account", "balance_of", "verify",
+    "Account", "Leg", "TransferKind", "TransferResult", "LedgerError", "split", "transfer", "open_account",
+    "open_escrow", "escrow_account", "accounts_for", "TransferRequest", "transfer_many", "CreatorPayment",
+    "creator_payment", "RequestTransfer", "transfer_for_request", "account_for", "system_account", "balance_of",
+    "verify",
 ]
 
 SYSTEM_KINDS = ("platform_fees", "token_sales")
@@ -81,7 +107,7 @@ class Leg:
 @dataclass(frozen=True)
 class TransferRequest:
     """One transfer of a `transfer_many` batch (the arguments of `transfer`)."""
-    kind: str
+    kind: TransferKind
     key: str
     legs: list[Leg]
     metadata: dict | None = None
@@ -95,6 +121,23 @@ class TransferResult:
     balances: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CreatorPayment:
+    """A payment to a creator as `creator_payment` builds it: its legs and the split they apply."""
+    legs: list[Leg]
+    creator_share: int
+    platform_share: int
+
+
+@dataclass
+class RequestTransfer:
+    """`transfer_for_request`'s answer."""
+    # The id the request's claim reserved for the row it creates (a tip's id).
+    resource_id: int
+    # On a replay: the first request's transfer (created=False) with the balances right after it.
+    transfer: TransferResult
+
+
 def split(amount: int, share_percent: int | None = None) -> tuple[int, int]:
     """Split a gross amount into (creator, platform); the one place the rule lives.
 
@@ -106,6 +149,21 @@ def split(amount: int, share_percent: int | None = None) -> tuple[int, int]:
         share_percent = current_app.config["CREATOR_SHARE_PERCENT"]
     creator = amount * share_percent // 100
     return creator, amount - creator
+
+
+def creator_payment(payer: Account, earnings: Account, amount: int,
+                    share_percent: int | None = None) -> CreatorPayment:
+    """The legs of "`payer` pays a creator `amount`, the platform takes its share":
+    `payer` (a fan's wallet, a show's escrow) −amount, the creator's `earnings`
+    +creator share, `platform_fees` +platform share, as `split` divides it. A
+    share of 0 gets no leg (a 1-token tip is all the platform's).
+
+    The one shape of a tip, a call block and a show's settlement; post it with
+    `transfer`, `transfer_many` or `transfer_for_request`.
+    """
+    creator_share, platform_share = split(amount, share_percent)
+    legs = [Leg(payer, -amount), Leg(earnings, creator_share), Leg(system_account("platform_fees"), platform_share)]
+    return CreatorPayment([leg for leg in legs if leg.amount], creator_share, platform_share)
 
 
 def open_account(kind: str, user_id: int) -> Account:
@@ -186,18 +244,14 @@ def balance_of(account: Account) -> int:
     return int(db.session.execute(text(sql), {"id": account.id}).scalar_one())
 
 
-# One statement per transfer (migration 0002 explains the steps), sent on the
-# session's own psycopg connection (see `driver_connection`).
+# One statement per transfer (app/ledger/sql/functions/ledger_post.sql explains the
+# steps), sent on the session's own psycopg connection (see `driver_connection`).
 _POST = "SELECT o_transfer_id, o_created, o_shortfall, o_balances FROM ledger_post(%s, %s, %s, %s, %s)"
 
 
-def post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
-    """Check `legs` and return them as `ledger_post` takes them: (account ids, amounts).
-
-    For database functions that post a transfer as one step of a bigger
-    statement (`tip_send`); everything else calls `transfer`. Raises
-    `LedgerError` for malformed legs.
-    """
+def _post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
+    """Check `legs` and return them as the database functions take them: (account
+    ids, amounts). Raises `LedgerError` for malformed legs."""
     if len(legs) < 2:
         raise LedgerError("a transfer needs at least two legs")
     seen = set()
@@ -212,7 +266,7 @@ def post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
     return [leg.account.id for leg in legs], [leg.amount for leg in legs]
 
 
-def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
+def transfer(kind: TransferKind, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
     """Move tokens: one transfer with one entry per leg, inside the caller's transaction.
 
     `key` is the transfer's idempotency key (e.g. ``purchase:42``,
@@ -226,7 +280,7 @@ def transfer(kind: str, key: str, legs: list[Leg], metadata: dict | None = None)
     ends one call and bills the rest of its batch) — and `LedgerError` for
     malformed legs.
     """
-    ids, amounts = post_arguments(legs)
+    ids, amounts = _post_arguments(legs)
     tid, created, shortfall, balances = driver_connection().execute(
         _POST, (kind, key, Jsonb(metadata or {}), ids, amounts)).fetchone()
     if shortfall:
@@ -244,8 +298,8 @@ _POST_BATCH = ("SELECT o_transfer_ids, o_created, o_shortfalls, o_balances "
 
 
 def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | InsufficientFunds]:
-    """Post independent transfers in one statement (`ledger_post_batch`, migration
-    0008), inside the caller's transaction. Each is applied or refused on its own:
+    """Post independent transfers in one statement (`ledger_post_batch`), inside
+    the caller's transaction. Each is applied or refused on its own:
     a refused one comes back as an `InsufficientFunds` (not raised) and wrote
     nothing, so the others stand. Same rules and idempotency as `transfer`.
 
@@ -259,7 +313,7 @@ def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | Insu
         return []
     keys, leg_of, accounts, amounts, seen_cached = [], [], [], [], set()
     for ordinal, request in enumerate(requests, start=1):
-        ids, legs_amounts = post_arguments(request.legs)
+        ids, legs_amounts = _post_arguments(request.legs)
         for leg in request.legs:
             if leg.account.cached:
                 if leg.account.id in seen_cached:
@@ -293,6 +347,38 @@ def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | Insu
         else:
             results.append(TransferResult(tid, created=made, balances=moved if made else {}))
     return results
+
+
+# A claim and a transfer in one statement (app/ledger/sql/functions/ledger_post_request.sql).
+_POST_REQUEST = ("SELECT o_status, o_resource_id, o_transfer_id, o_balances, o_shortfall "
+                 "FROM ledger_post_request(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+def transfer_for_request(kind: TransferKind, legs: list[Leg], metadata: dict | None = None, *, user_id: int,
+                         key: str, scope: str, params: dict, id_sequence: str) -> RequestTransfer:
+    """`transfer` made once per client request, in one statement, inside the caller's
+    transaction: claim the request's idempotency key the way `idempotency.claim` does
+    (`user_id`, `key`, `scope`, `params`), reserving the id of the row the request
+    creates from `id_sequence`; then post the transfer ``<kind>:<id>``, its metadata
+    naming the row (``<kind>Id``). The caller writes that row, with that id, before
+    it commits.
+
+    A replay of the key returns the first request's id and transfer (``created=False``,
+    with the balances right after it) and moves nothing. Raises `Conflict` (the key
+    was used with other parameters), `InsufficientFunds` (with the shortfall) and
+    `LedgerError` (malformed legs); after a raise the caller must roll back, which
+    also releases the claim, so a refused request leaves nothing behind.
+    """
+    ids, amounts = _post_arguments(legs)
+    status, resource_id, tid, balances, shortfall = driver_connection().execute(_POST_REQUEST, (
+        user_id, key, scope, idempotency.fingerprint(scope, params), id_sequence, kind, Jsonb(metadata or {}),
+        ids, amounts)).fetchone()
+    if status == "conflict":
+        raise idempotency.key_reused()
+    if status == "insufficient_funds":
+        raise InsufficientFunds(required=shortfall)
+    after = {a: b for a, b in zip(ids, balances or [], strict=False) if b is not None}
+    return RequestTransfer(resource_id, TransferResult(tid, created=status == "posted", balances=after))
 
 
 from app.ledger.verify import verify  # noqa: E402  (re-export)

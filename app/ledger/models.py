@@ -9,8 +9,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.ledger.kinds import TransferKind
 
 ACCOUNT_KINDS = ("wallet", "earnings", "platform_fees", "token_sales", "escrow")
+TRANSFER_KINDS = tuple(kind.value for kind in TransferKind)
 
 
 class LedgerAccount(db.Model):
@@ -44,6 +46,10 @@ class LedgerTransfer(db.Model):
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     metadata_: Mapped[dict] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN {TRANSFER_KINDS!r}", name="kind"),
+    )
 
 
 class LedgerEntry(db.Model):

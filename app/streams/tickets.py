@@ -9,9 +9,10 @@ Money path (DESIGN.md §4, §5):
   with a shared lock while the ticket is written, so ending or canceling the
   show waits for in-flight checkouts: no ticket lands in escrow after the
   show settled or its refunds began.
-* **Settlement**: when a show that went live ends, its escrow is paid out
-  80/20 (`ledger.split` on the total) by one transfer `stream:<id>:settle`,
-  in the same transaction as the status change.
+* **Settlement**: when a show that went live ends, its escrow pays its
+  creator, the platform taking its share (`ledger.creator_payment` on the
+  total), by one transfer `stream:<id>:settle`, in the same transaction as
+  the status change.
 * **Refunds**: a canceled show (by its creator, or by the no-show rule)
   gives every valid ticket back. `refund_show` works in batches: each batch
   locks the next tickets still valid (in id order), moves their money from
@@ -83,7 +84,7 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
         _check_ticketable(locked)
         ticket_id = db.session.execute(text("SELECT nextval('tickets_id_seq')")).scalar_one()
         moved = ledger.transfer(
-            "ticket", f"ticket:{stream.id}:{fan.id}",
+            ledger.TransferKind.TICKET, f"ticket:{stream.id}:{fan.id}",
             [ledger.Leg(wallet, -locked.ticket_price), ledger.Leg(ledger.escrow_account(locked.escrow_account_id),
                                                                   locked.ticket_price)],
             {"streamId": stream.id, "ticketId": ticket_id, "creatorId": stream.creator_id,
@@ -112,10 +113,8 @@ def settle(stream: Stream) -> None:
     total = ledger.balance_of(escrow)
     if total == 0:
         return
-    creator_share, platform_share = ledger.split(total)
-    legs = [ledger.Leg(escrow, -total), ledger.Leg(ledger.account_for(stream.creator_id, "earnings"), creator_share),
-            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-    moved = ledger.transfer("ticket_settlement", f"stream:{stream.id}:settle", [leg for leg in legs if leg.amount],
+    payment = ledger.creator_payment(escrow, ledger.account_for(stream.creator_id, "earnings"), total)
+    moved = ledger.transfer(ledger.TransferKind.TICKET_SETTLEMENT, f"stream:{stream.id}:settle", payment.legs,
                             {"streamId": stream.id, "streamTitle": stream.title, "creatorId": stream.creator_id})
     stream.settlement_transfer_id = moved.transfer_id
 
@@ -151,7 +150,7 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
         wallets = {t.id: ledger.account_for(t.fan_id, "wallet") for t in batch}
         legs = [ledger.Leg(ledger.escrow_account(stream.escrow_account_id), -sum(t.price for t in batch))]
         legs += [ledger.Leg(wallets[t.id], t.price) for t in batch]
-        moved = ledger.transfer("ticket_refund", f"stream:{stream_id}:refund:{batch[0].id}", legs,
+        moved = ledger.transfer(ledger.TransferKind.TICKET_REFUND, f"stream:{stream_id}:refund:{batch[0].id}", legs,
                                 {"streamId": stream_id, "streamTitle": stream.title,
                                  "reason": stream.cancel_reason or "creator"})
         if not moved.created:

@@ -1,9 +1,8 @@
 """Tips: a fan sends tokens (and a message) to a creator, everyone watching sees it.
 
-The tip row and its ledger transfer (`tip:<id>`: fan wallet → creator
-earnings + platform fees, split by `ledger.split`) commit together; the
-realtime event is published only after that commit, and a Redis outage only
-costs the overlay.
+The tip row and its ledger transfer (`tip:<id>`: the fan's wallet pays the
+creator, `ledger.creator_payment`) commit together; the realtime event is
+published only after that commit, and a Redis outage only costs the overlay.
 """
 from __future__ import annotations
 
@@ -11,13 +10,12 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from psycopg.types.json import Jsonb
 from sqlalchemy import select
 
-from app import idempotency, ledger, validation
+from app import ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
+from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.streams.models import Stream
 from app.streams.service import can_view
@@ -137,10 +135,9 @@ def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str
         raise
 
 
-# The tip's writes are one database function (migration 0004): claim the key,
-# post the legs with ledger_post, insert the tip row. Its key scope is SCOPE.
-_SEND = ("SELECT o_status, o_tip_id, o_created_at, o_transfer_id, o_balance, o_shortfall "
-         "FROM tip_send(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+# The tip row, written beside its transfer (`ledger.transfer_for_request` reserved its id).
+_INSERT = ("INSERT INTO tips (id, sender_id, creator_id, amount, creator_share, platform_share, message, stream_id, "
+           "call_id, channel, transfer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at")
 
 
 def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
@@ -149,27 +146,23 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     creator_id = _creator_id(to_creator_id, sender)
     earnings = _earnings_account(creator_id)
     ctx = _context(context, creator_id, sender)
-    fingerprint = idempotency.fingerprint(SCOPE, {"to": creator_id, "amount": amount, "message": message,
-                                                  "context": ctx})
-    creator_share, platform_share = ledger.split(amount)
     wallet = ledger.account_for(sender.id, "wallet")
-    legs = [ledger.Leg(wallet, -amount), ledger.Leg(earnings, creator_share),
-            ledger.Leg(ledger.system_account("platform_fees"), platform_share)]
-    accounts, amounts = ledger.post_arguments([leg for leg in legs if leg.amount])
-    status, tip_id, created_at, transfer_id, balance, shortfall = driver_connection().execute(_SEND, (
-        sender.id, creator_id, key, fingerprint, amount, creator_share, platform_share, message,
-        ctx["stream_id"], ctx["call_id"], ctx["channel"], Jsonb({"creatorId": creator_id, "fanId": sender.id}),
-        accounts, amounts, wallet.id)).fetchone()
-    if status == "conflict":
-        raise idempotency.key_reused()
-    if status == "insufficient_funds":
-        raise InsufficientFunds(required=shortfall)
-    # A replay matched the first request's fingerprint, so its fields are these.
-    tip = Tip(id=tip_id, sender_id=sender.id, creator_id=creator_id, amount=amount, creator_share=creator_share,
-              platform_share=platform_share, message=message, transfer_id=transfer_id, created_at=created_at, **ctx)
-    if status == "replayed":
+    payment = ledger.creator_payment(wallet, earnings, amount)
+    # Two statements and the commit: the claim and the transfer in one, the tip row in the other.
+    moved = ledger.transfer_for_request(
+        ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
+        user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",
+        params={"to": creator_id, "amount": amount, "message": message, "context": ctx})
+    balance = moved.transfer.balances[wallet.id]
+    if not moved.transfer.created:
         db.session.rollback()
-        return TipResult(tip, balance, replayed=True)
+        return TipResult(db.session.get(Tip, moved.resource_id), balance, replayed=True)
+    tip = Tip(id=moved.resource_id, sender_id=sender.id, creator_id=creator_id, amount=amount,
+              creator_share=payment.creator_share, platform_share=payment.platform_share, message=message,
+              transfer_id=moved.transfer.transfer_id, **ctx)
+    tip.created_at = driver_connection().execute(_INSERT, (
+        tip.id, tip.sender_id, tip.creator_id, tip.amount, tip.creator_share, tip.platform_share, tip.message,
+        tip.stream_id, tip.call_id, tip.channel, tip.transfer_id)).fetchone()[0]
     db.session.commit()
     events.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)

@@ -83,7 +83,7 @@ def _credit(purchase: Purchase, provider_ref: str) -> int:
     """Credit a paid purchase to the buyer's wallet; returns the new balance."""
     wallet = ledger.account_for(purchase.user_id, "wallet")
     moved = ledger.transfer(
-        "purchase", f"purchase:{purchase.id}",
+        ledger.TransferKind.PURCHASE, f"purchase:{purchase.id}",
         [ledger.Leg(ledger.system_account("token_sales"), -purchase.amount_tokens),
          ledger.Leg(wallet, purchase.amount_tokens)],
         {"purchaseId": purchase.id, "provider": purchase.provider},
@@ -137,13 +137,13 @@ class HistoryPage:
 
 def describe(kind: str, metadata: dict, amount: int) -> str:
     """The reason a person reads next to a wallet entry (plain text: templates escape it)."""
-    if kind == "purchase":
+    if kind == ledger.TransferKind.PURCHASE:
         suffix = " (test mode)" if metadata.get("provider") == "demo" else ""
         return f"Bought {amount:,} tokens{suffix}"
     show = metadata.get("streamTitle")
-    if kind == "ticket" and show:
+    if kind == ledger.TransferKind.TICKET and show:
         return f"Ticket: {show}"
-    if kind == "ticket_refund" and show:
+    if kind == ledger.TransferKind.TICKET_REFUND and show:
         why = "did not start in time" if metadata.get("reason") == "no_show" else "was canceled"
         return f"Refund: {show} {why}"
     return kind.replace("_", " ").capitalize()
@@ -180,7 +180,7 @@ def receipt(user, transfer_id: int) -> dict:
     if row is None:
         raise NotFound("No such receipt.")
     purchase = None
-    if row.kind == "purchase":
+    if row.kind == ledger.TransferKind.PURCHASE:
         purchase = db.session.get(Purchase, (row.metadata_ or {}).get("purchaseId"))
     return {"entry": row, "reason": describe(row.kind, row.metadata_ or {}, abs(row.amount)),
             "purchase": purchase}

@@ -23,7 +23,7 @@ def two_wallets(make_fan):
 
 
 def _new_transfer(raw) -> int:
-    return raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('test', %s) RETURNING id",
+    return raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('purchase', %s) RETURNING id",
                        (f"raw:{uuid.uuid4()}",)).fetchone()[0]
 
 def _post_by_hand(raw, a, b) -> int:
@@ -104,9 +104,9 @@ def test_wallet_cannot_go_negative(raw, two_wallets):
 
 def test_reused_transfer_idempotency_key_is_refused(raw):
     key = f"raw:{uuid.uuid4()}"
-    raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('test', %s)", (key,))
+    raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('purchase', %s)", (key,))
     with pytest.raises(psycopg.errors.UniqueViolation):
-        raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('test', %s)", (key,))
+        raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('purchase', %s)", (key,))
 
 
 def test_zero_amount_entry_is_refused(raw, two_wallets):
