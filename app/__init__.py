@@ -115,10 +115,14 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 
 def _init_realtime(app: Flask) -> None:
-    """One hub (one Redis listener thread, started on the first socket) per process."""
+    """One hub (one Redis listener thread, started on the first socket) per process, and
+    the templates of pushed fragments."""
     from flask import render_template
 
+    from app.realtime.fragments import Fragments
     from app.realtime.hub import Hub
+
+    app.extensions["realtime_fragments"] = Fragments(app)
 
     def render_viewer_count(n: int) -> str:
         with app.app_context():

@@ -6,12 +6,10 @@ Call these only after the transaction that caused them has committed.
 """
 from __future__ import annotations
 
-import weakref
-
 from flask import current_app
-from jinja2.runtime import new_context
 from redis import RedisError
 
+from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, publish, publish_many, user_channel
 from app.redis_client import get_redis
 
@@ -25,33 +23,7 @@ def _unseen_counter(creator_id: int) -> str:
 
 
 def _render(template: str, **context) -> str:
-    """Render a pushed fragment from the template alone. Flask's context
-    processors (the current user's balance, CSRF token, …) are skipped on
-    purpose: a message goes to other people, so it must never depend on who
-    caused it, and skipping them is measurably cheaper on the tip path.
-
-    What `Template.render` does, minus its per-call walks over the globals: Jinja
-    copies them out of a ChainMap into the context and again into a set of their
-    names (for `{% import %}`, which these fragments don't use), more than half
-    the cost of these small fragments (measured: a balance push 32 → 8 µs, a
-    call's figures 71 → 30–37 µs), and a metering tick renders two per call. The
-    merged globals are taken once per loaded template (they are all registered
-    when the app is created). `jinja2.runtime.new_context` is what
-    `Template.new_context` calls; Jinja2 is pinned in requirements.txt."""
-    compiled = current_app.jinja_env.get_template(template)
-    merged = _merged_globals.get(compiled)
-    if merged is None:
-        merged = _merged_globals[compiled] = dict(compiled.globals)
-    try:
-        return compiled.environment.concat(compiled.root_render_func(new_context(
-            compiled.environment, compiled.name, compiled.blocks, {**merged, **context}, shared=True)))
-    except Exception:
-        compiled.environment.handle_exception()
-
-
-# Template object → its globals as one dict. Weak keys: a template reloaded
-# (debug mode) is a new object and its entry goes with the old one.
-_merged_globals = weakref.WeakKeyDictionary()
+    return fragments.render(template, **context)
 
 
 def tip_sent(tip, sender, sender_balance: int) -> None:
