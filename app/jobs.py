@@ -85,7 +85,7 @@ def meter_calls() -> dict:
     """The metering tick: first report parties whose web instance died as gone (their
     pages stopped heartbeating), then charge every due call block."""
     from app.calls import service
-    from app.realtime.signaling import sweep_stale_presence
+    from app.calls.signaling import sweep_stale_presence
     sweep_stale_presence()
     return service.meter().to_dict()
 

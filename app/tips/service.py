@@ -21,6 +21,7 @@ from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, Not
 from app.extensions import db, driver_connection
 from app.streams.models import Stream
 from app.streams.service import can_view
+from app.tips import pushes
 from app.tips.models import Tip
 
 MESSAGE_MAX = 280
@@ -144,8 +145,6 @@ _SEND = ("SELECT o_status, o_tip_id, o_created_at, o_transfer_id, o_balance, o_s
 
 
 def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
-    from app.realtime import events
-
     creator_id = _creator_id(to_creator_id, sender)
     earnings = _earnings_account(creator_id)
     ctx = _context(context, creator_id, sender)
@@ -171,7 +170,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
         db.session.rollback()
         return TipResult(tip, balance, replayed=True)
     db.session.commit()
-    events.tip_sent(tip, sender, balance)
+    pushes.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)
 
 
