@@ -13,9 +13,9 @@ from flask_login import current_user
 
 from app.calls import display, service, signaling
 from app.calls.models import CHANNEL_PREFIX, Call
-from app.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, error_response
+from app.errors import AppError, Conflict, Forbidden, Unauthorized, error_response
 from app.extensions import db, sock
-from app.realtime.channels import register_channel, register_feed
+from app.realtime.channels import channel_not_found, register_channel, register_feed
 from app.realtime.sockets import credential_channels
 
 bp = Blueprint("calls_live", __name__)
@@ -31,7 +31,7 @@ def _authorize(channel: str) -> int:
     """A call's channel: its two participants only."""
     call = display.call_for_channel(channel)
     if call is None:
-        raise NotFound("No such channel.", "channel_not_found")
+        raise channel_not_found()
     if not current_user.is_authenticated:
         raise Unauthorized("Log in to follow your call.", "unauthorized")
     if current_user.id not in (call.fan_id, call.creator_id):

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 from flask import Flask, current_app
 
+from app.errors import NotFound
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -28,8 +30,9 @@ class Channel:
 
     `authorize(name)` runs at the handshake, in the request: it returns what
     `on_connect` needs (plain data: the DB session is released before the
-    socket subscribes), or refuses by raising an `AppError` (NotFound,
-    Unauthorized, Forbidden), whose HTTP answer then replaces the upgrade.
+    socket subscribes), or refuses by raising an `AppError`, whose HTTP answer
+    then replaces the upgrade: `channel_not_found()` for a name it has no
+    channel for, Unauthorized or Forbidden for one this user may not join.
     `on_connect(name, joined)` → the HTML sent first on every (re)connect and
     after a Redis outage (None: nothing), read in a fresh DB session.
     `viewers(count)` → the HTML of the channel's viewer count, pushed when it
@@ -74,6 +77,12 @@ class Registry:
     def _in_app(self, render: Callable[[int], str], count: int) -> str:
         with self._app.app_context():
             return render(count)
+
+
+def channel_not_found() -> NotFound:
+    """The one answer for a name that is no channel, whether no feature serves its
+    prefix or the feature has no such stream or call: 404 `channel_not_found`."""
+    return NotFound("No such channel.", "channel_not_found")
 
 
 def registry() -> Registry:

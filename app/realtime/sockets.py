@@ -32,10 +32,10 @@ from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
 from app.auth.models import User
-from app.errors import AppError, Forbidden, NotFound, Unauthorized, error_response
+from app.errors import AppError, Forbidden, Unauthorized, error_response
 from app.extensions import db, sock
 from app.realtime.bus import credential_channel, user_channel
-from app.realtime.channels import registry
+from app.realtime.channels import channel_not_found, registry
 from app.realtime.hub import ENDED, RESYNC, WAKE
 
 bp = Blueprint("realtime", __name__)
@@ -85,7 +85,7 @@ def _join():
         name = request.view_args["channel"]
         channel = registry().channel(name)
         if channel is None:
-            return error_response(NotFound("No such channel.", "channel_not_found"))
+            return error_response(channel_not_found())
         try:
             g.joined = channel, channel.authorize(name)
         except AppError as err:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Flask, render_template
 from flask_login import current_user
 
-from app.errors import Forbidden, NotFound
+from app.errors import Forbidden
 from app.realtime import fragments
-from app.realtime.channels import register_channel
+from app.realtime.channels import channel_not_found, register_channel
 from app.realtime.sockets import hub
 from app.streams.models import CHANNEL_PREFIX
 from app.streams.service import can_view, stream_for_channel
@@ -25,7 +25,7 @@ def init_app(app: Flask) -> None:
 def _authorize(channel: str) -> None:
     stream = stream_for_channel(channel)
     if stream is None:
-        raise NotFound("No such channel.", "channel_not_found")
+        raise channel_not_found()
     if not can_view(current_user, stream):
         raise Forbidden("You don't have access to this stream.", "no_access")
 
