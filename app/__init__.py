@@ -78,6 +78,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(seed_cli)
     from app.dashboard.cli import rollups_cli
     app.cli.add_command(rollups_cli)
+    _register_live(app)
     return app
 
 
@@ -115,16 +116,16 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 
 def _init_realtime(app: Flask) -> None:
-    """One hub (one Redis listener thread, started on the first socket) per process."""
-    from flask import render_template
-
+    """One hub (one Redis listener thread, started on the first socket) per process, the
+    registry of the channels features serve (they fill it in `_register_live`), and the
+    templates of pushed fragments."""
+    from app.realtime.channels import Registry
+    from app.realtime.fragments import Fragments
     from app.realtime.hub import Hub
 
-    def render_viewer_count(n: int) -> str:
-        with app.app_context():
-            return render_template("streams/_viewer_count.html", viewers=n)
-
-    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], render_viewer_count, app.config["REDIS_PREFIX"])
+    app.extensions["realtime_fragments"] = Fragments(app)
+    channels = app.extensions["realtime_channels"] = Registry(app)
+    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], channels.audience, app.config["REDIS_PREFIX"])
     # Ping idle sockets so dead peers are noticed and proxies keep them open.
     # No client message may exceed 64 KB (only call signaling reads any): bigger closes with 1009.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 64 * 1024})
@@ -169,7 +170,6 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard.api import bp as dashboard_api
     from app.dashboard.routes import bp as dashboard_routes
     from app.main.routes import bp as main_routes
-    from app.realtime.sockets import bp as realtime_sockets
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
     from app.tips.api import bp as tips_api
@@ -178,9 +178,24 @@ def _register_blueprints(app: Flask) -> None:
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
-               tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
-               realtime_sockets):
+               tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api):
         app.register_blueprint(bp)
+
+
+def _register_live(app: Flask) -> None:
+    """The WebSocket transport, then each feature's live behaviour (STYLE.md 9): its
+    channels, its share of `/ws/me` (sent in this order) and its own sockets. Last,
+    so the transport's checks run after every other `before_request` hook: a
+    socket's Origin and access are checked once its credentials are known."""
+    from app.calls import live as calls_live
+    from app.realtime import sockets
+    from app.streams import live as streams_live
+    from app.tips import live as tips_live
+    from app.wallet import live as wallet_live
+
+    sockets.init_app(app)
+    for feature in (wallet_live, tips_live, calls_live, streams_live):
+        feature.init_app(app)
 
 
 def _register_auth(app: Flask) -> None:

@@ -343,7 +343,7 @@ def test_no_websocket_handshake_answers_hostile_input_with_a_5xx_and_none_change
     outcome = Outcome()
     ws_rules = [r for r in app.url_map.iter_rules() if r.websocket]
     assert {r.endpoint for r in ws_rules} >= {"realtime.channel_socket", "realtime.me_socket",
-                                              "realtime.overlay_socket", "realtime.call_signal_socket"}
+                                              "tips_live.overlay_socket", "calls_live.call_signal_socket"}
     for rule in ws_rules:
         requests = []
         for m in _ARG.finditer(rule.rule):

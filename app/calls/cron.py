@@ -6,7 +6,7 @@ from flask import current_app
 
 from app.calls import service
 from app.jobs import job
-from app.realtime.signaling import sweep_stale_presence
+from app.calls.signaling import sweep_stale_presence
 
 
 @job

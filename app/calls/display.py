@@ -3,7 +3,7 @@
 Nothing here changes anything: the call service owns every state change and
 charge. `meter` is a template global (registered by app/calls/routes.py), so
 the state panel renders the same whether it comes with the page, as an htmx
-answer, or pushed over the call's channel by `events.call_changed` — which
+answer, or pushed over the call's channel by `pushes.call_changed` — which
 renders without a request, once for both parties (nothing here depends on who
 is looking), and for every call the meter charges (so nothing here queries for
 the panel). The receipts and the creator's earnings come from the audit log,

@@ -12,6 +12,7 @@ CALL_STATUSES = ("requested", "active", "paused", "ended", "declined", "expired"
 END_REASONS = ("ended_by_fan", "ended_by_creator", "billing_stopped", "insufficient_funds")
 PAUSE_CAUSES = ("fan", "creator", "presence")
 EVENT_TYPES = ("block_charged", "paused", "resumed", "stopped", "ended", "low_balance", "insufficient_funds")
+CHANNEL_PREFIX = "c-"  # every call's channel name starts so (calls.live serves them)
 
 
 class Call(db.Model):
@@ -28,7 +29,7 @@ class Call(db.Model):
     block_seconds: Mapped[int] = mapped_column(Integer)  # BILLING_BLOCK_SECONDS when requested
     status: Mapped[str] = mapped_column(String(16), server_default=text("'requested'"))
     end_reason: Mapped[str | None] = mapped_column(String(32))
-    channel: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(64), unique=True)  # CHANNEL_PREFIX…, unguessable
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -5,7 +5,7 @@ service functions as the JSON API) and its activity fragment (receipts, the
 creator's earnings, the fan's low-balance warning).
 
 The call page's state panel is `calls/_state.html` around `calls/_meter.html`;
-the same templates are pushed by `events.call_changed`, so they use only the
+the same templates are pushed by `pushes.call_changed`, so they use only the
 template globals registered here (no request, no current user) and no query.
 Whenever the panel changes, the page re-fetches `/calls/<id>/activity`.
 """

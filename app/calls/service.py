@@ -27,10 +27,12 @@ from sqlalchemy import select
 from app import clock, ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.calls import billing
-from app.calls.models import BillingEvent, Call
+from app.calls import billing, pushes
+from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
+from app.realtime.bus import Publisher
+from app.wallet.pushes import balance_changed, balance_messages
 
 OPEN_STATUSES = ("requested", "active", "paused")
 REQUEST_TIMEOUT = timedelta(minutes=2)  # an unanswered request expires
@@ -102,7 +104,7 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     # Nobody is present until their call page says so (presence_changed).
     call = Call(fan_id=fan.id, creator_id=creator.id, rate=rate,
                 block_seconds=current_app.config["BILLING_BLOCK_SECONDS"],
-                channel=f"c-{secrets.token_urlsafe(12)}", requested_at=now,
+                channel=f"{CHANNEL_PREFIX}{secrets.token_urlsafe(12)}", requested_at=now,
                 fan_missing_since=now, creator_missing_since=now)
     db.session.add(call)
     db.session.commit()
@@ -444,14 +446,12 @@ def meter(at: datetime | None = None, batch: int = METER_BATCH, threads: int | N
     `METER_THREADS`) bill batches side by side, each on its own connection, so one
     batch's Python runs while another's SQL does; they take batches in turn from
     one cursor, so no call is read twice in a tick. Pages' updates are rendered
-    and published on a background thread (`bus.Publisher`) as batches commit;
+    and published on a background thread (`realtime.bus.Publisher`) as batches commit;
     all are sent before this returns."""
-    from app.realtime import bus
-
     now = at or clock.now()
     threads = threads or current_app.config["METER_THREADS"]
     claims = _Claims(batch)
-    with bus.Publisher() as publisher:
+    with Publisher() as publisher:
         if threads == 1:
             results = [_meter_batches(now, claims, publisher)]
         else:
@@ -510,14 +510,12 @@ def _meter_batches(now: datetime, claims: _Claims, publisher) -> MeterResult:
 def _meter_messages(changed) -> list[tuple[str, str]]:
     """The pages' updates for a committed batch: each call's figures (or its whole
     panel when its status changed) and the fan's new balance."""
-    from app.realtime import events
-
     messages = []
     for call, outcome in changed:
         # Still active: only blocks were charged (the meter pauses and ends, never resumes).
-        messages += events.call_messages(call, figures_only=call.status == "active")
+        messages += pushes.call_messages(call, figures_only=call.status == "active")
         for fan_id, balance in outcome.balances.items():
-            messages += events.balance_messages(fan_id, balance)
+            messages += balance_messages(fan_id, balance)
     return messages
 
 
@@ -559,12 +557,10 @@ def history(user, call_id) -> list[BillingEvent]:
 # ---- events ------------------------------------------------------------------------------
 
 def _announce(call: Call) -> None:
-    from app.realtime import events
-    events.call_requested(call)
+    pushes.call_requested(call)
 
 
 def _publish(call: Call, outcome: Outcome) -> None:
-    from app.realtime import events
-    events.call_changed(call)
+    pushes.call_changed(call)
     for fan_id, balance in outcome.balances.items():
-        events.balance_changed(fan_id, balance)
+        balance_changed(fan_id, balance)

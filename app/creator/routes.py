@@ -8,6 +8,7 @@ from app.calls import service as calls
 from app.errors import AppError
 from app.http import is_htmx, redirect_to
 from app.streams import media
+from app.tips import pushes
 from app.tips import service as tips
 
 bp = Blueprint("creator", __name__)
@@ -76,7 +77,6 @@ def regenerate_overlay():
 @login_required
 def tips_seen():
     """Opening the tips menu clears the unseen-tips badge."""
-    from app.realtime import events
     require_creator(current_user)
-    events.mark_tips_seen(current_user.id)
+    pushes.mark_tips_seen(current_user.id)
     return render_template("tips/_badge.html", unseen=0)

@@ -1,8 +1,8 @@
 """Publishing realtime events: HTML fragments to a channel, after the commit.
 
 `publish` never raises: Redis being down loses the overlay, not the money
-(the caller has already committed). Channels: a stream's or call's channel
-name, or `user:<id>` for one user's own feed (`/ws/me`).
+(the caller has already committed). Channels: a name some feature serves
+(channels.py), or `user:<id>` for one user's own feed (`/ws/me`).
 """
 from __future__ import annotations
 

@@ -39,10 +39,12 @@ holds for that channel.
   a message there (published when the session ends or the token is revoked)
   reaches it as `ENDED`, and the socket closes: logging out ends live feeds too.
 * **Presence.** Each socket is a member of the sorted set `<prefix>viewers:<channel>`
-  (score = last heartbeat). The hub refreshes its sockets' heartbeats, trims
-  stale members (a crashed instance's sockets expire) and pushes the viewer
-  count to its local sockets every `PRESENCE_INTERVAL` seconds: O(channels)
-  Redis calls per process, not O(viewers²) messages on every join.
+  (score = last heartbeat). For the channels with an audience (`audience`: the
+  registry, channels.py, knows which), the hub refreshes its sockets'
+  heartbeats, trims stale members (a crashed instance's sockets expire) and
+  pushes the viewer count to its local sockets every `PRESENCE_INTERVAL`
+  seconds: O(channels) Redis calls per process, not O(viewers²) messages on
+  every join.
 
 Pattern-subscribing to everything means every process sees every event; a
 process drops those with no local subscriber after one dict lookup. That is
@@ -66,9 +68,6 @@ from redis.retry import Retry
 log = logging.getLogger(__name__)
 
 PREFIX = "pm:"  # default namespace; deployments may set REDIS_PREFIX
-# One person's feeds (their /ws/me, their OBS overlay), a call's two pages ("c-…") and its
-# signaling inboxes have no audience to count (and no viewer-count element to update).
-PRIVATE_FEEDS = ("user:", "overlay:", "c-", "signal:", "auth:")
 CREDENTIAL_FEEDS = "auth:"  # see bus.credential_channel
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
@@ -133,14 +132,18 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis_url: str, render_viewer_count=None, prefix: str = PREFIX):
+    """`audience(channel)` → how that channel's viewer count reads (count → HTML,
+    called on the listener's thread), or None for a channel nobody counts: one
+    person's feeds, a call's two pages. No `audience`: nothing is counted."""
+
+    def __init__(self, redis_url: str, audience=None, prefix: str = PREFIX):
         self.redis_url = redis_url
         self.prefix = prefix
         self._subs: dict[str, set[Subscriber]] = defaultdict(set)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._render_viewer_count = render_viewer_count
+        self._audience = audience
         self._last_counts: dict[str, int] = {}
         self.connected = threading.Event()  # set while the listener's PSUBSCRIBE is confirmed
         self._outage = threading.Event()  # set while the listener can't reach Redis
@@ -293,25 +296,27 @@ class Hub:
 
     def _presence_tick(self, client: redis.Redis) -> None:
         """Refresh our sockets' heartbeats, expire stale ones, push counts that changed."""
+        if self._audience is None:
+            return
         with self._lock:
-            channels = {c: [s.id for s in subs] for c, subs in self._subs.items()
-                        if not c.startswith(PRIVATE_FEEDS)}
-        if not channels:
+            counted = [(c, render, [s.id for s in subs]) for c, subs in self._subs.items()
+                       if (render := self._audience(c)) is not None]
+        if not counted:
             return
         now = time.time()
         pipe = client.pipeline(transaction=False)
-        for channel, ids in channels.items():
+        for channel, _render, ids in counted:
             key = self._presence_key(channel)
             pipe.zadd(key, dict.fromkeys(ids, now))
             pipe.zremrangebyscore(key, 0, now - PRESENCE_TTL)
             pipe.zcard(key)
             pipe.expire(key, int(PRESENCE_TTL * 2))
         results = pipe.execute()
-        for i, channel in enumerate(channels):
+        for i, (channel, render, _ids) in enumerate(counted):
             count = int(results[i * 4 + 2])
-            if self._render_viewer_count and self._last_counts.get(channel) != count:
+            if self._last_counts.get(channel) != count:
                 self._last_counts[channel] = count
-                frame = text_frame(self._render_viewer_count(count).encode())
+                frame = text_frame(render(count).encode())
                 with self._lock:
                     targets = list(self._subs.get(channel, ()))
                 for sub in targets:

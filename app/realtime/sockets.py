@@ -1,11 +1,15 @@
-"""WebSocket endpoints (flask-sock): `/ws/channels/<channel>` (a stream's or a
-call's), `/ws/me`, `/ws/overlay/<secret>`, and `/ws/calls/<id>/signal` (a call's
-WebRTC signaling, see signaling.py).
+"""WebSocket transport (flask-sock): the checks every socket gets, the loop that
+relays hub messages to a socket, and the two generic endpoints,
+`/ws/channels/<channel>` (a channel some feature serves, channels.py) and
+`/ws/me` (one user's own feed, to which several features contribute).
 
 Every check — Origin, identity, access — runs in `before_request`, i.e.
 before the WebSocket handshake: a refused client gets an HTTP error and no
-data at all. Browsers authenticate with the session cookie; other clients
-with `Authorization: Bearer <token>` on the handshake (see `create_app`).
+data at all. The Origin check applies to every WebSocket route of the app,
+including the ones features declare themselves; identity comes from
+`create_app`'s `_authenticate` (the session cookie for browsers,
+`Authorization: Bearer <token>` on the handshake for other clients); access is
+the feature's to decide (a channel's `authorize`, or its own route's hook).
 
 On every (re)connect the socket first sends the current state (status,
 viewer count, recent tips, balance), so a message missed while disconnected
@@ -20,19 +24,30 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from functools import partial
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, Flask, current_app, g, request
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
-from app.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized, error_response
+from app.auth.models import User
+from app.errors import AppError, Forbidden, Unauthorized, error_response
 from app.extensions import db, sock
-from app.realtime import events
 from app.realtime.bus import credential_channel, user_channel
+from app.realtime.channels import channel_not_found, registry
+from app.realtime.hub import ENDED, RESYNC, WAKE
 
 bp = Blueprint("realtime", __name__)
-CALL_CHANNEL_PREFIX = "c-"  # app.calls.service names call channels so; streams use "s-"
+
+
+def init_app(app: Flask) -> None:
+    """The transport's checks for every socket of `app`, and its endpoints. Call
+    after the app's other `before_request` hooks are registered: a socket's
+    Origin and access are checked once its credentials are known."""
+    app.before_request(_guard)
+    app.register_blueprint(bp)
+
 
 def hub():
     return current_app.extensions["realtime_hub"]
@@ -49,54 +64,35 @@ def _origin_allowed() -> bool:
         return False
 
 
-@bp.before_request
 def _guard():
+    """Every WebSocket handshake, whichever feature declared the route."""
+    if request.url_rule is None or not request.url_rule.websocket:
+        return None
     # Decline permessage-deflate: every message is a small HTML fragment sent to
     # many sockets, so one pre-built frame for all of them (see hub.text_frame)
     # beats compressing it again per socket (and ~100 KB of zlib state each).
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     if not _origin_allowed():
         return error_response(Forbidden("WebSocket connections from other sites are refused.", "bad_origin"))
-    endpoint = request.endpoint
-    if endpoint == "realtime.channel_socket" and request.view_args["channel"].startswith(CALL_CHANNEL_PREFIX):
-        # A call's channel: its two participants only.
-        from app.calls.display import call_for_channel
-        call = call_for_channel(request.view_args["channel"])
-        if call is None:
-            return error_response(NotFound("No such channel.", "channel_not_found"))
-        if not current_user.is_authenticated:
-            return error_response(Unauthorized("Log in to follow your call.", "unauthorized"))
-        if current_user.id not in (call.fan_id, call.creator_id):
-            return error_response(Forbidden("Only the two people on a call can follow it.", "not_a_participant"))
-        g.call_id = call.id
-    elif endpoint == "realtime.channel_socket":
-        from app.streams.service import can_view, stream_for_channel
-        stream = stream_for_channel(request.view_args["channel"])
-        if stream is None:
-            return error_response(NotFound("No such channel.", "channel_not_found"))
-        if not can_view(current_user, stream):
-            return error_response(Forbidden("You don't have access to this stream.", "no_access"))
-        g.stream = stream
-    elif endpoint == "realtime.me_socket":
-        if not current_user.is_authenticated:
-            return error_response(Unauthorized("Log in to receive your notifications.", "unauthorized"))
-    elif endpoint == "realtime.overlay_socket":
-        from app.tips.service import creator_for_overlay
-        creator = creator_for_overlay(request.view_args["secret"])
-        if creator is None:
-            return error_response(NotFound("No such overlay.", "overlay_not_found"))
-        g.overlay_creator_id = creator.id
-    elif endpoint == "realtime.call_signal_socket":
-        if not current_user.is_authenticated:
-            return error_response(Unauthorized("Log in to join your call.", "unauthorized"))
-        from app.calls import service as calls
+    return None
+
+
+@bp.before_request
+def _join():
+    """Who may open this blueprint's sockets: a channel's feature decides (its
+    `authorize`); `/ws/me` is anyone's own, once logged in."""
+    if request.endpoint == "realtime.channel_socket":
+        name = request.view_args["channel"]
+        channel = registry().channel(name)
+        if channel is None:
+            return error_response(channel_not_found())
         try:
-            call = calls.get_call_for(current_user, request.view_args["call_id"])
+            g.joined = channel, channel.authorize(name)
         except AppError as err:
             return error_response(err)
-        if call.status not in calls.OPEN_STATUSES:
-            return error_response(Conflict(f"This call is {call.status}.", "call_over"))
-        g.call_id, g.call_party = call.id, "fan" if current_user.id == call.fan_id else "creator"
+    elif request.endpoint == "realtime.me_socket":
+        if not current_user.is_authenticated:
+            return error_response(Unauthorized("Log in to receive your notifications.", "unauthorized"))
     return None
 
 
@@ -111,11 +107,10 @@ def credential_channels() -> tuple[str, ...]:
     return ()
 
 
-def _pump(ws, channels: tuple[str, ...], render_state=None) -> None:
-    """Subscribe, send `render_state()`, then relay this socket's hub messages
+def serve(ws, channels: tuple[str, ...], render_state=None) -> None:
+    """Subscribe `ws` to `channels`, send `render_state()` (its current state,
+    read in a fresh DB session; None sends nothing), then relay its hub messages
     until either side goes away, or the socket's session or token ends."""
-    from app.realtime.hub import ENDED, RESYNC, WAKE
-
     channels += credential_channels()
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
@@ -178,49 +173,16 @@ def _state(render_state) -> str | None:
 
 @sock.route("/ws/channels/<channel>", bp=bp)
 def channel_socket(ws, channel):
-    from app.streams.service import stream_for_channel
-    from app.tips.service import recent_tips
-
-    if g.get("call_id"):
-        call_id = g.call_id
-
-        def call_state():  # the call page's state panel as it is now
-            from app.calls.models import Call
-            return render_template("calls/_sync.html", call=db.session.get(Call, call_id))
-        _pump(ws, (channel,), call_state)
-        return
-
-    def state():  # `_guard` checked the channel exists and this user may watch it
-        stream = stream_for_channel(channel)
-        return render_template("streams/_sync.html", stream=stream, recent=recent_tips(stream_id=stream.id),
-                               viewers=hub().viewer_count(channel))
-    _pump(ws, (channel,), state)
+    served, joined = g.joined  # `_join` checked the channel exists and this user may join it
+    serve(ws, (channel,), partial(served.on_connect, channel, joined))
 
 
 @sock.route("/ws/me", bp=bp)
 def me_socket(ws):
-    from app.auth.models import User
-    from app.calls.display import pending_requests
-    from app.tips.service import recent_tips
-    from app.wallet.service import wallet_balance
     user_id = current_user.id
+    feed = registry().feed
 
     def state():
         user = db.session.get(User, user_id)
-        return render_template(
-            "realtime/_me_sync.html", balance=wallet_balance(user),
-            feed=recent_tips(creator_id=user.id) if user.is_creator else None,
-            unseen=events.unseen_tips(user.id) if user.is_creator else None,
-            call_requests=pending_requests(user.id) if user.is_creator else None)
-    _pump(ws, (user_channel(user_id),), state)
-
-
-@sock.route("/ws/overlay/<secret>", bp=bp)
-def overlay_socket(ws, secret):
-    _pump(ws, (f"overlay:{g.overlay_creator_id}",))
-
-
-@sock.route("/ws/calls/<int:call_id>/signal", bp=bp)
-def call_signal_socket(ws, call_id):
-    from app.realtime import signaling
-    signaling.serve(ws, g.call_id, g.call_party, credential_channels())
+        return "\n".join(share for on_connect in feed if (share := on_connect(user)))
+    serve(ws, (user_channel(user_id),), state)

@@ -11,6 +11,7 @@ STREAM_TYPES = ("public", "private")
 STREAM_STATUSES = ("scheduled", "live", "ended", "canceled")
 CANCEL_REASONS = ("creator", "no_show")
 TICKET_STATUSES = ("valid", "refunded")
+CHANNEL_PREFIX = "s-"  # every stream's channel name starts so (streams.live serves them)
 
 
 class Stream(db.Model):
@@ -22,7 +23,7 @@ class Stream(db.Model):
     type: Mapped[str] = mapped_column(String(16))
     ticket_price: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), server_default=text("'scheduled'"))
-    # The realtime channel name viewers subscribe to (unguessable, unique).
+    # The realtime channel name viewers subscribe to (unguessable, unique; CHANNEL_PREFIX…).
     channel: Mapped[str] = mapped_column(String(64), unique=True)
     starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -20,7 +20,8 @@ from app import ledger, validation
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db
-from app.streams.models import STREAM_TYPES, Stream
+from app.streams import pushes
+from app.streams.models import CHANNEL_PREFIX, STREAM_TYPES, Stream
 
 TITLE_MAX = 120
 TICKET_MAX = 1_000_000
@@ -74,7 +75,8 @@ def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None,
     starts_at = errors.check("startsAt", _parse_starts_at, starts_at)
     errors.raise_if_any()
     stream = Stream(creator_id=creator.id, type=type_, title=title or f"{creator.display_name} live",
-                    ticket_price=ticket_price, starts_at=starts_at, channel=f"s-{secrets.token_urlsafe(12)}")
+                    ticket_price=ticket_price, starts_at=starts_at,
+                    channel=f"{CHANNEL_PREFIX}{secrets.token_urlsafe(12)}")
     if type_ == "private":
         stream.escrow_account_id = ledger.open_escrow(creator.id).id
     db.session.add(stream)
@@ -102,7 +104,6 @@ def change_status(user, stream_id: int, action: str) -> Stream:
 
 def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Stream:
     from app.jobs import enqueue
-    from app.realtime import events
     from app.streams import tickets
     from app.streams.jobs import refund_show
 
@@ -131,7 +132,7 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
         db.session.rollback()
         raise
     db.session.refresh(stream)  # the timestamps the database set
-    events.stream_status_changed(stream)
+    pushes.stream_status_changed(stream)
     if to == "canceled" and stream.type == "private":
         enqueue(refund_show, stream.id)
     return stream

@@ -32,6 +32,7 @@ from app import ledger
 from app.errors import Conflict, Forbidden
 from app.extensions import db
 from app.streams.models import Stream, Ticket
+from app.wallet.pushes import balance_changed
 
 REFUND_BATCH = 200
 
@@ -101,8 +102,7 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
     except Exception:
         db.session.rollback()  # a refused checkout leaves nothing behind
         raise
-    from app.realtime import events
-    events.balance_changed(fan.id, moved.balances[wallet.id])
+    balance_changed(fan.id, moved.balances[wallet.id])
     return CheckoutResult(ticket, moved.balances[wallet.id], created=True)
 
 
@@ -125,8 +125,6 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
     concurrently or again after a crash (see the module docstring). Marks the
     show `refunded_at` once no valid ticket is left. Does nothing for a show
     that is not canceled."""
-    from app.realtime import events
-
     refunded = 0
     while True:
         stream = db.session.get(Stream, stream_id)
@@ -161,7 +159,7 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
         db.session.commit()
         refunded += len(batch)
         for t in batch:
-            events.balance_changed(t.fan_id, moved.balances[wallets[t.id].id])
+            balance_changed(t.fan_id, moved.balances[wallets[t.id].id])
 
 
 def has_valid_ticket_left(stream_id: int) -> bool:

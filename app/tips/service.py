@@ -19,6 +19,7 @@ from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.streams.models import Stream
 from app.streams.service import can_view
+from app.tips import pushes
 from app.tips.models import Tip
 
 MESSAGE_MAX = 280
@@ -141,8 +142,6 @@ _INSERT = ("INSERT INTO tips (id, sender_id, creator_id, amount, creator_share, 
 
 
 def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
-    from app.realtime import events
-
     creator_id = _creator_id(to_creator_id, sender)
     earnings = _earnings_account(creator_id)
     ctx = _context(context, creator_id, sender)
@@ -164,7 +163,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
         tip.id, tip.sender_id, tip.creator_id, tip.amount, tip.creator_share, tip.platform_share, tip.message,
         tip.stream_id, tip.call_id, tip.channel, tip.transfer_id)).fetchone()[0]
     db.session.commit()
-    events.tip_sent(tip, sender, balance)
+    pushes.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)
 
 

@@ -7,11 +7,11 @@ def new_creator(make_creator):
     """new_creator() → a creator with no unseen tips. Each test session's database numbers users
     from 1 while Redis (where the unseen-tips counter lives, keyed by user id) may be shared with
     earlier or concurrent runs: start from a clean counter."""
-    from app.realtime import events
+    from app.tips import pushes
 
     def _make(**kw):
         creator = make_creator(**kw)
-        events.mark_tips_seen(creator.id)
+        pushes.mark_tips_seen(creator.id)
         return creator
     return _make
 

@@ -54,9 +54,9 @@ def open_page(media_browser, live_server):
 @pytest.fixture()
 def people(ctx, make_fan, make_creator):
     """(fan with 1,000 tokens, creator taking calls at RATE); their calls closed afterwards."""
-    from app.realtime import events
+    from app.tips import pushes
     creator = make_creator(name=f"Host {uuid.uuid4().hex[:4]}")
-    events.mark_tips_seen(creator.id)
+    pushes.mark_tips_seen(creator.id)
     service.update_settings(creator, RATE, True)
     fan = make_fan(balance=1_000, name=f"Caller {uuid.uuid4().hex[:4]}")
     yield fan, creator

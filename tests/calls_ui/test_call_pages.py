@@ -465,7 +465,7 @@ def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(cl
 
 def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, call_scene):
     from sqlalchemy import event
-    from app.realtime import events
+    from app.calls import pushes
     s = call_scene(accept=True)
     call = fresh(s.call_id)
     call.status  # loaded: what the meter holds when it publishes
@@ -476,7 +476,7 @@ def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, ca
     engine = db.engine
     event.listen(engine, "before_cursor_execute", count)
     try:
-        [(channel, html)] = events.call_messages(call)  # app context only, as the worker renders it
+        [(channel, html)] = pushes.call_messages(call)  # app context only, as the worker renders it
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert statements == [], statements  # the meter renders this for every call it charges
@@ -507,19 +507,19 @@ def test_a_hostile_fan_name_is_escaped_in_the_notification(client, make_creator,
 
 
 def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, call_scene, clock):
-    from app.realtime import events
+    from app.calls import pushes
     s = call_scene(rate=60, accept=True, present=True)
     clock.advance(30)
     service.meter()
     call = fresh(s.call_id)
-    [(channel, html)] = events.call_messages(call, figures_only=True)
+    [(channel, html)] = pushes.call_messages(call, figures_only=True)
     assert channel == call.channel
     assert html.startswith(f'<div id="call-figures-{call.id}"')
     assert f'hx-swap-oob="innerHTML:#call-figures-{call.id},#call-sink"' in html
     assert by_testid(html, "call-blocks") == "2" and by_testid(html, "call-spent") == "60"
     assert "call-pause" not in html and "call-status" not in html  # the status line and buttons stay
     # The panel holds exactly these figures (one template), with no oob swap nested inside it.
-    [(_, panel)] = events.call_messages(call)
+    [(_, panel)] = pushes.call_messages(call)
     inner = html[html.index("<dl"):html.rindex("</dl>")]
     assert inner in panel
     assert panel.count("hx-swap-oob") == 1

@@ -1,4 +1,4 @@
-"""`sweep_stale_presence` (app/realtime/signaling.py): a party whose pages all stopped
+"""`sweep_stale_presence` (app/calls/signaling.py): a party whose pages all stopped
 heartbeating — their web instance died, so no socket close said so — is reported
 gone before the metering tick, and billing pauses after the grace as usual."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import redis
 from app.calls import service
 from app.calls.models import Call
 from app.extensions import db
-from app.realtime import signaling
+from app.calls import signaling
 
 
 def _fresh(call_id: int) -> Call:

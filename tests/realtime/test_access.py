@@ -6,6 +6,7 @@ WebSocket data. The raw `handshake` helper sends the request as a browser
 does (Host with the port), so "same origin" means what it means in a browser.
 """
 import json
+import re
 
 import pytest
 from simple_websocket import Client
@@ -95,3 +96,23 @@ def test_an_origin_that_is_no_url_is_refused_as_cross_site_not_a_crash(live_serv
     for origin in ("http://[", "http://[::1", "http://]"):
         _refused(handshake(live_server, f"/ws/channels/{stream['channel']}", {"Origin": origin, **creator_h}),
                  403, "bad_origin")
+
+
+def test_a_channel_name_no_feature_serves_is_404_at_the_handshake_even_ones_the_hub_carries(
+        live_server, live_api, people):
+    """Only registered prefixes are channels: a user's own feed, an overlay's, a credential's
+    or a signaling inbox is never reachable by its name."""
+    creator, creator_h, _fans = people(fans=0)
+    for name in (f"user:{creator.id}", f"overlay:{creator.id}", "auth:token:1", "signal:1:fan", "x-abc", "s"):
+        _refused(handshake(live_server, f"/ws/channels/{name}", creator_h), 404, "channel_not_found")
+
+
+def test_every_websocket_route_refuses_a_cross_site_origin_at_the_handshake(app, live_server, live_api, people):
+    """The transport's check covers the sockets features declare themselves (the OBS
+    overlay, call signaling), before any of them looks at who is asking."""
+    _creator, creator_h, _fans = people(fans=0)
+    rules = [r.rule for r in app.url_map.iter_rules() if r.websocket]
+    assert {"/ws/overlay/<secret>", "/ws/calls/<int:call_id>/signal"} <= set(rules)
+    for rule in rules:
+        path = re.sub(r"<int:\w+>", "1", re.sub(r"<(?!int:)\w+>", "s-abcdefghijklmnopqrstuvwxyz", rule))
+        _refused(handshake(live_server, path, {"Origin": "http://evil.example", **creator_h}), 403, "bad_origin")

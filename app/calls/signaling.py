@@ -38,9 +38,15 @@ from flask import current_app
 from redis import RedisError
 from redis.exceptions import LockError
 from simple_websocket import ConnectionClosed
+from sqlalchemy import select
 
+from app.calls import service
+from app.calls.models import Call
 from app.extensions import db
 from app.realtime.bus import publish
+from app.realtime.hub import ENDED, RESYNC, WAKE, frame_payload, text_frame
+from app.realtime import sockets
+from app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +196,6 @@ def sweep_stale_presence() -> list[tuple[int, str]]:
     """Report gone every party the database counts as present whose pages all stopped
     heartbeating — their web instance died, so no socket close ever said so. Run
     by the worker before each metering tick; returns the (call id, party) reported."""
-    from sqlalchemy import select
-
-    from app.calls.models import Call
-    from app.redis_client import get_redis
-
     rows = db.session.execute(select(Call.id, Call.fan_missing_since, Call.creator_missing_since)
                               .where(Call.status.in_(("active", "paused")))).all()
     db.session.rollback()
@@ -229,8 +230,6 @@ def sweep_stale_presence() -> list[tuple[int, str]]:
 
 
 def _report(call_id: int, party: str, present: bool) -> None:
-    from app.calls import service
-    from app.calls.models import Call
     try:
         call = db.session.get(Call, call_id)
         if call is not None and call.status in service.OPEN_STATUSES:
@@ -262,7 +261,6 @@ class _Link:
                 return False
 
     def send(self, message: dict) -> bool:
-        from app.realtime.hub import text_frame
         return self.send_frame(text_frame(json.dumps(message, separators=(",", ":")).encode()))
 
     def close(self, code: int, reason: str) -> None:
@@ -283,9 +281,7 @@ def serve(ws, call_id: int, party: str, credential_channels: tuple[str, ...] = (
     """Run one page's signaling socket until it closes, or until the session or
     token it was opened with ends (`credential_channels`). The caller checked
     it is a participant."""
-    from app.redis_client import get_redis
-
-    hub = current_app.extensions["realtime_hub"]
+    hub = sockets.hub()
     sid = uuid.uuid4().hex
     own, peer = inbox(call_id, party), inbox(call_id, PEER[party])
     presence = Presence(get_redis(), current_app.config["REDIS_PREFIX"], call_id, party, sid)
@@ -341,7 +337,6 @@ def _read(ws, link: _Link, peer: str, sid: str, session: _Session, presence: Pre
 
 def _relay(link: _Link, sub, sid: str, session: _Session, presence: Presence) -> None:
     """The other party's messages (this page's inbox) to this page."""
-    from app.realtime.hub import ENDED, RESYNC, WAKE, frame_payload
     while not session.done.is_set():
         item = sub.queue.get()  # the hub WAKEs idle inboxes every second
         if item is _STOP or session.done.is_set():

@@ -1,0 +1,32 @@
+"""What calls publish after commit: a call's new state to both call pages (they
+share the call's channel) and, while it is a request, the creator's list of
+pending requests (their `/ws/me`). The fan's new balance is the wallet's push
+(wallet.pushes)."""
+from __future__ import annotations
+
+from app.realtime import fragments
+from app.realtime.bus import publish, publish_many, user_channel
+
+
+def call_requested(call) -> None:
+    """The creator's notification of a new call request (their /ws/me)."""
+    publish(user_channel(call.creator_id), fragments.render("calls/_request_push.html", call=call))
+
+
+def call_changed(call) -> None:
+    """The call's new state, for both call pages (they share the call's channel); while
+    the change is about a request (accepted, declined, withdrawn, expired), also the
+    creator's refreshed list of pending requests."""
+    messages = call_messages(call)
+    if call.accepted_at is None or call.status == "active" and call.blocks_charged <= 1:
+        messages.append((user_channel(call.creator_id), fragments.render("calls/_request_push.html", call=call)))
+    publish_many(messages)
+
+
+def call_messages(call, figures_only: bool = False) -> list[tuple[str, str]]:
+    """`call_changed`'s messages, for callers that publish many calls in one round trip
+    (the meter). `figures_only`: just the figures (a block was charged, the status and
+    buttons are unchanged) — the meter's usual case, and a fraction of the panel's cost."""
+    if figures_only:
+        return [(call.channel, fragments.render("calls/_figures.html", call=call, oob=True))]
+    return [(call.channel, fragments.render("calls/_state.html", call=call, oob=True))]

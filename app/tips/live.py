@@ -1,0 +1,44 @@
+"""Tips' live behaviour (STYLE.md 9): a creator's OBS overlay socket
+(`/ws/overlay/<secret>`, its secret URL the only credential) and their share of
+`/ws/me` (the tips feed and the unseen-tips badge). What tips publish after
+commit is in pushes.py: tips.service imports that, and this module imports
+tips.service, so one module for both would be an import loop.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, g, render_template, request
+
+from app.errors import NotFound, error_response
+from app.extensions import sock
+from app.realtime.channels import register_feed
+from app.realtime.sockets import serve
+from app.tips import pushes, service
+
+bp = Blueprint("tips_live", __name__)
+
+
+def init_app(app: Flask) -> None:
+    register_feed(app, _creator_feed)
+    app.register_blueprint(bp)
+
+
+def _creator_feed(user) -> str | None:
+    """A creator's recent tips (their notification menu and dashboard) and unseen count."""
+    if not user.is_creator:
+        return None
+    return render_template("tips/_me_sync.html", feed=service.recent_tips(creator_id=user.id),
+                           unseen=pushes.unseen_tips(user.id))
+
+
+@bp.before_request
+def _join_overlay():
+    creator = service.creator_for_overlay(request.view_args["secret"])
+    if creator is None:
+        return error_response(NotFound("No such overlay.", "overlay_not_found"))
+    g.overlay_creator_id = creator.id
+    return None
+
+
+@sock.route("/ws/overlay/<secret>", bp=bp)
+def overlay_socket(ws, secret):
+    serve(ws, (pushes.overlay_channel(g.overlay_creator_id),))

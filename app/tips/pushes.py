@@ -1,0 +1,59 @@
+"""What tips publish after commit: the pop on the tip's channel and on the
+creator's OBS overlay, the creator's feed and unseen-tips badge (their
+`/ws/me`), and the sender's new balance — in one round trip to Redis.
+
+The unseen-tips badge counts in Redis (`unseen-tips:<creator id>`): a tip adds
+one, opening the tips menu clears it.
+"""
+from __future__ import annotations
+
+from flask import current_app
+from redis import RedisError
+
+from app.realtime import fragments
+from app.realtime.bus import COUNT, count_and_publish, user_channel
+from app.redis_client import get_redis
+from app.wallet.pushes import balance_messages
+
+
+def overlay_channel(creator_id: int) -> str:
+    """Where the creator's OBS overlay (tips.live's `/ws/overlay/<secret>`) listens."""
+    return f"overlay:{creator_id}"
+
+
+def tip_sent(tip, sender, sender_balance: int) -> None:
+    """Overlay on the tip's channel, OBS overlay + feed + unseen badge for the
+    creator, balance for the sender's other tabs: one round trip to Redis."""
+    messages = [
+        (overlay_channel(tip.creator_id), fragments.render("tips/_overlay_push.html", tip=tip, sender=sender,
+                                                           obs=True)),
+        (user_channel(tip.creator_id), fragments.render("tips/_creator_push.html", tip=tip, sender=sender,
+                                                        unseen=COUNT)),
+        *balance_messages(sender.id, sender_balance),
+    ]
+    if tip.channel:
+        messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
+    count_and_publish(_unseen_counter(tip.creator_id), messages)
+
+
+def unseen_tips(creator_id: int) -> int | None:
+    """The creator's unseen-tips count; None while Redis is unavailable."""
+    try:
+        return int(get_redis().get(_unseen_key(creator_id)) or 0)
+    except RedisError:
+        return None
+
+
+def mark_tips_seen(creator_id: int) -> None:
+    try:
+        get_redis().delete(_unseen_key(creator_id))
+    except RedisError:
+        pass
+
+
+def _unseen_key(creator_id: int) -> str:
+    return f"{current_app.config['REDIS_PREFIX']}{_unseen_counter(creator_id)}"
+
+
+def _unseen_counter(creator_id: int) -> str:
+    return f"unseen-tips:{creator_id}"
