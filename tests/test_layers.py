@@ -30,3 +30,12 @@ def test_lower_layers_import_no_feature(layer):
     wrong = {f"{path.relative_to(APP.parent)}: {name}" for path in files for name in imported_modules(path)
              if any(name == f"app.{f}" or name.startswith(f"app.{f}.") for f in FEATURES)}
     assert wrong == set()
+
+
+def test_realtime_is_transport_and_imports_no_feature():
+    """app/realtime carries messages; each feature's live.py says who joins and what is sent.
+    It knows who is logged in (app.auth's User: identity, as flask_login), nothing more."""
+    files = sorted((APP / "realtime").rglob("*.py"))
+    wrong = {f"{path.relative_to(APP.parent)}: {name}" for path in files for name in imported_modules(path)
+             if any(name == f"app.{f}" or name.startswith(f"app.{f}.") for f in FEATURES if f != "auth")}
+    assert wrong == set()

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from app.dashboard import queries
 from app.dashboard.ranges import parse_range, start_day, today
 from app.dashboard.sources import LINE_TYPES, SOURCES, SPENDING_KINDS
+from app.ledger import TransferKind
 from app.wallet.service import describe
 
 
@@ -107,7 +108,7 @@ def spending_by_month(user, months: int = 12) -> list[MonthSpending]:
 
 def reference(kind: str, metadata: dict, amount: int) -> str:
     """What a spending line says it paid for (the wallet's wording; a call block names its block)."""
-    if kind == "call_block" and "callId" in metadata:
+    if kind == TransferKind.CALL_BLOCK and "callId" in metadata:
         return f"Call #{metadata['callId']}, block {int(metadata.get('blockIndex', 0)) + 1}"
     return describe(kind, metadata, abs(amount))
 

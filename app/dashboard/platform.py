@@ -38,7 +38,7 @@ def platform_overview(user, range_: str) -> Platform:
         fees_by_source[source] += kinds.get(kind, 0)
     day_start = queries.series_start(fees_id, range_)
     fees_by_day = days(day_start, queries.by_day_source(fees_id, day_start, FEE_KINDS) if day_start else {})
-    sold = -queries.by_kind(ledger.system_account("token_sales").id, start).get("purchase", 0)
+    sold = -queries.by_kind(ledger.system_account("token_sales").id, start).get(ledger.TransferKind.PURCHASE, 0)
     held = queries.held_now()
     return Platform(range_, fees_by_source, fees_by_day, sold, held.get("wallet", 0), held.get("escrow", 0),
                     last_run())

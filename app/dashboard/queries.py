@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from app import ledger
 from app.dashboard import rollups
+from app.ledger import TransferKind
 from app.dashboard.ranges import EPOCH, MAX_DAYS, midnight, start_day, today
 from app.dashboard.sources import SOURCES
 from app.extensions import db
@@ -252,11 +253,12 @@ _STREAM_REVENUE = """
             SELECT ref_id, transfer_kind, amount FROM dashboard_entry_facts
              WHERE account_id = :earn AND id > :w AND id > {wm} AND created_at >= :ts AND ref_type = 'stream')
         SELECT s.id, s.title, s.status,
-               coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = 'ticket_settlement'), 0) AS tickets,
-               coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = 'tip'), 0) AS tips
+               coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = '{settle}'), 0) AS tickets,
+               coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = '{tip}'), 0) AS tips
           FROM s LEFT JOIN m ON m.ref_id = s.id
          GROUP BY s.id, s.title, s.status, s.until
-         ORDER BY s.until DESC, s.id DESC""".format(recent=_RECENT.format(t="streams"), wm=_WM)
+         ORDER BY s.until DESC, s.id DESC""".format(recent=_RECENT.format(t="streams"), wm=_WM,
+                                                    settle=TransferKind.TICKET_SETTLEMENT, tip=TransferKind.TIP)
 
 
 def stream_revenue_rows(creator_id: int, earnings_id: int, start: date, limit: int) -> list:
@@ -270,7 +272,7 @@ _CALL_REVENUE = """
         WITH tail AS MATERIALIZED (
             SELECT ref_id, amount FROM dashboard_entry_facts
              WHERE account_id = :earn AND id > :w AND id > {wm} AND created_at >= :ts
-               AND ref_type = 'call' AND transfer_kind = 'call_block')
+               AND ref_type = 'call' AND transfer_kind = '{block}')
         SELECT c.id, u.display_name AS fan_name, c.accepted_at, x.blocks, x.total
           FROM calls c
           JOIN users u ON u.id = c.fan_id
@@ -278,12 +280,13 @@ _CALL_REVENUE = """
               SELECT coalesce(sum(n), 0) AS blocks, coalesce(sum(amount), 0) AS total FROM (
                   SELECT entries AS n, amount FROM rollup_daily_ref
                    WHERE account_id = :earn AND ref_type = 'call' AND ref_id = c.id AND day >= :d
-                     AND transfer_kind = 'call_block'
+                     AND transfer_kind = '{block}'
                   UNION ALL
                   SELECT 1, amount FROM tail WHERE tail.ref_id = c.id) y) x
          WHERE c.creator_id = :c AND {recent} >= :ts AND c.accepted_at IS NOT NULL AND c.blocks_charged > 0
            AND x.blocks > 0
-         ORDER BY {recent} DESC, c.id DESC LIMIT :limit""".format(recent=_RECENT.format(t="c"), wm=_WM)
+         ORDER BY {recent} DESC, c.id DESC LIMIT :limit""".format(recent=_RECENT.format(t="c"), wm=_WM,
+                                                                  block=TransferKind.CALL_BLOCK)
 
 
 def call_revenue_rows(creator_id: int, earnings_id: int, start: date, limit: int) -> list:

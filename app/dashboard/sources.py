@@ -5,11 +5,13 @@ one kind (a show's settlement, a call's blocks) is in `queries.py`.
 """
 from __future__ import annotations
 
+from app.ledger import TransferKind as K
+
 SOURCES = ("tips", "tickets", "calls")
 # Which transfer kinds make each source: on a creator's earnings account ...
-EARNING_KINDS = {"tip": "tips", "ticket_settlement": "tickets", "call_block": "calls"}
+EARNING_KINDS = {K.TIP: "tips", K.TICKET_SETTLEMENT: "tickets", K.CALL_BLOCK: "calls"}
 # ... and on a fan's wallet (a refund counts against tickets).
-SPENDING_KINDS = {"tip": "tips", "ticket": "tickets", "ticket_refund": "tickets", "call_block": "calls"}
+SPENDING_KINDS = {K.TIP: "tips", K.TICKET: "tickets", K.TICKET_REFUND: "tickets", K.CALL_BLOCK: "calls"}
 FEE_KINDS = EARNING_KINDS
 # A fan's spending line (on the page and in the CSV): its type per transfer kind.
-LINE_TYPES = {"tip": "tips", "ticket": "tickets", "ticket_refund": "refund", "call_block": "calls"}
+LINE_TYPES = {K.TIP: "tips", K.TICKET: "tickets", K.TICKET_REFUND: "refund", K.CALL_BLOCK: "calls"}
