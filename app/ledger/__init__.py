@@ -136,6 +136,8 @@ class RequestTransfer:
     resource_id: int
     # On a replay: the first request's transfer (created=False) with the balances right after it.
     transfer: TransferResult
+    # What the request's `Record` returned (None on a replay or without one).
+    recorded: object = None
 
 
 def split(amount: int, share_percent: int | None = None) -> tuple[int, int]:
@@ -352,33 +354,57 @@ def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | Insu
 # A claim and a transfer in one statement (app/ledger/sql/functions/ledger_post_request.sql).
 _POST_REQUEST = ("SELECT o_status, o_resource_id, o_transfer_id, o_balances, o_shortfall "
                  "FROM ledger_post_request(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+# The same, with the caller's row written in that statement when the transfer is
+# posted: its INSERT reads the request as `posted(id, transfer_id)`.
+_POST_REQUEST_AND_RECORD = (
+    "WITH r AS MATERIALIZED (" + _POST_REQUEST + "), "
+    "posted AS (SELECT o_resource_id AS id, o_transfer_id AS transfer_id FROM r WHERE o_status = 'posted'), "
+    "recorded AS ({record}) "
+    "SELECT r.*, (SELECT * FROM recorded) FROM r")
+
+
+@dataclass(frozen=True)
+class Record:
+    """The row a request creates, written in the ledger's statement (`transfer_for_request`):
+    `sql` is an INSERT … SELECT … FROM posted … RETURNING <one column>, where `posted`
+    has the reserved `id` and the `transfer_id`; `args` fill its own placeholders."""
+    sql: str
+    args: tuple
 
 
 def transfer_for_request(kind: TransferKind, legs: list[Leg], metadata: dict | None = None, *, user_id: int,
-                         key: str, scope: str, params: dict, id_sequence: str) -> RequestTransfer:
+                         key: str, scope: str, params: dict, id_sequence: str,
+                         record: Record | None = None) -> RequestTransfer:
     """`transfer` made once per client request, in one statement, inside the caller's
     transaction: claim the request's idempotency key the way `idempotency.claim` does
     (`user_id`, `key`, `scope`, `params`), reserving the id of the row the request
     creates from `id_sequence`; then post the transfer ``<kind>:<id>``, its metadata
-    naming the row (``<kind>Id``). The caller writes that row, with that id, before
-    it commits.
+    naming the row (``<kind>Id``). With `record`, that row is written in the same
+    statement (its RETURNING value is `recorded`); else the caller writes it, with
+    that id, before it commits. One statement either way: a tip is this plus the
+    commit, the same two round trips as before the ledger owned it.
 
     A replay of the key returns the first request's id and transfer (``created=False``,
-    with the balances right after it) and moves nothing. Raises `Conflict` (the key
-    was used with other parameters), `InsufficientFunds` (with the shortfall) and
-    `LedgerError` (malformed legs); after a raise the caller must roll back, which
-    also releases the claim, so a refused request leaves nothing behind.
+    with the balances right after it) and moves nothing (nor records anything). Raises
+    `Conflict` (the key was used with other parameters), `InsufficientFunds` (with the
+    shortfall) and `LedgerError` (malformed legs); after a raise the caller must roll
+    back, which also releases the claim, so a refused request leaves nothing behind.
     """
     ids, amounts = _post_arguments(legs)
-    status, resource_id, tid, balances, shortfall = driver_connection().execute(_POST_REQUEST, (
-        user_id, key, scope, idempotency.fingerprint(scope, params), id_sequence, kind, Jsonb(metadata or {}),
-        ids, amounts)).fetchone()
+    args = (user_id, key, scope, idempotency.fingerprint(scope, params), id_sequence, kind, Jsonb(metadata or {}),
+            ids, amounts)
+    if record is None:
+        row = driver_connection().execute(_POST_REQUEST, args).fetchone() + (None,)
+    else:
+        row = driver_connection().execute(_POST_REQUEST_AND_RECORD.format(record=record.sql),
+                                          args + record.args).fetchone()
+    status, resource_id, tid, balances, shortfall, recorded = row
     if status == "conflict":
         raise idempotency.key_reused()
     if status == "insufficient_funds":
         raise InsufficientFunds(required=shortfall)
     after = {a: b for a, b in zip(ids, balances or [], strict=False) if b is not None}
-    return RequestTransfer(resource_id, TransferResult(tid, created=status == "posted", balances=after))
+    return RequestTransfer(resource_id, TransferResult(tid, created=status == "posted", balances=after), recorded)
 
 
 from app.ledger.verify import verify  # noqa: E402  (re-export)

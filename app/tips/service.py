@@ -16,7 +16,7 @@ from app import ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound
-from app.extensions import db, driver_connection
+from app.extensions import db
 from app.streams.models import Stream
 from app.streams.service import can_view
 from app.tips import pushes
@@ -137,8 +137,11 @@ def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str
 
 
 # The tip row, written beside its transfer (`ledger.transfer_for_request` reserved its id).
+# The tip row, written in the ledger's statement once the transfer is posted
+# (`ledger.Record`): a tip is one statement and the commit.
 _INSERT = ("INSERT INTO tips (id, sender_id, creator_id, amount, creator_share, platform_share, message, stream_id, "
-           "call_id, channel, transfer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at")
+           "call_id, channel, transfer_id) SELECT posted.id, %s, %s, %s, %s, %s, %s, %s, %s, %s, posted.transfer_id "
+           "FROM posted RETURNING created_at")
 
 
 def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
@@ -147,21 +150,19 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     ctx = _context(context, creator_id, sender)
     wallet = ledger.account_for(sender.id, "wallet")
     payment = ledger.creator_payment(wallet, earnings, amount)
-    # Two statements and the commit: the claim and the transfer in one, the tip row in the other.
     moved = ledger.transfer_for_request(
         ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
         user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",
-        params={"to": creator_id, "amount": amount, "message": message, "context": ctx})
+        params={"to": creator_id, "amount": amount, "message": message, "context": ctx},
+        record=ledger.Record(_INSERT, (sender.id, creator_id, amount, payment.creator_share, payment.platform_share,
+                                       message, ctx["stream_id"], ctx["call_id"], ctx["channel"])))
     balance = moved.transfer.balances[wallet.id]
     if not moved.transfer.created:
         db.session.rollback()
         return TipResult(db.session.get(Tip, moved.resource_id), balance, replayed=True)
     tip = Tip(id=moved.resource_id, sender_id=sender.id, creator_id=creator_id, amount=amount,
               creator_share=payment.creator_share, platform_share=payment.platform_share, message=message,
-              transfer_id=moved.transfer.transfer_id, **ctx)
-    tip.created_at = driver_connection().execute(_INSERT, (
-        tip.id, tip.sender_id, tip.creator_id, tip.amount, tip.creator_share, tip.platform_share, tip.message,
-        tip.stream_id, tip.call_id, tip.channel, tip.transfer_id)).fetchone()[0]
+              transfer_id=moved.transfer.transfer_id, created_at=moved.recorded, **ctx)
     db.session.commit()
     pushes.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)
