@@ -247,8 +247,8 @@ def test_too_few_tokens_answers_402_with_the_shortfall_and_a_prefilled_topup(cli
     assert calls_of(fan) == 0
 
 
-def test_closed_calls_and_a_call_in_progress_are_409_in_the_modal(client, call_scene):
-    s = call_scene(rate=60)
+def test_closed_calls_and_a_call_in_progress_are_409_in_the_modal(client, make_call):
+    s = make_call(rate=60, present=False, accept=False)
     csrf = log_in(client, s.fan)
     resp = post(client, "/calls", csrf, {"creatorId": s.creator.id, "rate": "60"})
     assert resp.status_code == 409
@@ -294,8 +294,8 @@ def test_ids_and_rates_in_non_ascii_digits_are_refused_in_the_modal_not_a_crash(
 
 # ---- the creator's notification -------------------------------------------------------------------
 
-def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, call_scene):
-    s = call_scene()
+def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
     log_in(client, s.creator)
     html = get(client, "/")
     item = re.search(rf'<div id="call-request-{s.call_id}" class="call-request card" data-testid="call-request">'
@@ -306,8 +306,8 @@ def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, 
     assert f'hx-post="/calls/{s.call_id}/decline"' in item.group(1)
 
 
-def test_accepting_from_the_notification_goes_to_the_call_page(client, call_scene):
-    s = call_scene()
+def test_accepting_from_the_notification_goes_to_the_call_page(client, make_call):
+    s = make_call(present=False, accept=False)
     csrf = log_in(client, s.creator)
     resp = post(client, f"/calls/{s.call_id}/accept", csrf)
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == f"/calls/{s.call_id}"
@@ -315,8 +315,8 @@ def test_accepting_from_the_notification_goes_to_the_call_page(client, call_scen
     assert f'id="call-request-{s.call_id}"' not in get(client, "/")  # no longer pending
 
 
-def test_declining_from_the_notification_answers_the_updated_notification(client, call_scene):
-    s = call_scene()
+def test_declining_from_the_notification_answers_the_updated_notification(client, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
     csrf = log_in(client, s.creator)
     resp = post(client, f"/calls/{s.call_id}/decline", csrf, target=f"call-request-{s.call_id}")
     assert resp.status_code == 200 and "HX-Redirect" not in resp.headers
@@ -324,8 +324,8 @@ def test_declining_from_the_notification_answers_the_updated_notification(client
     assert fresh(s.call_id).status == "declined"
 
 
-def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, new_client, call_scene):
-    s = call_scene()
+def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, new_client, make_call):
+    s = make_call(present=False, accept=False)
     csrf = log_in(client, s.fan)
     resp = post(client, f"/calls/{s.call_id}/accept", csrf)
     assert resp.status_code == 403 and resp.headers.get("HX-Retarget") == "#flash"
@@ -339,8 +339,8 @@ def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, n
 
 # ---- the call page --------------------------------------------------------------------------------
 
-def test_the_call_page_is_for_its_two_participants_only(client, new_client, call_scene, make_fan, make_creator):
-    s = call_scene(accept=True)
+def test_the_call_page_is_for_its_two_participants_only(client, new_client, make_call, make_fan, make_creator):
+    s = make_call(present=False)
     for user in (s.fan, s.creator):
         c = new_client()
         log_in(c, user)
@@ -359,8 +359,10 @@ def test_the_call_page_is_for_its_two_participants_only(client, new_client, call
     assert resp.status_code == 302 and urlsplit(resp.headers["Location"]).path == "/login"
 
 
-def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, call_scene, clock):
-    s = call_scene(rate=60, balance=1000, accept=True, present=True)  # block 0 (30) charged at acceptance
+def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, make_call, make_fan, make_creator,
+                                                          clock):
+    s = make_call(rate=60, fan=make_fan(balance=1000, name="Caller"),
+                  creator=make_creator(name="Call Host"))  # block 0 (30) charged at acceptance
     clock.advance(12)
     fan = new_client()
     log_in(fan, s.fan)
@@ -394,10 +396,10 @@ def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, cal
     assert 'id="call-balance"' not in html and 'data-testid="tip-button"' not in html
 
 
-def test_the_activity_fragment_follows_the_audit_log(new_client, call_scene, clock):
+def test_the_activity_fragment_follows_the_audit_log(new_client, make_call, clock):
     """What the page re-fetches when its panel changes: receipts newest first, the
     creator's earnings (sum of each block's creator share), the fan's warning out of band."""
-    s = call_scene(rate=25, balance=1000, accept=True, present=True)  # blocks cost 13, 12, 13, …
+    s = make_call(rate=25, balance=1000)  # blocks cost 13, 12, 13, …
     clock.advance(30)
     service.meter()
     service.pause(s.fan, s.call_id)
@@ -416,8 +418,8 @@ def test_the_activity_fragment_follows_the_audit_log(new_client, call_scene, clo
     assert '<div id="call-topup" hx-swap-oob="true">' in html
 
 
-def test_pause_resume_and_end_buttons_answer_the_state_panel(client, call_scene, clock):
-    s = call_scene(accept=True, present=True)
+def test_pause_resume_and_end_buttons_answer_the_state_panel(client, make_call, clock):
+    s = make_call()
     csrf = log_in(client, s.creator)
     target = f"call-state-{s.call_id}"
     resp = post(client, f"/calls/{s.call_id}/pause", csrf, target=target)
@@ -438,8 +440,8 @@ def test_pause_resume_and_end_buttons_answer_the_state_panel(client, call_scene,
     assert resp.status_code == 409 and resp.headers.get("HX-Retarget") == "#flash"
 
 
-def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(client, new_client, call_scene):
-    s = call_scene(rate=60, balance=75, accept=True, present=True)  # 45 left after block 0: next two need 60
+def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(client, new_client, make_call):
+    s = make_call(rate=60, balance=75)  # 45 left after block 0: next two need 60
     fan = new_client()
     log_in(fan, s.fan)
     html = get(fan, f"/calls/{s.call_id}/activity", headers=HTMX)
@@ -463,10 +465,10 @@ def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(cl
 
 # ---- the pushed fragments ---------------------------------------------------------------------------
 
-def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, call_scene):
+def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, make_call):
     from sqlalchemy import event
     from app.calls import pushes
-    s = call_scene(accept=True)
+    s = make_call(present=False)
     call = fresh(s.call_id)
     call.status  # loaded: what the meter holds when it publishes
     statements = []
@@ -486,8 +488,8 @@ def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, ca
     assert "csrf" not in html.lower() and "nav-balance" not in html and "970" not in html
 
 
-def test_the_request_push_is_the_whole_pending_list(app, call_scene):
-    s = call_scene()
+def test_the_request_push_is_the_whole_pending_list(app, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
     call = fresh(s.call_id)
     html = app.jinja_env.get_template("calls/_request_push.html").render(call=call)
     assert '<div id="call-requests"' in html and 'hx-swap-oob="true"' in html
@@ -506,9 +508,9 @@ def test_a_hostile_fan_name_is_escaped_in_the_notification(client, make_creator,
     assert db.session.get(User, fan.id) is not None
 
 
-def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, call_scene, clock):
+def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, make_call, clock):
     from app.calls import pushes
-    s = call_scene(rate=60, accept=True, present=True)
+    s = make_call(rate=60)
     clock.advance(30)
     service.meter()
     call = fresh(s.call_id)
@@ -525,11 +527,11 @@ def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the
     assert panel.count("hx-swap-oob") == 1
 
 
-def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call_ends(app, services, call_scene,
+def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call_ends(app, services, make_call,
                                                                                     clock):
     import time
     import redis as redis_lib
-    s = call_scene(rate=60, balance=90, accept=True, present=True)  # 60 left: blocks 1 and 2, then dry
+    s = make_call(rate=60, balance=90)  # 60 left: blocks 1 and 2, then dry
     call = fresh(s.call_id)
     prefix = app.config["REDIS_PREFIX"]
     client = redis_lib.Redis.from_url(services[1])

@@ -18,8 +18,8 @@ def _fresh(call_id: int) -> Call:
     return db.session.get(Call, call_id, populate_existing=True)
 
 
-def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_scene, clock, services):
-    scene = call_scene(accept=True, present=True)
+def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, make_call, clock, services):
+    scene = make_call()
     key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
     r = redis.Redis.from_url(services[1])
     # The creator's page heartbeats; the fan's last heartbeat is older than STALE_SECONDS
@@ -45,8 +45,8 @@ def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_sce
         r.close()
 
 
-def test_parties_with_a_live_page_are_left_alone(app, call_scene, services):
-    scene = call_scene(accept=True, present=True)
+def test_parties_with_a_live_page_are_left_alone(app, make_call, services):
+    scene = make_call()
     key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
     r = redis.Redis.from_url(services[1])
     r.zadd(key + "fan", {"page-f": time.time()})

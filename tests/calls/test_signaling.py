@@ -104,8 +104,8 @@ def pages(live_server):
 # ---- who may connect -----------------------------------------------------------------------------
 
 def test_the_signaling_socket_refuses_everyone_but_the_two_participants_at_the_handshake(
-        live_server, call_scene, make_fan, make_creator, api_headers):
-    s = call_scene(accept=True)
+        live_server, make_call, make_fan, make_creator, api_headers):
+    s = make_call(present=False)
     path = f"/ws/calls/{s.call_id}/signal"
     refused(handshake(live_server, path), 401, "unauthorized")
     for outsider in (make_fan(), make_creator()):
@@ -120,8 +120,8 @@ def test_the_signaling_socket_refuses_everyone_but_the_two_participants_at_the_h
     refused(handshake(live_server, path, api_headers(s.fan)), 409, "call_over")
 
 
-def test_a_calls_channel_is_open_to_its_participants_only(live_server, call_scene, make_fan, api_headers):
-    s = call_scene(accept=True)
+def test_a_calls_channel_is_open_to_its_participants_only(live_server, make_call, make_fan, api_headers):
+    s = make_call(present=False)
     path = f"/ws/channels/{fresh(s.call_id).channel}"
     refused(handshake(live_server, path), 401, "unauthorized")
     refused(handshake(live_server, path, api_headers(make_fan())), 403, "not_a_participant")
@@ -135,8 +135,8 @@ def test_a_calls_channel_is_open_to_its_participants_only(live_server, call_scen
 
 # ---- relaying ----------------------------------------------------------------------------------------
 
-def test_offer_answer_and_candidates_go_to_the_other_page_only(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_offer_answer_and_candidates_go_to_the_other_page_only(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
 
@@ -167,8 +167,8 @@ def test_offer_answer_and_candidates_go_to_the_other_page_only(call_scene, api_h
     ({"type": "media", "state": "happy"}, "invalid_message"),
     (b"\x00binary", "binary_message"),
 ])
-def test_invalid_messages_are_answered_with_an_error_and_not_relayed(call_scene, api_headers, pages, message, code):
-    s = call_scene(accept=True)
+def test_invalid_messages_are_answered_with_an_error_and_not_relayed(make_call, api_headers, pages, message, code):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
     fan.send(message)
@@ -179,8 +179,8 @@ def test_invalid_messages_are_answered_with_an_error_and_not_relayed(call_scene,
     assert creator.expect("hello")
 
 
-def test_a_message_over_64_kb_closes_the_socket(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_a_message_over_64_kb_closes_the_socket(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
     fan.send({"type": "offer", "n": "big", "description": {"type": "offer", "sdp": "a" * (64 * 1024)}})
@@ -189,8 +189,8 @@ def test_a_message_over_64_kb_closes_the_socket(call_scene, api_headers, pages):
     assert creator.expect("peer-left")  # and the other page hears it left
 
 
-def test_a_second_page_of_the_same_party_replaces_the_first(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_a_second_page_of_the_same_party_replaces_the_first(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     first = pages(s.call_id, api_headers(s.fan))
     second = pages(s.call_id, api_headers(s.fan))
@@ -203,8 +203,8 @@ def test_a_second_page_of_the_same_party_replaces_the_first(call_scene, api_head
 
 # ---- presence ----------------------------------------------------------------------------------------
 
-def test_presence_is_socket_and_media_connected(call_scene, api_headers, pages, clock):
-    s = call_scene(accept=True)  # nobody's page reported yet: both missing since acceptance
+def test_presence_is_socket_and_media_connected(make_call, api_headers, pages, clock):
+    s = make_call(present=False)  # nobody's page reported yet: both missing since acceptance
     accepted = clock.now
     call = fresh(s.call_id)
     assert call.fan_missing_since == call.creator_missing_since == accepted
@@ -233,9 +233,9 @@ def test_presence_is_socket_and_media_connected(call_scene, api_headers, pages, 
     assert fresh(s.call_id).creator_missing_since is None
 
 
-def test_presence_gone_past_the_grace_pauses_billing_and_coming_back_resumes(app, call_scene, api_headers, pages,
+def test_presence_gone_past_the_grace_pauses_billing_and_coming_back_resumes(app, make_call, api_headers, pages,
                                                                              clock):
-    s = call_scene(accept=True)
+    s = make_call(present=False)
     fan = pages(s.call_id, api_headers(s.fan))
     creator = pages(s.call_id, api_headers(s.creator))
     for page in (fan, creator):

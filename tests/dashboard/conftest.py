@@ -20,15 +20,6 @@ from app.extensions import db
 from app.streams import service as streams
 from app.streams import tickets
 from app.tips import service as tips
-from tests.calls.conftest import _close_open_calls
-
-
-@pytest.fixture()
-def no_open_calls(app):
-    """meter() bills every open call: start and finish with none."""
-    _close_open_calls(app)
-    yield
-    _close_open_calls(app)
 
 
 def last_transfer_id() -> int:

@@ -383,18 +383,12 @@ def test_context_with_an_unknown_call_id_is_404(client, scene):
 
 
 @pytest.fixture()
-def running_call(scene):
+def running_call(scene, make_call):
     """An accepted call between the scene's fan and creator (rate 1: block 0 costs the fan
-    1 token), ended afterwards so no other test's meter bills it."""
+    1 token), ended afterwards (by make_call) so no other test's meter bills it."""
     from app.calls import service as calls
-    s = scene
-    calls.update_settings(s.creator, 1, True)
-    call = calls.init_call(s.fan, s.creator.id, 1)
-    calls.accept(s.creator, call.id)
-    yield call
-    db.session.rollback()
-    if calls.get_call_for(s.fan, call.id).status in calls.OPEN_STATUSES:
-        calls.end(s.fan, call.id)
+    call_id = make_call(rate=1, present=False, fan=scene.fan, creator=scene.creator).call_id
+    return calls.get_call_for(scene.fan, call_id)
 
 
 def test_a_tip_during_a_call_carries_the_call_and_pops_up_on_its_channel(client, scene, running_call):
