@@ -181,6 +181,22 @@ def make_creator(make_user):
     return lambda **kw: make_user("creator", **kw)
 
 
+@pytest.fixture()
+def make_stream(ctx, make_creator):
+    """make_stream(creator=None, type_="public", title=None, ticket_price=None, starts_at=None, live=False)
+    → Stream: `creator`'s (a new creator's if None) stream, scheduled by the streams service
+    (`title` None: the service's default title), and started if `live`."""
+    from app.streams import service as streams
+
+    def _make(creator=None, type_="public", title=None, ticket_price=None, starts_at=None, live=False):
+        creator = make_creator() if creator is None else creator
+        stream = streams.create_stream(creator, type_, title, ticket_price, starts_at)
+        if live:
+            streams.change_status(creator, stream.id, "start")
+        return stream
+    return _make
+
+
 class CallScene(NamedTuple):
     """What `make_call` made: unpacks as (fan, creator, call_id), reads as scene.fan."""
     fan: object
@@ -228,8 +244,8 @@ def make_call(ctx, make_fan, make_creator):
 
     def _make(rate=60, balance=None, present=True, accept=True, fan=None, creator=None) -> CallScene:
         assert fan is None or balance is None, "an existing fan calls with the tokens it has"
-        creator = creator or make_creator()
-        fan = fan or make_fan(balance=1000 if balance is None else balance)
+        creator = make_creator() if creator is None else creator
+        fan = make_fan(balance=1000 if balance is None else balance) if fan is None else fan
         involved.update((fan.id, creator.id))
         calls.update_settings(creator, rate, True)
         call_id = calls.init_call(fan, creator.id, rate).id

@@ -34,7 +34,6 @@ from werkzeug.datastructures import ImmutableMultiDict
 from app.calls import service as calls
 from app.extensions import db
 from app.ledger.verify import verify
-from app.streams import service as streams
 from app.streams.media import stream_key
 from app.tips.service import overlay_secret
 from app.wallet import service as wallet
@@ -153,13 +152,12 @@ class Outcome:
 
 
 @pytest.fixture()
-def world(app, ctx, make_fan, make_creator, make_call, api_headers):
+def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream):
     """Our fan (1,000 tokens) and creator, and another creator's stream, overlay and call
     (with another fan) that path parameters name: ours may look, never act."""
     fan, creator = make_fan(balance=1000), make_creator()
     other_creator, other_fan = make_creator(), make_fan(balance=1000)
-    stream = streams.create_stream(other_creator, "public", "Their show")
-    streams.change_status(other_creator, stream.id, "start")
+    stream = make_stream(other_creator, title="Their show", live=True)
     stream_key(other_creator)  # so the media hook reads the credentials it is sent
     call_id = make_call(rate=60, present=False, accept=False, fan=other_fan, creator=other_creator).call_id
     calls.update_settings(other_creator, 60, False)  # so our fan's call requests are refused (409)

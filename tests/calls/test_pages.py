@@ -15,7 +15,6 @@ from app.auth.models import User
 from app.calls import service
 from app.calls.models import Call
 from app.extensions import db
-from app.streams import service as streams
 from tests.conftest import csrf_from
 
 HTMX = {"HX-Request": "true"}
@@ -158,9 +157,9 @@ def test_settings_form_needs_csrf_and_a_creator(client, make_creator, make_fan):
 # ---- the Call button and modal ------------------------------------------------------------------
 
 def test_the_call_button_shows_for_logged_in_fans_when_the_creator_takes_calls(client, new_client, make_creator,
-                                                                             make_fan):
+                                                                             make_fan, make_stream):
     creator = make_creator(name="Ada Calls")
-    stream = streams.create_stream(creator, "public", "Evening")
+    stream = make_stream(creator, title="Evening")
     path = f"/streams/{stream.id}"
     assert 'data-testid="call-button"' not in get(client, path)  # logged out
     fan_client = new_client()
