@@ -5,8 +5,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.ledger.test_concurrency import run_together
-from tests.helpers import assert_error
+from tests.helpers import assert_error, run_together
 
 # ---- helpers ----------------------------------------------------------------
 

@@ -26,8 +26,7 @@ from app.streams import cron
 from app.streams import service as streams
 from app.streams import tickets
 from app.wallet import service as wallet
-from tests.helpers import assert_error
-from tests.ledger.test_concurrency import run_together
+from tests.helpers import assert_error, run_together
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not a multiple of 5: the 80/20 split of one ticket (5/2) differs from the split of

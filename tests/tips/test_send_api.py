@@ -18,8 +18,7 @@ from app.errors import InsufficientFunds
 from app.extensions import db
 from app.tips import service as tips
 from app.wallet import service as wallet
-from tests.ledger.test_concurrency import run_together
-from tests.helpers import assert_error
+from tests.helpers import assert_error, run_together
 
 MAX_TIP = Config().MAX_TIP_TOKENS
 
