@@ -15,6 +15,7 @@ from app.auth.models import User
 from app.calls import service
 from app.calls.models import Call
 from app.extensions import db
+from tests.calls.helpers import fresh_call
 from tests.conftest import csrf_from
 
 HTMX = {"HX-Request": "true"}
@@ -46,11 +47,6 @@ def post(client, path, csrf, data=None, htmx=True, target=None):
     if target:
         headers["HX-Target"] = target
     return client.post(path, data=data or {}, headers=headers)
-
-
-def fresh(call_id: int) -> Call:
-    db.session.rollback()
-    return db.session.get(Call, call_id, populate_existing=True)
 
 
 def calls_of(fan) -> int:
@@ -310,7 +306,7 @@ def test_accepting_from_the_notification_goes_to_the_call_page(client, make_call
     csrf = log_in(client, s.creator)
     resp = post(client, f"/calls/{s.call_id}/accept", csrf)
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == f"/calls/{s.call_id}"
-    assert fresh(s.call_id).status == "active"
+    assert fresh_call(s.call_id).status == "active"
     assert f'id="call-request-{s.call_id}"' not in get(client, "/")  # no longer pending
 
 
@@ -320,7 +316,7 @@ def test_declining_from_the_notification_answers_the_updated_notification(client
     resp = post(client, f"/calls/{s.call_id}/decline", csrf, target=f"call-request-{s.call_id}")
     assert resp.status_code == 200 and "HX-Redirect" not in resp.headers
     assert visible(resp.get_data(as_text=True)) == "You declined Caller 's call. Dismiss"
-    assert fresh(s.call_id).status == "declined"
+    assert fresh_call(s.call_id).status == "declined"
 
 
 def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, new_client, make_call):
@@ -344,13 +340,13 @@ def test_the_call_page_is_for_its_two_participants_only(client, new_client, make
         c = new_client()
         log_in(c, user)
         html = get(c, f"/calls/{s.call_id}")
-        assert f'ws-connect="/ws/channels/{fresh(s.call_id).channel}"' in html
+        assert f'ws-connect="/ws/channels/{fresh_call(s.call_id).channel}"' in html
     for outsider in (make_fan(), make_creator()):
         c = new_client()
         log_in(c, outsider)
         html = get(c, f"/calls/{s.call_id}", status=403)
         assert "Only the two people on a call can see or change it." in html
-        assert fresh(s.call_id).channel not in html
+        assert fresh_call(s.call_id).channel not in html
     c = new_client()
     log_in(c, make_fan())
     get(c, "/calls/999999999", status=404)
@@ -427,7 +423,7 @@ def test_pause_resume_and_end_buttons_answer_the_state_panel(client, make_call, 
     assert '<div class="call-meter" data-status="paused"' in html
     assert "Billing paused by the creator." in visible(html)
     assert 'data-testid="call-resume"' in html and 'data-testid="call-pause"' not in html
-    assert (fresh(s.call_id).status, fresh(s.call_id).paused_by) == ("paused", "creator")
+    assert (fresh_call(s.call_id).status, fresh_call(s.call_id).paused_by) == ("paused", "creator")
 
     resp = post(client, f"/calls/{s.call_id}/resume", csrf, target=target)
     assert '<div class="call-meter" data-status="active"' in resp.get_data(as_text=True)
@@ -468,7 +464,7 @@ def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, ma
     from sqlalchemy import event
     from app.calls import pushes
     s = make_call(present=False)
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     call.status  # loaded: what the meter holds when it publishes
     statements = []
 
@@ -489,7 +485,7 @@ def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, ma
 
 def test_the_request_push_is_the_whole_pending_list(app, make_call, make_fan):
     s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     html = app.jinja_env.get_template("calls/_request_push.html").render(call=call)
     assert '<div id="call-requests"' in html and 'hx-swap-oob="true"' in html
     assert f'id="call-request-{call.id}"' in html and "Caller wants a video call" in visible(html)
@@ -512,7 +508,7 @@ def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the
     s = make_call(rate=60)
     clock.advance(30)
     service.meter()
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     [(channel, html)] = pushes.call_messages(call, figures_only=True)
     assert channel == call.channel
     assert html.startswith(f'<div id="call-figures-{call.id}"')
@@ -531,7 +527,7 @@ def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call
     import time
     import redis as redis_lib
     s = make_call(rate=60, balance=90)  # 60 left: blocks 1 and 2, then dry
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     prefix = app.config["REDIS_PREFIX"]
     client = redis_lib.Redis.from_url(services[1])
     pubsub = client.pubsub(ignore_subscribe_messages=True)
