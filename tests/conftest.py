@@ -15,10 +15,12 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import create_app, embedded
@@ -177,6 +179,85 @@ def make_fan(make_user):
 @pytest.fixture()
 def make_creator(make_user):
     return lambda **kw: make_user("creator", **kw)
+
+
+@pytest.fixture()
+def make_stream(ctx, make_creator):
+    """make_stream(creator=None, type_="public", title=None, ticket_price=None, starts_at=None, live=False)
+    → Stream: `creator`'s (a new creator's if None) stream, scheduled by the streams service
+    (`title` None: the service's default title), and started if `live`."""
+    from app.streams import service as streams
+
+    def _make(creator=None, type_="public", title=None, ticket_price=None, starts_at=None, live=False):
+        creator = make_creator() if creator is None else creator
+        stream = streams.create_stream(creator, type_, title, ticket_price, starts_at)
+        if live:
+            streams.change_status(creator, stream.id, "start")
+        return stream
+    return _make
+
+
+class CallScene(NamedTuple):
+    """What `make_call` made: unpacks as (fan, creator, call_id), reads as scene.fan."""
+    fan: object
+    creator: object
+    call_id: int
+
+
+def close_open_calls(user_ids: list[int] | None = None) -> None:
+    """End every open call (only those of `user_ids`, if given) in plain SQL, so no
+    later test's meter() bills it. Needs an app context."""
+    scope = "" if user_ids is None else " AND (fan_id = ANY(:ids) OR creator_id = ANY(:ids))"
+    db.session.rollback()
+    db.session.execute(text(
+        "UPDATE calls SET status = CASE WHEN status = 'requested' THEN 'expired' ELSE 'ended' END, "
+        "end_reason = CASE WHEN status = 'requested' THEN NULL ELSE 'ended_by_fan' END, "
+        "active_since = NULL, paused_by = NULL, ended_at = coalesce(ended_at, now()) "
+        "WHERE status IN ('requested', 'active', 'paused')" + scope), {"ids": user_ids})
+    db.session.commit()
+
+
+@pytest.fixture()
+def no_open_calls(app):
+    """Tests that meter assert exact totals: start and finish with no open call anywhere."""
+    def _close():
+        with app.app_context():
+            close_open_calls()
+            db.session.remove()
+    _close()
+    yield
+    _close()
+
+
+@pytest.fixture()
+def make_call(ctx, make_fan, make_creator):
+    """make_call(rate=60, balance=None, present=True, accept=True, fan=None, creator=None) → CallScene.
+
+    `creator` (a new one if None) takes calls at `rate`; `fan` (a new one funded with
+    `balance`, default 1000; an existing fan calls with what it has) requests one. With
+    `present` both call pages report presence before the creator accepts (so billing
+    runs continuously); with `accept` the creator accepts at the current clock. The
+    open calls of everyone involved are closed at teardown.
+    """
+    from app.calls import service as calls
+    involved: set[int] = set()
+
+    def _make(rate=60, balance=None, present=True, accept=True, fan=None, creator=None) -> CallScene:
+        assert fan is None or balance is None, "an existing fan calls with the tokens it has"
+        creator = make_creator() if creator is None else creator
+        fan = make_fan(balance=1000 if balance is None else balance) if fan is None else fan
+        involved.update((fan.id, creator.id))
+        calls.update_settings(creator, rate, True)
+        call_id = calls.init_call(fan, creator.id, rate).id
+        if present:
+            calls.presence_changed(call_id, "fan", True)
+            calls.presence_changed(call_id, "creator", True)
+        if accept:
+            calls.accept(creator, call_id)
+        return CallScene(fan, creator, call_id)
+    yield _make
+    if involved:
+        close_open_calls(list(involved))
 
 
 @pytest.fixture()

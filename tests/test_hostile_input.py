@@ -34,7 +34,6 @@ from werkzeug.datastructures import ImmutableMultiDict
 from app.calls import service as calls
 from app.extensions import db
 from app.ledger.verify import verify
-from app.streams import service as streams
 from app.streams.media import stream_key
 from app.tips.service import overlay_secret
 from app.wallet import service as wallet
@@ -153,16 +152,14 @@ class Outcome:
 
 
 @pytest.fixture()
-def world(app, ctx, make_fan, make_creator, api_headers):
+def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream):
     """Our fan (1,000 tokens) and creator, and another creator's stream, overlay and call
     (with another fan) that path parameters name: ours may look, never act."""
     fan, creator = make_fan(balance=1000), make_creator()
     other_creator, other_fan = make_creator(), make_fan(balance=1000)
-    stream = streams.create_stream(other_creator, "public", "Their show")
-    streams.change_status(other_creator, stream.id, "start")
+    stream = make_stream(other_creator, title="Their show", live=True)
     stream_key(other_creator)  # so the media hook reads the credentials it is sent
-    calls.update_settings(other_creator, 60, True)
-    call = calls.init_call(other_fan, other_creator.id, 60)
+    call_id = make_call(rate=60, present=False, accept=False, fan=other_fan, creator=other_creator).call_id
     calls.update_settings(other_creator, 60, False)  # so our fan's call requests are refused (409)
     transfer_id = db.session.scalar(text("SELECT transfer_id FROM purchases WHERE user_id = :u LIMIT 1"),
                                     {"u": other_fan.id})
@@ -172,7 +169,7 @@ def world(app, ctx, make_fan, make_creator, api_headers):
                                        "csrf_token": csrf_from(other_browser, "/login")})
     their = {kind: db.session.scalar(text(f"SELECT max(id) FROM {table} WHERE user_id = :u"), {"u": other_fan.id})
              for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
-    real = {"stream_id": str(stream.id), "call_id": str(call.id), "transfer_id": str(transfer_id),
+    real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
             **{kind: str(value) for kind, value in their.items()}}
 
@@ -197,7 +194,7 @@ def world(app, ctx, make_fan, make_creator, api_headers):
         "creatorId": other_creator.id, "rate_tokens_per_min": 60, "rate": "60",  # not taking calls: 409
         "customAmount": "", "streamId": stream.id, "callId": "", "idempotency_key": str(uuid.uuid4()),
         "range": "7d", "page": "1", "topup": "100", "creator": other_creator.id, "stream": stream.id,
-        "call": call.id, "next": "/wallet",
+        "call": call_id, "next": "/wallet",
         "action": "publish", "path": f"stream/{stream.id}", "token": "wrong", "user": "u", "query": "",
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
@@ -206,7 +203,6 @@ def world(app, ctx, make_fan, make_creator, api_headers):
     # A purchase has one field, and any valid amount buys: its base amount is refused too.
     base_for = {"wallet_api.purchase": {"amountTokens": 0}, "wallet.purchase": {"amountTokens": "0"}}
     yield dict(fan=fan, creator=creator, actors=actors, real=real, base=base, base_for=base_for, anchors=anchors)
-    calls.end(other_fan, call.id)
 
 
 def snapshot(fan) -> dict:

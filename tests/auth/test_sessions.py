@@ -290,17 +290,17 @@ def closed_within(viewer, seconds: float) -> bool:
     return viewer.closed
 
 
-def test_logging_out_closes_the_sessions_open_sockets_and_only_those(client, new_client, make_fan, make_creator,
+def test_logging_out_closes_the_sessions_open_sockets_and_only_those(client, new_client, make_fan, make_stream,
                                                                      login, live_server):
     from tests.realtime.helpers import Api, Viewer
-    api, creator = Api(live_server), make_creator()
+    api, live = Api(live_server), make_stream(title="Socket test", live=True)
     fan = make_fan()
     csrf = login(fan)
     mine = {"Cookie": f"session={cookie_of(client)}"}
     [phone] = logged_in_browsers(client.application, new_client, fan, 1)
     theirs = {"Cookie": f"session={cookie_of(phone)}"}
     me, feed = Viewer(api.ws("/ws/me"), mine), Viewer(api.ws("/ws/me"), theirs)
-    stream = Viewer(api.ws(f"/ws/channels/{_live_channel(creator)}"), mine)
+    stream = Viewer(api.ws(f"/ws/channels/{live.channel}"), mine)
     try:
         for viewer in (me, feed, stream):
             assert viewer.receive(5) is not None  # the state sync: open and subscribed
@@ -323,13 +323,6 @@ def test_log_out_everywhere_closes_sockets_opened_with_a_token(client, make_fan,
         assert closed_within(viewer, 3)
     finally:
         viewer.close()
-
-
-def _live_channel(creator) -> str:
-    from app.streams import service as streams
-    stream = streams.create_stream(creator, "public", "Socket test", None, None)
-    streams.change_status(creator, stream.id, "start")
-    return stream.channel
 
 
 @pytest.mark.parametrize("agent,shown", [

@@ -23,7 +23,6 @@ from playwright.sync_api import expect
 from app.calls import service
 from app.calls.models import Call
 from app.extensions import db
-from app.streams import service as streams
 from tests.browser.pages import Page, logged_in_pages
 from tests.conftest import launch_chromium
 from tests.browser.test_tips_live import WS_PROBE, log_in, wait_listening
@@ -92,10 +91,9 @@ def expect_meter(p: Page, call_id: int, *, status: str, blocks: int, timeout: in
 
 
 def test_a_fan_calls_a_creator_and_both_see_video_and_the_live_meter(open_page, hub, people, clock, app,
-                                                                     api_headers, client):
+                                                                     api_headers, client, make_stream):
     fan, creator = people
-    stream = streams.create_stream(creator, "public", "Open studio")
-    streams.change_status(creator, stream.id, "start")
+    stream = make_stream(creator, title="Open studio", live=True)
 
     # The creator is somewhere in the app, listening on their own feed.
     c = open_page(creator, "/")
@@ -221,11 +219,11 @@ def calls_of(fan) -> int:
     return db.session.scalar(db.select(db.func.count()).select_from(Call).where(Call.fan_id == fan.id))
 
 
-def test_wrong_input_in_the_call_flow_shows_by_its_field_and_changes_nothing(open_page, make_fan, make_creator):
+def test_wrong_input_in_the_call_flow_shows_by_its_field_and_changes_nothing(open_page, make_fan, make_creator,
+                                                                             make_stream):
     creator = make_creator(name=f"Host {uuid.uuid4().hex[:4]}")
     service.update_settings(creator, RATE, True)
-    stream = streams.create_stream(creator, "public", "Open studio")
-    streams.change_status(creator, stream.id, "start")
+    stream = make_stream(creator, title="Open studio", live=True)
 
     # The creator types a hostile rate, then zero: each error sits by the field (focused, what
     # was typed kept, the text never run) and the saved settings stay.

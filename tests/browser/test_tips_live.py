@@ -89,21 +89,6 @@ def log_in(p: Page, user, path: str) -> None:
     expect(page.get_by_role("link", name=user.display_name, exact=True)).to_be_visible()
 
 
-@pytest.fixture()
-def make_stream(client, api_headers):
-    """make_stream(creator, live=True) → id of a new public stream, made through the JSON API."""
-    def _make(creator, live=True, title=None):
-        resp = client.post("/api/streams/create", json={"type": "public", "title": title or f"Show {uuid.uuid4().hex[:6]}"},
-                           headers=api_headers(creator))
-        assert resp.status_code == 201, resp.get_json()
-        stream_id = resp.get_json()["stream"]["id"]
-        if live:
-            resp = client.post(f"/api/streams/{stream_id}/start", headers=api_headers(creator))
-            assert resp.status_code == 200, resp.get_json()
-        return stream_id
-    return _make
-
-
 def wait_listening(p: Page, hub, selector: str, *, synced: bool = True) -> None:
     """Wait until the WebSocket on `selector` is subscribed: its sync message arrived (or, for
     sockets that send none, it opened) and this process's Redis listener is up."""
@@ -138,7 +123,7 @@ def pop(p: Page, tip_id: int):
 def test_tip_pops_up_live_for_every_viewer(open_page, hub, make_fan, new_creator, make_stream):
     creator = new_creator()
     fan_a, fan_b = make_fan(balance=1_000), make_fan()
-    stream_id = make_stream(creator)
+    stream_id = make_stream(creator, live=True).id
     a = open_page(fan_a, f"/streams/{stream_id}")
     b = open_page(fan_b, f"/streams/{stream_id}")
     for p in (a, b):
@@ -200,7 +185,7 @@ def test_hostile_name_and_message_show_as_text_everywhere(open_page, hub, make_f
     creator = new_creator()
     hostile = make_fan(balance=1_000, name=HOSTILE_NAME)
     viewer = make_fan()
-    stream_id = make_stream(creator)
+    stream_id = make_stream(creator, live=True).id
 
     c = open_page(creator, "/creator/settings")
     overlay_url = c.page.locator("#overlay-url").input_value()
@@ -259,7 +244,7 @@ def test_hostile_name_and_message_show_as_text_everywhere(open_page, hub, make_f
 def test_creator_badge_counts_live_and_clears_when_opened(open_page, hub, make_fan, new_creator, make_stream):
     creator = new_creator()
     fan = make_fan(balance=500)
-    stream_id = make_stream(creator)
+    stream_id = make_stream(creator, live=True).id
     c = open_page(creator, "/")
     badge = c.page.locator("#notif-badge")
     wait_listening(c, hub, "[ws-connect='/ws/me']")
@@ -298,7 +283,7 @@ def test_creator_badge_counts_live_and_clears_when_opened(open_page, hub, make_f
 def test_insufficient_balance_offers_a_topup_in_the_modal(open_page, hub, make_fan, new_creator, make_stream):
     creator = new_creator()
     fan = make_fan(balance=100)
-    stream_id = make_stream(creator)
+    stream_id = make_stream(creator, live=True).id
     f = open_page(fan, f"/streams/{stream_id}")
     wait_listening(f, hub, ".player")
     page = f.page
@@ -353,7 +338,7 @@ def test_insufficient_balance_offers_a_topup_in_the_modal(open_page, hub, make_f
 def test_tip_modal_works_from_the_keyboard(open_page, make_fan, new_creator, make_stream):
     creator = new_creator()
     fan = make_fan(balance=100)
-    stream_id = make_stream(creator)
+    stream_id = make_stream(creator, live=True).id
     f = open_page(fan, f"/streams/{stream_id}")
     page = f.page
 

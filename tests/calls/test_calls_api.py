@@ -16,8 +16,7 @@ from app.extensions import db
 from tests.clock import install_clock
 from tests.calls.helpers import event_types, events, fresh_call, wallet
 from tests.conftest import fresh_client
-from tests.helpers import assert_error
-from tests.ledger.test_concurrency import run_together
+from tests.helpers import assert_error, run_together
 
 pytestmark = pytest.mark.usefixtures("no_open_calls")
 

@@ -35,7 +35,7 @@ from tests.clock import install_clock
 from tests.calls.helpers import (block_keys, block_transfer_kinds, charged_blocks, earnings, event_types, events,
                                  fresh_call, platform_fees, wallet, wallet_debits_for_call)
 from tests.conftest import fresh_client
-from tests.ledger.test_concurrency import run_together
+from tests.helpers import run_together
 from worker import cron_jobs
 
 pytestmark = pytest.mark.usefixtures("no_open_calls")

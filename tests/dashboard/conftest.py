@@ -20,15 +20,6 @@ from app.extensions import db
 from app.streams import service as streams
 from app.streams import tickets
 from app.tips import service as tips
-from tests.calls.conftest import _close_open_calls
-
-
-@pytest.fixture()
-def no_open_calls(app):
-    """meter() bills every open call: start and finish with none."""
-    _close_open_calls(app)
-    yield
-    _close_open_calls(app)
 
 
 def last_transfer_id() -> int:
@@ -49,10 +40,12 @@ def redate_since(after_transfer_id: int, at: datetime) -> None:
 
 
 class History:
-    """Moves money with the real services; `at(moment)` dates what moved since the last call."""
+    """Moves money with the real services; `at(moment)` dates what moved since the last call.
+    Streams and calls come from the shared factories (`make_stream`, `make_call`)."""
 
-    def __init__(self, rng, clock):
+    def __init__(self, rng, clock, make_stream, make_call):
         self.rng, self.clock = rng, clock
+        self.make_stream, self.make_call = make_stream, make_call
         self.mark = last_transfer_id()
 
     def at(self, moment: datetime) -> None:
@@ -67,7 +60,7 @@ class History:
         """A private show: tickets for `fans`; then started and ended (settled),
         canceled (refunded), or left scheduled (pending escrow). `live_tips`:
         (fan, amount) tips sent into the show while it is live."""
-        stream = streams.create_stream(creator, "private", f"Show {uuid.uuid4().hex[:4]}", price)
+        stream = self.make_stream(creator, "private", title=f"Show {uuid.uuid4().hex[:4]}", ticket_price=price)
         for fan in fans:
             tickets.checkout(fan, stream)
         if cancel:
@@ -79,7 +72,7 @@ class History:
 
     def public_stream(self, creator, live_tips=(), *, end=True):
         """A public stream with `live_tips` ((fan, amount)) sent while live; then ended."""
-        stream = streams.create_stream(creator, "public", f"Stream {uuid.uuid4().hex[:4]}")
+        stream = self.make_stream(creator, title=f"Stream {uuid.uuid4().hex[:4]}")
         self._go_live(creator, stream, live_tips, end)
         return stream
 
@@ -94,11 +87,7 @@ class History:
     def call(self, fan, creator, blocks: int, tip: int = 0):
         """A call billed for `blocks` blocks by the real meter (and, with `tip`, a tip
         of that many tokens from its fan during it), then ended."""
-        calls.update_settings(creator, self.rng.randint(1, 40), True)
-        call_id = calls.init_call(fan, creator.id).id
-        calls.presence_changed(call_id, "fan", True)
-        calls.presence_changed(call_id, "creator", True)
-        calls.accept(creator, call_id)  # block 0
+        call_id = self.make_call(rate=self.rng.randint(1, 40), fan=fan, creator=creator).call_id  # block 0
         if tip:
             tips.send_tip(fan, creator.id, tip, "", {"callId": call_id}, f"t-{uuid.uuid4()}")
         for _ in range(blocks - 1):
@@ -109,9 +98,9 @@ class History:
 
 
 @pytest.fixture()
-def history(clock):
+def history(clock, make_stream, make_call):
     import random
-    return lambda seed: History(random.Random(seed), clock)
+    return lambda seed: History(random.Random(seed), clock, make_stream, make_call)
 
 
 def utc(y, m, d, hh=0, mm=0, ss=0) -> datetime:

@@ -75,39 +75,27 @@ def send_tip(fan, creator, amount, message="", stream_id=None):
     return tips.send_tip(fan, creator.id, amount, message, context, f"t-{uuid.uuid4()}").tip
 
 
-def paid_call(fan, creator) -> int:
-    """A call the creator accepted with both pages present: its first block is charged at once."""
-    call_id = calls.init_call(fan, creator.id).id
-    calls.presence_changed(call_id, "fan", True)
-    calls.presence_changed(call_id, "creator", True)
-    calls.accept(creator, call_id)
-    return call_id
-
-
 @pytest.fixture()
-def history(ctx, make_creator, make_fan):
+def history(ctx, make_creator, make_fan, make_call, make_stream):
     """A creator with tips (one during a live stream, ended once the test is done), a
     settled private show, a show still holding escrow and one paid call, from two fans."""
     creator = make_creator(name="Cleo Creator")
     fan_a = make_fan(balance=5_000, name="Fan Alpha")
     fan_b = make_fan(balance=5_000, name="Fan Beta")
 
-    public = streams.create_stream(creator, "public", "Morning stream")
-    streams.change_status(creator, public.id, "start")
+    public = make_stream(creator, title="Morning stream", live=True)
     tip_in_stream = send_tip(fan_a, creator, 500, "hello", stream_id=public.id)
     send_tip(fan_b, creator, 100)
 
-    settled = streams.create_stream(creator, "private", "Settled show", 300)
-    streams.change_status(creator, settled.id, "start")
+    settled = make_stream(creator, "private", title="Settled show", ticket_price=300, live=True)
     tickets.checkout(fan_a, settled)
     tickets.checkout(fan_b, settled)
     streams.change_status(creator, settled.id, "end")
 
-    pending = streams.create_stream(creator, "private", "Upcoming show", 250)
+    pending = make_stream(creator, "private", title="Upcoming show", ticket_price=250)
     tickets.checkout(fan_b, pending)
 
-    calls.update_settings(creator, 60, True)
-    call_id = paid_call(fan_a, creator)
+    call_id = make_call(rate=60, fan=fan_a, creator=creator).call_id  # block 0 charged at once
     calls.end(fan_a, call_id)
     db.session.commit()
     yield dict(creator=creator, fans=(fan_a, fan_b), public_id=public.id, settled_id=settled.id,
@@ -338,14 +326,13 @@ def test_platform_figures_are_the_service_figures(history, browser_for, operator
 
 # ---- escaping ------------------------------------------------------------------
 
-def test_hostile_names_titles_and_messages_are_shown_as_text(ctx, browser_for, make_creator, make_fan):
+def test_hostile_names_titles_and_messages_are_shown_as_text(ctx, browser_for, make_creator, make_fan,
+                                                             make_call, make_stream):
     creator = make_creator(name=HOSTILE)
     fan = make_fan(balance=2_000, name=HOSTILE)
-    stream = streams.create_stream(creator, "public", HOSTILE)
-    streams.change_status(creator, stream.id, "start")
+    stream = make_stream(creator, title=HOSTILE, live=True)
     tip = send_tip(fan, creator, 300, HOSTILE, stream_id=stream.id)
-    calls.update_settings(creator, 60, True)
-    call_id = paid_call(fan, creator)
+    call_id = make_call(rate=60, fan=fan, creator=creator).call_id
     calls.end(fan, call_id)  # no call left open for other tests' meters
     db.session.commit()
 

@@ -1,35 +1,14 @@
 """Concurrency claims, proven with real threads against real PostgreSQL."""
 from __future__ import annotations
 
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from app import ledger
 from app.auth.models import User
 from app.errors import Conflict, InsufficientFunds
 from app.extensions import db
 from app.wallet import service as wallet
-
-
-def run_together(app, n, fn):
-    """Run fn(i) in n threads released at the same instant; each has its own app
-    context (and so its own DB session). Returns the results or exceptions."""
-    barrier = threading.Barrier(n)
-
-    def worker(i):
-        with app.app_context():
-            barrier.wait()
-            try:
-                return fn(i)
-            except Exception as exc:  # returned for inspection, not swallowed
-                db.session.rollback()
-                return exc
-            finally:
-                db.session.remove()
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(worker, range(n)))
+from tests.helpers import run_together
 
 
 def _buy(user_id, amount, key):

@@ -74,21 +74,20 @@ def media_client(new_client):
 
 
 @pytest.fixture()
-def broadcaster(make_creator):
+def broadcaster(make_creator, make_stream):
     """A creator with a stream key, a scheduled and a live public stream (ids only)."""
     creator = make_creator()
     key = media.stream_key(creator)
-    scheduled = streams.create_stream(creator, "public", "Scheduled")
-    live = streams.create_stream(creator, "public", "Live")
-    streams.change_status(creator, live.id, "start")
+    scheduled = make_stream(creator, title="Scheduled")
+    live = make_stream(creator, title="Live", live=True)
     return SimpleNamespace(creator=creator, key=key, scheduled_id=scheduled.id, live_id=live.id)
 
 
 @pytest.fixture()
-def private_live(make_creator, make_fan):
+def private_live(make_creator, make_fan, make_stream):
     """A live private show (price 300) and a fan holding a ticket to it."""
     creator = make_creator()
-    show = streams.create_stream(creator, "private", "VIP", 300)
+    show = make_stream(creator, "private", title="VIP", ticket_price=300)
     holder = make_fan(balance=1000)
     tickets.checkout(holder, show)
     streams.change_status(creator, show.id, "start")
@@ -121,10 +120,10 @@ def test_publish_without_the_right_key_is_refused(media_client, broadcaster, bad
     refused(ask(media_client, body), "bad_stream_key")
 
 
-def test_publish_with_another_creators_key_is_refused(media_client, broadcaster, make_creator):
+def test_publish_with_another_creators_key_is_refused(media_client, broadcaster, make_creator, make_stream):
     other = make_creator()
     other_key = media.stream_key(other)
-    own_stream = streams.create_stream(other, "public", "Other's own").id
+    own_stream = make_stream(other, title="Other's own").id
     for field in ("token", "password"):
         refused(ask(media_client, mtx_body("publish", f"stream/{broadcaster.live_id}", **{field: other_key})),
                 "bad_stream_key")
@@ -135,9 +134,9 @@ def test_publish_with_another_creators_key_is_refused(media_client, broadcaster,
     refused(ask(media_client, mtx_body("publish", f"stream/{own_stream}", token=broadcaster.key)), "bad_stream_key")
 
 
-def test_publish_is_refused_before_the_creator_ever_had_a_key(media_client, make_creator):
+def test_publish_is_refused_before_the_creator_ever_had_a_key(media_client, make_creator, make_stream):
     creator = make_creator()
-    stream_id = streams.create_stream(creator, "public", "Keyless").id
+    stream_id = make_stream(creator, title="Keyless").id
     assert key_in_db(creator.id) is None
     for token in ("", "None", "null", "sk_"):
         refused(ask(media_client, mtx_body("publish", f"stream/{stream_id}", token=token)), "bad_stream_key")
@@ -265,9 +264,8 @@ def test_read_with_a_forged_token_is_refused(media_client, broadcaster, ctx):
         refused(ask(media_client, mtx_body("read", path, query=f"token={forged}")), "bad_token")
 
 
-def test_a_token_for_another_stream_is_refused(client, media_client, broadcaster, make_fan):
-    other_live = streams.create_stream(broadcaster.creator, "public", "Second live")
-    streams.change_status(broadcaster.creator, other_live.id, "start")
+def test_a_token_for_another_stream_is_refused(client, media_client, broadcaster, make_fan, make_stream):
+    other_live = make_stream(broadcaster.creator, title="Second live", live=True)
     log_in(client, make_fan())
     token_for_other = fetch_token(client, other_live.id)["token"]
     allowed(ask(media_client, mtx_body("read", f"stream/{other_live.id}", token=token_for_other)))
@@ -372,9 +370,8 @@ def test_the_creator_gets_a_token_to_their_own_private_show(client, media_client
     allowed(ask(media_client, mtx_body("read", f"stream/{private_live.id}", token=token)))
 
 
-def test_a_holders_token_does_not_open_another_private_show(client, media_client, private_live):
-    other = streams.create_stream(private_live.creator, "private", "Other VIP", 300)
-    streams.change_status(private_live.creator, other.id, "start")
+def test_a_holders_token_does_not_open_another_private_show(client, media_client, private_live, make_stream):
+    other = make_stream(private_live.creator, "private", title="Other VIP", ticket_price=300, live=True)
     log_in(client, private_live.holder)
     token = fetch_token(client, private_live.id)["token"]
     refused(ask(media_client, mtx_body("read", f"stream/{other.id}", token=token)), "token_for_another_stream")

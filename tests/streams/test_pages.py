@@ -40,12 +40,11 @@ def assert_escaped_title(html: str) -> None:
 
 
 @pytest.fixture()
-def live_show(make_creator):
+def live_show(make_creator, make_stream):
     """A creator with a live public stream and a scheduled one (ids only: rows stay with their session)."""
     creator = make_creator(name="Streamer")
-    live = streams.create_stream(creator, "public", "Live now show")
-    streams.change_status(creator, live.id, "start")
-    scheduled = streams.create_stream(creator, "public", "Later show")
+    live = make_stream(creator, title="Live now show", live=True)
+    scheduled = make_stream(creator, title="Later show")
     return SimpleNamespace(creator=creator, live_id=live.id, live_channel=live.channel,
                            scheduled_id=scheduled.id, scheduled_channel=scheduled.channel)
 
@@ -109,10 +108,9 @@ def test_ended_stream_page_has_no_status_buttons(client, live_show, login):
 
 
 def test_private_stream_shows_the_gate_without_socket_or_channel_to_others(client, new_client, make_creator,
-                                                                           make_fan, login):
+                                                                           make_fan, login, make_stream):
     creator = make_creator()
-    private = streams.create_stream(creator, "private", "Ticketed show", 500)
-    streams.change_status(creator, private.id, "start")
+    private = make_stream(creator, "private", title="Ticketed show", ticket_price=500, live=True)
     channel = private.channel
     anonymous = new_client()
     login(make_fan())
@@ -132,9 +130,9 @@ def test_private_stream_shows_the_gate_without_socket_or_channel_to_others(clien
     assert f'ws-connect="/ws/channels/{channel}"' in html and 'id="tip-overlay"' in html
 
 
-def test_stream_title_is_escaped_on_its_page(client, make_creator):
+def test_stream_title_is_escaped_on_its_page(client, make_creator, make_stream):
     creator = make_creator()
-    stream = streams.create_stream(creator, "public", NASTY_TITLE)
+    stream = make_stream(creator, title=NASTY_TITLE)
     assert_escaped_title(page(client, f"/streams/{stream.id}"))
 
 
@@ -242,9 +240,9 @@ def test_logged_out_creator_streams_redirects_to_login(client):
     assert resp.status_code == 302 and urlsplit(resp.headers["Location"]).path == "/login"
 
 
-def test_go_live_then_end_buttons_post_with_csrf_and_303_back(client, creator_session):
+def test_go_live_then_end_buttons_post_with_csrf_and_303_back(client, creator_session, make_stream):
     creator, csrf = creator_session
-    stream_id = streams.create_stream(creator, "public", "Button show").id
+    stream_id = make_stream(creator, title="Button show").id
     html = page(client, "/creator/streams")
     assert f'action="/creator/streams/{stream_id}/start"' in html
     resp = client.post(f"/creator/streams/{stream_id}/start", data={"csrf_token": csrf})
@@ -260,39 +258,39 @@ def test_go_live_then_end_buttons_post_with_csrf_and_303_back(client, creator_se
     assert f'/creator/streams/{stream_id}/' not in html
 
 
-def test_cancel_button_cancels(client, creator_session):
+def test_cancel_button_cancels(client, creator_session, make_stream):
     creator, csrf = creator_session
-    stream_id = streams.create_stream(creator, "public", "To cancel").id
+    stream_id = make_stream(creator, title="To cancel").id
     resp = client.post(f"/creator/streams/{stream_id}/cancel", data={"csrf_token": csrf})
     assert resp.status_code == 303 and status_of(stream_id) == "canceled"
 
 
-def test_status_buttons_never_redirect_off_site(client, creator_session):
+def test_status_buttons_never_redirect_off_site(client, creator_session, make_stream):
     creator, csrf = creator_session
-    stream_id = streams.create_stream(creator, "public", "Redirects").id
+    stream_id = make_stream(creator, title="Redirects").id
     resp = client.post(f"/creator/streams/{stream_id}/start", data={"csrf_token": csrf,
                                                                      "next": "https://evil.example/"})
     assert resp.status_code == 303 and resp.headers["Location"] in ("/creator/streams",
                                                                      "http://localhost/creator/streams")
 
 
-def test_status_buttons_need_csrf(client, creator_session):
+def test_status_buttons_need_csrf(client, creator_session, make_stream):
     creator, _ = creator_session
-    stream_id = streams.create_stream(creator, "public", "CSRF").id
+    stream_id = make_stream(creator, title="CSRF").id
     assert client.post(f"/creator/streams/{stream_id}/start").status_code == 400
     assert status_of(stream_id) == "scheduled"
 
 
-def test_status_buttons_of_another_creators_stream_are_403(client, creator_session, make_creator):
+def test_status_buttons_of_another_creators_stream_are_403(client, creator_session, make_stream):
     _, csrf = creator_session
-    stream_id = streams.create_stream(make_creator(), "public", "Not mine").id
+    stream_id = make_stream(title="Not mine").id
     assert client.post(f"/creator/streams/{stream_id}/start", data={"csrf_token": csrf}).status_code == 403
     assert status_of(stream_id) == "scheduled"
 
 
-def test_illegal_transition_from_the_page_is_409(client, creator_session):
+def test_illegal_transition_from_the_page_is_409(client, creator_session, make_stream):
     creator, csrf = creator_session
-    stream_id = streams.create_stream(creator, "public", "Not live yet").id
+    stream_id = make_stream(creator, title="Not live yet").id
     assert client.post(f"/creator/streams/{stream_id}/end", data={"csrf_token": csrf}).status_code == 409
     assert status_of(stream_id) == "scheduled"
 
@@ -375,16 +373,14 @@ def test_an_overlay_secret_with_a_nul_byte_is_400_invalid_text_not_a_database_er
 
 # ---- Discover -----------------------------------------------------------------------------------
 
-def test_discover_lists_live_and_scheduled_streams_with_titles_escaped(client, make_creator):
+def test_discover_lists_live_and_scheduled_streams_with_titles_escaped(client, make_creator, make_stream):
     creator = make_creator(name="Discoverable")
     soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
-    live = streams.create_stream(creator, "public", NASTY_TITLE)
-    streams.change_status(creator, live.id, "start")
-    scheduled = streams.create_stream(creator, "private", "Soon: " + NASTY_TITLE, 250, soon)
-    ended = streams.create_stream(creator, "public", "Over already")
-    streams.change_status(creator, ended.id, "start")
+    live = make_stream(creator, title=NASTY_TITLE, live=True)
+    scheduled = make_stream(creator, "private", title="Soon: " + NASTY_TITLE, ticket_price=250, starts_at=soon)
+    ended = make_stream(creator, title="Over already", live=True)
     streams.change_status(creator, ended.id, "end")
-    canceled = streams.create_stream(creator, "public", "Called off", None, soon)
+    canceled = make_stream(creator, title="Called off", starts_at=soon)
     streams.change_status(creator, canceled.id, "cancel")
     html = page(client, "/")
     assert f'href="/streams/{live.id}"' in html and f'href="/streams/{scheduled.id}"' in html
@@ -395,13 +391,12 @@ def test_discover_lists_live_and_scheduled_streams_with_titles_escaped(client, m
     assert live.channel not in html and scheduled.channel not in html
 
 
-def test_discover_lists_live_streams_first_even_among_many_scheduled(client, make_creator):
+def test_discover_lists_live_streams_first_even_among_many_scheduled(client, make_creator, make_stream):
     """Discover is "live streams" first: a crowd of scheduled shows must not push a live one off the page."""
     creator = make_creator()
     later = "2031-01-01T00:00:00Z"
-    crowd = [streams.create_stream(creator, "public", f"Someday {i}", None, later).id for i in range(51)]
-    live = streams.create_stream(creator, "public", "On air right now")
-    streams.change_status(creator, live.id, "start")
+    crowd = [make_stream(creator, title=f"Someday {i}", starts_at=later).id for i in range(51)]
+    live = make_stream(creator, title="On air right now", live=True)
     try:
         html = page(client, "/")
         assert f'href="/streams/{live.id}"' in html

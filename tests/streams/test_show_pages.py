@@ -87,10 +87,10 @@ def assert_show(html: str, channel: str) -> None:
 
 
 @pytest.fixture()
-def show(make_creator):
+def show(make_creator, make_stream):
     """A scheduled private show at 1,500 tokens (ids and plain values only)."""
     creator = make_creator(name="Show Host")
-    s = streams.create_stream(creator, "private", "Members night", PRICE)
+    s = make_stream(creator, "private", title="Members night", ticket_price=PRICE)
     return SimpleNamespace(creator=creator, id=s.id, channel=s.channel)
 
 
@@ -262,10 +262,10 @@ def video_of(html: str) -> re.Match | None:
     return re.search(r'<video class="player-video" data-hls-src="([^"]+)" data-token-url="([^"]+)"', html)
 
 
-def test_a_live_public_stream_has_the_player_and_the_csp_lets_it_reach_the_media_server(media_app, make_creator):
+def test_a_live_public_stream_has_the_player_and_the_csp_lets_it_reach_the_media_server(media_app, make_creator,
+                                                                                         make_stream):
     creator = make_creator()
-    s = streams.create_stream(creator, "public", "On air")
-    streams.change_status(creator, s.id, "start")
+    s = make_stream(creator, title="On air", live=True)
     resp = fresh_client(media_app).get(f"/streams/{s.id}")
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)
@@ -281,9 +281,9 @@ def test_a_live_public_stream_has_the_player_and_the_csp_lets_it_reach_the_media
     assert media.playback_token(None, s)[:20] not in html
 
 
-def test_the_player_appears_only_while_live(media_app, make_creator):
+def test_the_player_appears_only_while_live(media_app, make_creator, make_stream):
     creator = make_creator()
-    s = streams.create_stream(creator, "public", "Soon")
+    s = make_stream(creator, title="Soon")
     browser = fresh_client(media_app)
     assert video_of(page(browser, f"/streams/{s.id}")) is None
     streams.change_status(creator, s.id, "start")
@@ -312,10 +312,9 @@ def test_a_private_show_has_the_player_for_holders_and_the_creator_only(media_ap
         assert HLS_BASE not in html and "media.test" not in html and f"/stream/{show.id}/" not in html
 
 
-def test_without_a_media_server_the_live_page_says_so_and_has_no_player(client, make_creator):
+def test_without_a_media_server_the_live_page_says_so_and_has_no_player(client, make_creator, make_stream):
     creator = make_creator()
-    s = streams.create_stream(creator, "public", "No MediaMTX")
-    streams.change_status(creator, s.id, "start")
+    s = make_stream(creator, title="No MediaMTX", live=True)
     html = page(client, f"/streams/{s.id}")
     assert video_of(html) is None and "index.m3u8" not in html
     assert "Video appears here once the operator connects a media server" in html
@@ -355,18 +354,17 @@ def test_creator_streams_shows_a_canceled_shows_refunds(client, login, show, mak
     assert "revenue" not in figures_text(html, show.id)
 
 
-def test_public_streams_have_no_ticket_figures(client, login, make_creator):
+def test_public_streams_have_no_ticket_figures(client, login, make_creator, make_stream):
     creator = make_creator()
-    s = streams.create_stream(creator, "public", "Free")
+    s = make_stream(creator, title="Free")
     login(creator)
     assert f'data-testid="show-figures-{s.id}"' not in page(client, "/creator/streams")
 
 
-def test_creator_streams_shows_obs_settings_when_an_ingest_url_is_set(make_app, show, make_creator):
+def test_creator_streams_shows_obs_settings_when_an_ingest_url_is_set(make_app, show, make_creator, make_stream):
     ingest_app = make_app(MEDIA_INGEST_URL=INGEST + "/")
     creator = show.creator
-    ended = streams.create_stream(creator, "public", "Done")
-    streams.change_status(creator, ended.id, "start")
+    ended = make_stream(creator, title="Done", live=True)
     streams.change_status(creator, ended.id, "end")
     browser = fresh_client(ingest_app)
     log_in(browser, creator)
@@ -442,9 +440,9 @@ def assert_escaped(html: str) -> None:
 
 
 def test_a_hostile_title_is_escaped_on_the_gate_and_the_creator_list(client, new_client, login, make_creator,
-                                                                     make_fan, make_app):
+                                                                     make_fan, make_app, make_stream):
     creator = make_creator()
-    s = streams.create_stream(creator, "private", HOSTILE, 100)
+    s = make_stream(creator, "private", title=HOSTILE, ticket_price=100)
     assert_escaped(page(new_client(), f"/streams/{s.id}"))  # logged out: the gate
     fan_browser = new_client()
     log_in(fan_browser, make_fan(balance=10))

@@ -5,9 +5,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from app.streams import service as streams
-from tests.ledger.test_concurrency import run_together
-from tests.helpers import assert_error
+from tests.helpers import assert_error, run_together
 
 # ---- helpers ----------------------------------------------------------------
 
@@ -32,10 +30,10 @@ def creator_api(make_creator, api_headers):
 
 
 @pytest.fixture()
-def a_stream(creator_api):
+def a_stream(creator_api, make_stream):
     """(creator, creator headers, id of a scheduled public stream)."""
     creator, headers = creator_api
-    return creator, headers, streams.create_stream(creator, "public", "Scheduled show").id
+    return creator, headers, make_stream(creator, title="Scheduled show").id
 
 
 # ---- create -----------------------------------------------------------------------
@@ -191,10 +189,10 @@ def test_a_stream_id_in_non_ascii_digits_names_no_stream(client, a_stream, digit
 
 
 def test_access_creator_always_fan_public_yes_private_no(client, creator_api, make_fan, make_creator,
-                                                       api_headers):
+                                                       api_headers, make_stream):
     creator, headers = creator_api
-    public = streams.create_stream(creator, "public", "Open")
-    private = streams.create_stream(creator, "private", "Closed", 500)
+    public = make_stream(creator, title="Open")
+    private = make_stream(creator, "private", title="Closed", ticket_price=500)
     fan_headers = api_headers(make_fan())
     other_creator_headers = api_headers(make_creator())
 
@@ -211,10 +209,10 @@ def test_access_creator_always_fan_public_yes_private_no(client, creator_api, ma
 
 
 def test_private_stream_channel_is_not_revealed_to_those_without_access(client, new_client, creator_api,
-                                                                        make_fan, api_headers):
+                                                                        make_fan, api_headers, make_stream):
     """The channel name gates the private show's socket; only those with access learn it."""
     creator, headers = creator_api
-    private = streams.create_stream(creator, "private", "Closed", 500)
+    private = make_stream(creator, "private", title="Closed", ticket_price=500)
     assert client.get(f"/api/streams/{private.id}", headers=headers).get_json()["stream"]["channel"] == \
         private.channel
     for resp in (new_client().get(f"/api/streams/{private.id}"),

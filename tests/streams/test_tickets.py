@@ -26,8 +26,7 @@ from app.streams import cron
 from app.streams import service as streams
 from app.streams import tickets
 from app.wallet import service as wallet
-from tests.helpers import assert_error
-from tests.ledger.test_concurrency import run_together
+from tests.helpers import assert_error, run_together
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not a multiple of 5: the 80/20 split of one ticket (5/2) differs from the split of
@@ -97,20 +96,20 @@ def user(user_id: int) -> User:
 
 
 @pytest.fixture()
-def show(ctx, make_creator, api_headers):
+def show(ctx, make_creator, api_headers, make_stream):
     """(creator, creator headers, id of a scheduled private show at PRICE)."""
     creator = make_creator()
-    return creator, api_headers(creator), streams.create_stream(creator, "private", "VIP night", PRICE).id
+    return creator, api_headers(creator), make_stream(creator, "private", title="VIP night", ticket_price=PRICE).id
 
 
 @pytest.fixture()
-def sold_show(ctx, make_creator, make_fan):
+def sold_show(ctx, make_creator, make_fan, make_stream):
     """sold_show(n, title=…, starts_at=None) → (creator id, stream id, [fan ids]): a
     scheduled private show at PRICE with n tickets, each fan funded with exactly PRICE
     (so after buying every wallet is 0, after a refund every wallet is PRICE)."""
     def _make(n, title="VIP night", starts_at=None):
         creator = make_creator()
-        stream = streams.create_stream(creator, "private", title, PRICE, starts_at)
+        stream = make_stream(creator, "private", title=title, ticket_price=PRICE, starts_at=starts_at)
         fan_ids = []
         for _ in range(n):
             fan = make_fan(balance=PRICE)
@@ -223,8 +222,8 @@ def test_own_show_is_403_own_stream(client, show):
     assert balance(creator.id) == 100 and escrow_balance(sid) == 0
 
 
-def test_public_stream_is_409_not_ticketed(client, make_creator, make_fan, api_headers):
-    sid = streams.create_stream(make_creator(), "public", "Open").id
+def test_public_stream_is_409_not_ticketed(client, make_stream, make_fan, api_headers):
+    sid = make_stream(title="Open").id
     fan = make_fan(balance=100)
     before = table_counts()
     assert_error(client.post(checkout_url(sid), headers=api_headers(fan)), 409, "not_ticketed")
@@ -307,11 +306,11 @@ def test_anonymous_checkout_is_401_not_a_csrf_error(client, show):
 
 
 def test_100_fans_buying_at_once_each_charged_once_then_the_show_settles_80_20(app, make_creator, make_fan,
-                                                                               api_headers):
+                                                                               api_headers, make_stream):
     n = 100
     creator = make_creator()
     creator_id = creator.id
-    sid = streams.create_stream(creator, "private", "Big night", PRICE).id
+    sid = make_stream(creator, "private", title="Big night", ticket_price=PRICE).id
     fans = [make_fan(balance=PRICE) for _ in range(n)]
     fan_ids = [f.id for f in fans]
     headers = [api_headers(f) for f in fans]
@@ -372,14 +371,13 @@ def test_one_fan_double_clicking_20_times_at_once_gets_one_ticket_charged_once(a
 
 @pytest.mark.parametrize("action", ["end", "cancel"])
 def test_checkouts_racing_the_end_or_cancel_of_a_live_show_never_strand_money(app, make_creator, make_fan,
-                                                                              api_headers, action):
+                                                                              api_headers, action, make_stream):
     """The show row's lock orders them: a checkout either lands before the show closes
     (and is settled or refunded with it) or is refused; escrow never keeps a token."""
     n = 30
     creator = make_creator()
     creator_id, creator_headers = creator.id, api_headers(creator)
-    sid = streams.create_stream(creator, "private", "Race", PRICE).id
-    streams.change_status(creator, sid, "start")
+    sid = make_stream(creator, "private", title="Race", ticket_price=PRICE, live=True).id
     fans = [make_fan(balance=PRICE) for _ in range(n)]
     fan_ids, headers = [f.id for f in fans], [api_headers(f) for f in fans]
     earnings_before = earnings(creator_id)
@@ -643,10 +641,10 @@ def test_cancel_queues_a_real_rq_job_that_refunds_the_show(ctx, client, services
 
 
 def test_wallet_history_names_the_ticket_and_the_refund_escaped_on_the_page(client, login, make_creator,
-                                                                          make_fan):
+                                                                          make_fan, make_stream):
     title = "<script>alert(1)</script>"
     creator = make_creator()
-    stream = streams.create_stream(creator, "private", title, PRICE)
+    stream = make_stream(creator, "private", title=title, ticket_price=PRICE)
     sid = stream.id
     fan = make_fan(balance=100)
     tickets.checkout(fan, stream)

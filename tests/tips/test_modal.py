@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from app import ledger
 from app.extensions import db
-from app.streams import service as streams
 from app.wallet import service as wallet
 
 HTMX = {"HX-Request": "true"}
@@ -41,11 +40,10 @@ def earnings_of(user_id: int) -> int:
 
 
 @pytest.fixture()
-def scene(client, make_fan, make_creator, login):
+def scene(client, make_fan, make_creator, login, make_stream):
     """A logged-in fan (1,000 tokens, CSRF token at hand) and a creator live on a public stream."""
     fan, creator = make_fan(balance=1000), make_creator(name="Ada Live")
-    stream = streams.create_stream(creator, "public", "Ada's evening")
-    streams.change_status(creator, stream.id, "start")
+    stream = make_stream(creator, title="Ada's evening", live=True)
     csrf = login(fan)
     return SimpleNamespace(fan=fan, creator=creator, stream_id=stream.id, csrf=csrf)
 
@@ -305,9 +303,9 @@ def test_tipping_an_unknown_creator_is_404(client, scene):
     assert_nothing_written(s)
 
 
-def test_a_stream_of_another_creator_is_refused_and_writes_nothing(client, scene, make_creator):
+def test_a_stream_of_another_creator_is_refused_and_writes_nothing(client, scene, make_stream):
     s = scene
-    other_stream = streams.create_stream(make_creator(), "public", "Other")
+    other_stream = make_stream(title="Other")
     resp = post_tip(client, s, stream_id=other_stream.id)
     assert resp.status_code == 403
     assert_nothing_written(s)

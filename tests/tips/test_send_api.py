@@ -16,11 +16,9 @@ from app.auth.models import User
 from app.config import Config
 from app.errors import InsufficientFunds
 from app.extensions import db
-from app.streams import service as streams
 from app.tips import service as tips
 from app.wallet import service as wallet
-from tests.ledger.test_concurrency import run_together
-from tests.helpers import assert_error
+from tests.helpers import assert_error, run_together
 
 MAX_TIP = Config().MAX_TIP_TOKENS
 
@@ -57,10 +55,10 @@ def balance_of(user) -> int:
 
 
 @pytest.fixture()
-def scene(make_fan, make_creator, api_headers):
+def scene(make_fan, make_creator, api_headers, make_stream):
     """A fan with 1,000 tokens and a bearer token, a creator with a public stream."""
     fan, creator = make_fan(balance=1000), make_creator()
-    stream = streams.create_stream(creator, "public", "Evening show")
+    stream = make_stream(creator, title="Evening show")
     s = SimpleNamespace(fan=fan, creator=creator, stream_id=stream.id, channel=stream.channel,
                         headers=api_headers(fan), fees_before=platform_fees())
     return s
@@ -336,19 +334,19 @@ def test_empty_or_null_context_is_no_context(client, scene):
         assert resp.status_code == 201 and resp.get_json()["tip"]["streamId"] is None
 
 
-def test_context_with_a_stream_of_another_creator_is_403_context_mismatch(client, scene, make_creator):
+def test_context_with_a_stream_of_another_creator_is_403_context_mismatch(client, scene, make_creator, make_stream):
     s = scene
     other = make_creator()
-    other_stream = streams.create_stream(other, "public", "Not yours")
+    other_stream = make_stream(other, title="Not yours")
     resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
                                     "context": {"streamId": other_stream.id}})
     assert_error(resp, 403, "context_mismatch")
     assert_nothing_written(s)
 
 
-def test_context_with_the_channel_of_another_creator_is_403_context_mismatch(client, scene, make_creator):
+def test_context_with_the_channel_of_another_creator_is_403_context_mismatch(client, scene, make_stream):
     s = scene
-    other_stream = streams.create_stream(make_creator(), "public", "Not yours either")
+    other_stream = make_stream(title="Not yours either")
     resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
                                     "context": {"channel": other_stream.channel}})
     assert_error(resp, 403, "context_mismatch")
@@ -356,10 +354,10 @@ def test_context_with_the_channel_of_another_creator_is_403_context_mismatch(cli
 
 
 @pytest.mark.parametrize("by", ["streamId", "channel"])
-def test_context_of_a_private_stream_the_fan_cannot_watch_is_403(client, scene, by):
+def test_context_of_a_private_stream_the_fan_cannot_watch_is_403(client, scene, by, make_stream):
     """No tipping into a private show one has no access to: the message would pop up on it."""
     s = scene
-    private = streams.create_stream(s.creator, "private", "Ticketed", 300)
+    private = make_stream(s.creator, "private", title="Ticketed", ticket_price=300)
     context = {"streamId": private.id} if by == "streamId" else {"channel": private.channel}
     resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10, "context": context})
     assert_error(resp, 403, "no_access")
@@ -383,18 +381,12 @@ def test_context_with_an_unknown_call_id_is_404(client, scene):
 
 
 @pytest.fixture()
-def running_call(scene):
+def running_call(scene, make_call):
     """An accepted call between the scene's fan and creator (rate 1: block 0 costs the fan
-    1 token), ended afterwards so no other test's meter bills it."""
+    1 token), ended afterwards (by make_call) so no other test's meter bills it."""
     from app.calls import service as calls
-    s = scene
-    calls.update_settings(s.creator, 1, True)
-    call = calls.init_call(s.fan, s.creator.id, 1)
-    calls.accept(s.creator, call.id)
-    yield call
-    db.session.rollback()
-    if calls.get_call_for(s.fan, call.id).status in calls.OPEN_STATUSES:
-        calls.end(s.fan, call.id)
+    call_id = make_call(rate=1, present=False, fan=scene.fan, creator=scene.creator).call_id
+    return calls.get_call_for(scene.fan, call_id)
 
 
 def test_a_tip_during_a_call_carries_the_call_and_pops_up_on_its_channel(client, scene, running_call):
@@ -424,10 +416,10 @@ def test_only_the_calls_fan_tips_its_creator_during_it(client, scene, running_ca
     assert tips.recent_tips(call_id=running_call.id) == []
 
 
-def test_no_tip_into_a_call_that_ended_nor_into_a_call_and_a_stream_at_once(client, scene, running_call):
+def test_no_tip_into_a_call_that_ended_nor_into_a_call_and_a_stream_at_once(client, scene, running_call, make_stream):
     from app.calls import service as calls
     s = scene
-    public = streams.create_stream(s.creator, "public", "Also live")
+    public = make_stream(s.creator, title="Also live")
     resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
                                     "context": {"callId": running_call.id, "streamId": public.id}})
     assert_error(resp, 422)
@@ -447,9 +439,9 @@ def test_context_with_an_unknown_channel_is_404(client, scene, channel):
     assert_nothing_written(s)
 
 
-def test_context_with_a_channel_that_is_not_the_streams_own_is_refused(client, scene, make_creator):
+def test_context_with_a_channel_that_is_not_the_streams_own_is_refused(client, scene, make_creator, make_stream):
     s = scene
-    other_stream = streams.create_stream(s.creator, "public", "Second show")
+    other_stream = make_stream(s.creator, title="Second show")
     resp = send(client, s.headers, {"toCreatorId": s.creator.id, "amountTokens": 10,
                                     "context": {"streamId": s.stream_id, "channel": other_stream.channel}})
     assert resp.status_code in (403, 404, 422)

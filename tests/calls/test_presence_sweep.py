@@ -7,19 +7,12 @@ import time
 
 import redis
 
-from app.calls import service
-from app.calls.models import Call
-from app.extensions import db
-from app.calls import signaling
+from app.calls import service, signaling
+from tests.calls.helpers import fresh_call
 
 
-def _fresh(call_id: int) -> Call:
-    db.session.rollback()
-    return db.session.get(Call, call_id, populate_existing=True)
-
-
-def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_scene, clock, services):
-    scene = call_scene(accept=True, present=True)
+def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, make_call, clock, services):
+    scene = make_call()
     key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
     r = redis.Redis.from_url(services[1])
     # The creator's page heartbeats; the fan's last heartbeat is older than STALE_SECONDS
@@ -29,13 +22,13 @@ def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_sce
     try:
         reported = signaling.sweep_stale_presence()
         assert (scene.call_id, "fan") in reported and (scene.call_id, "creator") not in reported
-        call = _fresh(scene.call_id)
+        call = fresh_call(scene.call_id)
         assert call.fan_missing_since is not None and call.creator_missing_since is None
 
         # Billing then pauses once the grace has run out, as for a closed page.
         clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
         service.meter()
-        call = _fresh(scene.call_id)
+        call = fresh_call(scene.call_id)
         assert (call.status, call.paused_by) == ("paused", "presence")
 
         # A second sweep has nothing more to say about this call.
@@ -45,15 +38,15 @@ def test_a_party_whose_pages_stopped_heartbeating_is_reported_gone(app, call_sce
         r.close()
 
 
-def test_parties_with_a_live_page_are_left_alone(app, call_scene, services):
-    scene = call_scene(accept=True, present=True)
+def test_parties_with_a_live_page_are_left_alone(app, make_call, services):
+    scene = make_call()
     key = f"{app.config['REDIS_PREFIX']}call-presence:{scene.call_id}:"
     r = redis.Redis.from_url(services[1])
     r.zadd(key + "fan", {"page-f": time.time()})
     r.zadd(key + "creator", {"page-c": time.time() - 2})
     try:
         assert all(c != scene.call_id for c, _ in signaling.sweep_stale_presence())
-        call = _fresh(scene.call_id)
+        call = fresh_call(scene.call_id)
         assert call.fan_missing_since is None and call.creator_missing_since is None
     finally:
         r.delete(key + "creator", key + "fan")

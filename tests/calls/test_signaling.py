@@ -13,8 +13,7 @@ import pytest
 from simple_websocket import Client, ConnectionClosed
 
 from app.calls import service
-from app.calls.models import Call
-from app.extensions import db
+from tests.calls.helpers import fresh_call
 from tests.realtime.helpers import handshake
 
 OFFER_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -28,11 +27,6 @@ def refused(hs, status: int, code: str) -> None:
     assert hs.status == status, (hs.status, hs.body)
     assert "sec-websocket-accept" not in hs.headers
     assert json.loads(hs.body)["code"] == code, hs.body
-
-
-def fresh(call_id: int) -> Call:
-    db.session.rollback()
-    return db.session.get(Call, call_id, populate_existing=True)
 
 
 def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
@@ -104,8 +98,8 @@ def pages(live_server):
 # ---- who may connect -----------------------------------------------------------------------------
 
 def test_the_signaling_socket_refuses_everyone_but_the_two_participants_at_the_handshake(
-        live_server, call_scene, make_fan, make_creator, api_headers):
-    s = call_scene(accept=True)
+        live_server, make_call, make_fan, make_creator, api_headers):
+    s = make_call(present=False)
     path = f"/ws/calls/{s.call_id}/signal"
     refused(handshake(live_server, path), 401, "unauthorized")
     for outsider in (make_fan(), make_creator()):
@@ -120,9 +114,9 @@ def test_the_signaling_socket_refuses_everyone_but_the_two_participants_at_the_h
     refused(handshake(live_server, path, api_headers(s.fan)), 409, "call_over")
 
 
-def test_a_calls_channel_is_open_to_its_participants_only(live_server, call_scene, make_fan, api_headers):
-    s = call_scene(accept=True)
-    path = f"/ws/channels/{fresh(s.call_id).channel}"
+def test_a_calls_channel_is_open_to_its_participants_only(live_server, make_call, make_fan, api_headers):
+    s = make_call(present=False)
+    path = f"/ws/channels/{fresh_call(s.call_id).channel}"
     refused(handshake(live_server, path), 401, "unauthorized")
     refused(handshake(live_server, path, api_headers(make_fan())), 403, "not_a_participant")
     refused(handshake(live_server, "/ws/channels/c-no-such-call", api_headers(s.fan)), 404, "channel_not_found")
@@ -135,8 +129,8 @@ def test_a_calls_channel_is_open_to_its_participants_only(live_server, call_scen
 
 # ---- relaying ----------------------------------------------------------------------------------------
 
-def test_offer_answer_and_candidates_go_to_the_other_page_only(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_offer_answer_and_candidates_go_to_the_other_page_only(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
 
@@ -167,8 +161,8 @@ def test_offer_answer_and_candidates_go_to_the_other_page_only(call_scene, api_h
     ({"type": "media", "state": "happy"}, "invalid_message"),
     (b"\x00binary", "binary_message"),
 ])
-def test_invalid_messages_are_answered_with_an_error_and_not_relayed(call_scene, api_headers, pages, message, code):
-    s = call_scene(accept=True)
+def test_invalid_messages_are_answered_with_an_error_and_not_relayed(make_call, api_headers, pages, message, code):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
     fan.send(message)
@@ -179,8 +173,8 @@ def test_invalid_messages_are_answered_with_an_error_and_not_relayed(call_scene,
     assert creator.expect("hello")
 
 
-def test_a_message_over_64_kb_closes_the_socket(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_a_message_over_64_kb_closes_the_socket(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     fan = pages(s.call_id, api_headers(s.fan))
     fan.send({"type": "offer", "n": "big", "description": {"type": "offer", "sdp": "a" * (64 * 1024)}})
@@ -189,8 +183,8 @@ def test_a_message_over_64_kb_closes_the_socket(call_scene, api_headers, pages):
     assert creator.expect("peer-left")  # and the other page hears it left
 
 
-def test_a_second_page_of_the_same_party_replaces_the_first(call_scene, api_headers, pages):
-    s = call_scene(accept=True)
+def test_a_second_page_of_the_same_party_replaces_the_first(make_call, api_headers, pages):
+    s = make_call(present=False)
     creator = pages(s.call_id, api_headers(s.creator))
     first = pages(s.call_id, api_headers(s.fan))
     second = pages(s.call_id, api_headers(s.fan))
@@ -203,10 +197,10 @@ def test_a_second_page_of_the_same_party_replaces_the_first(call_scene, api_head
 
 # ---- presence ----------------------------------------------------------------------------------------
 
-def test_presence_is_socket_and_media_connected(call_scene, api_headers, pages, clock):
-    s = call_scene(accept=True)  # nobody's page reported yet: both missing since acceptance
+def test_presence_is_socket_and_media_connected(make_call, api_headers, pages, clock):
+    s = make_call(present=False)  # nobody's page reported yet: both missing since acceptance
     accepted = clock.now
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     assert call.fan_missing_since == call.creator_missing_since == accepted
 
     fan = pages(s.call_id, api_headers(s.fan))
@@ -214,42 +208,42 @@ def test_presence_is_socket_and_media_connected(call_scene, api_headers, pages, 
     clock.advance(3)
     fan.send({"type": "media", "state": "connecting"})
     fan.ready()
-    assert fresh(s.call_id).fan_missing_since == accepted  # a socket alone is not presence
+    assert fresh_call(s.call_id).fan_missing_since == accepted  # a socket alone is not presence
     for page in (fan, creator):
         page.send({"type": "media", "state": "connected"})
-    wait_until(lambda: fresh(s.call_id).fan_missing_since is None and fresh(s.call_id).creator_missing_since is None,
+    wait_until(lambda: fresh_call(s.call_id).fan_missing_since is None and fresh_call(s.call_id).creator_missing_since is None,
                what="both parties present")
 
     clock.advance(5)
     creator.send({"type": "media", "state": "disconnected"})
-    wait_until(lambda: fresh(s.call_id).creator_missing_since == clock.now, what="the creator's media drop")
+    wait_until(lambda: fresh_call(s.call_id).creator_missing_since == clock.now, what="the creator's media drop")
     creator.send({"type": "media", "state": "connected"})
-    wait_until(lambda: fresh(s.call_id).creator_missing_since is None, what="the creator back")
+    wait_until(lambda: fresh_call(s.call_id).creator_missing_since is None, what="the creator back")
 
     clock.advance(5)
     fan.close()  # the page went away: its socket closed
-    wait_until(lambda: fresh(s.call_id).fan_missing_since == clock.now, what="the fan's socket close")
+    wait_until(lambda: fresh_call(s.call_id).fan_missing_since == clock.now, what="the fan's socket close")
     assert creator.expect("peer-left")
-    assert fresh(s.call_id).creator_missing_since is None
+    assert fresh_call(s.call_id).creator_missing_since is None
 
 
-def test_presence_gone_past_the_grace_pauses_billing_and_coming_back_resumes(app, call_scene, api_headers, pages,
+def test_presence_gone_past_the_grace_pauses_billing_and_coming_back_resumes(app, make_call, api_headers, pages,
                                                                              clock):
-    s = call_scene(accept=True)
+    s = make_call(present=False)
     fan = pages(s.call_id, api_headers(s.fan))
     creator = pages(s.call_id, api_headers(s.creator))
     for page in (fan, creator):
         page.send({"type": "media", "state": "connected"})
-    wait_until(lambda: fresh(s.call_id).creator_missing_since is None and fresh(s.call_id).fan_missing_since is None,
+    wait_until(lambda: fresh_call(s.call_id).creator_missing_since is None and fresh_call(s.call_id).fan_missing_since is None,
                what="both present")
     creator.close()
-    left = wait_until(lambda: fresh(s.call_id).creator_missing_since, what="the creator gone")
+    left = wait_until(lambda: fresh_call(s.call_id).creator_missing_since, what="the creator gone")
     clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
     service.meter()
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     assert (call.status, call.paused_by) == ("paused", "presence")
     assert left == clock.now - timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"] + 1)
 
     back = pages(s.call_id, api_headers(s.creator))
     back.send({"type": "media", "state": "connected"})
-    wait_until(lambda: fresh(s.call_id).status == "active", what="billing resumed on return")
+    wait_until(lambda: fresh_call(s.call_id).status == "active", what="billing resumed on return")

@@ -15,7 +15,7 @@ from app.auth.models import User
 from app.calls import service
 from app.calls.models import Call
 from app.extensions import db
-from app.streams import service as streams
+from tests.calls.helpers import fresh_call
 from tests.conftest import csrf_from
 
 HTMX = {"HX-Request": "true"}
@@ -47,11 +47,6 @@ def post(client, path, csrf, data=None, htmx=True, target=None):
     if target:
         headers["HX-Target"] = target
     return client.post(path, data=data or {}, headers=headers)
-
-
-def fresh(call_id: int) -> Call:
-    db.session.rollback()
-    return db.session.get(Call, call_id, populate_existing=True)
 
 
 def calls_of(fan) -> int:
@@ -158,9 +153,9 @@ def test_settings_form_needs_csrf_and_a_creator(client, make_creator, make_fan):
 # ---- the Call button and modal ------------------------------------------------------------------
 
 def test_the_call_button_shows_for_logged_in_fans_when_the_creator_takes_calls(client, new_client, make_creator,
-                                                                             make_fan):
+                                                                             make_fan, make_stream):
     creator = make_creator(name="Ada Calls")
-    stream = streams.create_stream(creator, "public", "Evening")
+    stream = make_stream(creator, title="Evening")
     path = f"/streams/{stream.id}"
     assert 'data-testid="call-button"' not in get(client, path)  # logged out
     fan_client = new_client()
@@ -247,8 +242,8 @@ def test_too_few_tokens_answers_402_with_the_shortfall_and_a_prefilled_topup(cli
     assert calls_of(fan) == 0
 
 
-def test_closed_calls_and_a_call_in_progress_are_409_in_the_modal(client, call_scene):
-    s = call_scene(rate=60)
+def test_closed_calls_and_a_call_in_progress_are_409_in_the_modal(client, make_call):
+    s = make_call(rate=60, present=False, accept=False)
     csrf = log_in(client, s.fan)
     resp = post(client, "/calls", csrf, {"creatorId": s.creator.id, "rate": "60"})
     assert resp.status_code == 409
@@ -294,8 +289,8 @@ def test_ids_and_rates_in_non_ascii_digits_are_refused_in_the_modal_not_a_crash(
 
 # ---- the creator's notification -------------------------------------------------------------------
 
-def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, call_scene):
-    s = call_scene()
+def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
     log_in(client, s.creator)
     html = get(client, "/")
     item = re.search(rf'<div id="call-request-{s.call_id}" class="call-request card" data-testid="call-request">'
@@ -306,26 +301,26 @@ def test_a_creators_pages_list_pending_requests_with_accept_and_decline(client, 
     assert f'hx-post="/calls/{s.call_id}/decline"' in item.group(1)
 
 
-def test_accepting_from_the_notification_goes_to_the_call_page(client, call_scene):
-    s = call_scene()
+def test_accepting_from_the_notification_goes_to_the_call_page(client, make_call):
+    s = make_call(present=False, accept=False)
     csrf = log_in(client, s.creator)
     resp = post(client, f"/calls/{s.call_id}/accept", csrf)
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == f"/calls/{s.call_id}"
-    assert fresh(s.call_id).status == "active"
+    assert fresh_call(s.call_id).status == "active"
     assert f'id="call-request-{s.call_id}"' not in get(client, "/")  # no longer pending
 
 
-def test_declining_from_the_notification_answers_the_updated_notification(client, call_scene):
-    s = call_scene()
+def test_declining_from_the_notification_answers_the_updated_notification(client, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
     csrf = log_in(client, s.creator)
     resp = post(client, f"/calls/{s.call_id}/decline", csrf, target=f"call-request-{s.call_id}")
     assert resp.status_code == 200 and "HX-Redirect" not in resp.headers
     assert visible(resp.get_data(as_text=True)) == "You declined Caller 's call. Dismiss"
-    assert fresh(s.call_id).status == "declined"
+    assert fresh_call(s.call_id).status == "declined"
 
 
-def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, new_client, call_scene):
-    s = call_scene()
+def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, new_client, make_call):
+    s = make_call(present=False, accept=False)
     csrf = log_in(client, s.fan)
     resp = post(client, f"/calls/{s.call_id}/accept", csrf)
     assert resp.status_code == 403 and resp.headers.get("HX-Retarget") == "#flash"
@@ -339,19 +334,19 @@ def test_a_fan_cannot_accept_and_a_stale_accept_goes_to_the_alert_area(client, n
 
 # ---- the call page --------------------------------------------------------------------------------
 
-def test_the_call_page_is_for_its_two_participants_only(client, new_client, call_scene, make_fan, make_creator):
-    s = call_scene(accept=True)
+def test_the_call_page_is_for_its_two_participants_only(client, new_client, make_call, make_fan, make_creator):
+    s = make_call(present=False)
     for user in (s.fan, s.creator):
         c = new_client()
         log_in(c, user)
         html = get(c, f"/calls/{s.call_id}")
-        assert f'ws-connect="/ws/channels/{fresh(s.call_id).channel}"' in html
+        assert f'ws-connect="/ws/channels/{fresh_call(s.call_id).channel}"' in html
     for outsider in (make_fan(), make_creator()):
         c = new_client()
         log_in(c, outsider)
         html = get(c, f"/calls/{s.call_id}", status=403)
         assert "Only the two people on a call can see or change it." in html
-        assert fresh(s.call_id).channel not in html
+        assert fresh_call(s.call_id).channel not in html
     c = new_client()
     log_in(c, make_fan())
     get(c, "/calls/999999999", status=404)
@@ -359,8 +354,10 @@ def test_the_call_page_is_for_its_two_participants_only(client, new_client, call
     assert resp.status_code == 302 and urlsplit(resp.headers["Location"]).path == "/login"
 
 
-def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, call_scene, clock):
-    s = call_scene(rate=60, balance=1000, accept=True, present=True)  # block 0 (30) charged at acceptance
+def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, make_call, make_fan, make_creator,
+                                                          clock):
+    s = make_call(rate=60, fan=make_fan(balance=1000, name="Caller"),
+                  creator=make_creator(name="Call Host"))  # block 0 (30) charged at acceptance
     clock.advance(12)
     fan = new_client()
     log_in(fan, s.fan)
@@ -394,10 +391,10 @@ def test_the_call_page_shows_the_meter_from_the_timeline(client, new_client, cal
     assert 'id="call-balance"' not in html and 'data-testid="tip-button"' not in html
 
 
-def test_the_activity_fragment_follows_the_audit_log(new_client, call_scene, clock):
+def test_the_activity_fragment_follows_the_audit_log(new_client, make_call, clock):
     """What the page re-fetches when its panel changes: receipts newest first, the
     creator's earnings (sum of each block's creator share), the fan's warning out of band."""
-    s = call_scene(rate=25, balance=1000, accept=True, present=True)  # blocks cost 13, 12, 13, …
+    s = make_call(rate=25, balance=1000)  # blocks cost 13, 12, 13, …
     clock.advance(30)
     service.meter()
     service.pause(s.fan, s.call_id)
@@ -416,8 +413,8 @@ def test_the_activity_fragment_follows_the_audit_log(new_client, call_scene, clo
     assert '<div id="call-topup" hx-swap-oob="true">' in html
 
 
-def test_pause_resume_and_end_buttons_answer_the_state_panel(client, call_scene, clock):
-    s = call_scene(accept=True, present=True)
+def test_pause_resume_and_end_buttons_answer_the_state_panel(client, make_call, clock):
+    s = make_call()
     csrf = log_in(client, s.creator)
     target = f"call-state-{s.call_id}"
     resp = post(client, f"/calls/{s.call_id}/pause", csrf, target=target)
@@ -426,7 +423,7 @@ def test_pause_resume_and_end_buttons_answer_the_state_panel(client, call_scene,
     assert '<div class="call-meter" data-status="paused"' in html
     assert "Billing paused by the creator." in visible(html)
     assert 'data-testid="call-resume"' in html and 'data-testid="call-pause"' not in html
-    assert (fresh(s.call_id).status, fresh(s.call_id).paused_by) == ("paused", "creator")
+    assert (fresh_call(s.call_id).status, fresh_call(s.call_id).paused_by) == ("paused", "creator")
 
     resp = post(client, f"/calls/{s.call_id}/resume", csrf, target=target)
     assert '<div class="call-meter" data-status="active"' in resp.get_data(as_text=True)
@@ -438,8 +435,8 @@ def test_pause_resume_and_end_buttons_answer_the_state_panel(client, call_scene,
     assert resp.status_code == 409 and resp.headers.get("HX-Retarget") == "#flash"
 
 
-def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(client, new_client, call_scene):
-    s = call_scene(rate=60, balance=75, accept=True, present=True)  # 45 left after block 0: next two need 60
+def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(client, new_client, make_call):
+    s = make_call(rate=60, balance=75)  # 45 left after block 0: next two need 60
     fan = new_client()
     log_in(fan, s.fan)
     html = get(fan, f"/calls/{s.call_id}/activity", headers=HTMX)
@@ -463,11 +460,11 @@ def test_the_fans_low_balance_warning_has_the_shortfall_and_a_prefilled_topup(cl
 
 # ---- the pushed fragments ---------------------------------------------------------------------------
 
-def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, call_scene):
+def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, make_call):
     from sqlalchemy import event
     from app.calls import pushes
-    s = call_scene(accept=True)
-    call = fresh(s.call_id)
+    s = make_call(present=False)
+    call = fresh_call(s.call_id)
     call.status  # loaded: what the meter holds when it publishes
     statements = []
 
@@ -486,9 +483,9 @@ def test_pushed_state_needs_no_request_no_query_and_has_no_per_user_data(app, ca
     assert "csrf" not in html.lower() and "nav-balance" not in html and "970" not in html
 
 
-def test_the_request_push_is_the_whole_pending_list(app, call_scene):
-    s = call_scene()
-    call = fresh(s.call_id)
+def test_the_request_push_is_the_whole_pending_list(app, make_call, make_fan):
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
+    call = fresh_call(s.call_id)
     html = app.jinja_env.get_template("calls/_request_push.html").render(call=call)
     assert '<div id="call-requests"' in html and 'hx-swap-oob="true"' in html
     assert f'id="call-request-{call.id}"' in html and "Caller wants a video call" in visible(html)
@@ -506,12 +503,12 @@ def test_a_hostile_fan_name_is_escaped_in_the_notification(client, make_creator,
     assert db.session.get(User, fan.id) is not None
 
 
-def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, call_scene, clock):
+def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the_panel(app, make_call, clock):
     from app.calls import pushes
-    s = call_scene(rate=60, accept=True, present=True)
+    s = make_call(rate=60)
     clock.advance(30)
     service.meter()
-    call = fresh(s.call_id)
+    call = fresh_call(s.call_id)
     [(channel, html)] = pushes.call_messages(call, figures_only=True)
     assert channel == call.channel
     assert html.startswith(f'<div id="call-figures-{call.id}"')
@@ -525,12 +522,12 @@ def test_a_routine_charge_pushes_the_figures_alone_from_the_same_template_as_the
     assert panel.count("hx-swap-oob") == 1
 
 
-def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call_ends(app, services, call_scene,
+def test_the_meter_pushes_figures_for_a_charge_and_the_whole_panel_when_the_call_ends(app, services, make_call,
                                                                                     clock):
     import time
     import redis as redis_lib
-    s = call_scene(rate=60, balance=90, accept=True, present=True)  # 60 left: blocks 1 and 2, then dry
-    call = fresh(s.call_id)
+    s = make_call(rate=60, balance=90)  # 60 left: blocks 1 and 2, then dry
+    call = fresh_call(s.call_id)
     prefix = app.config["REDIS_PREFIX"]
     client = redis_lib.Redis.from_url(services[1])
     pubsub = client.pubsub(ignore_subscribe_messages=True)
