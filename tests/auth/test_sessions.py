@@ -42,6 +42,13 @@ def sessions_of(user_id: int) -> int:
     return db.session.scalar(text("SELECT count(*) FROM user_sessions WHERE user_id = :u"), {"u": user_id})
 
 
+def last_seen_ago(user_id: int, interval: str) -> None:
+    """Pretend the user's sessions were last used `interval` ago (e.g. "31 days")."""
+    db.session.execute(text("UPDATE user_sessions SET last_seen_at = now() - CAST(:i AS interval) "
+                            "WHERE user_id = :u"), {"u": user_id, "i": interval})
+    db.session.commit()
+
+
 def tokens_of(user_id: int) -> int:
     return db.session.scalar(text("SELECT count(*) FROM api_tokens WHERE user_id = :u"), {"u": user_id})
 
@@ -97,27 +104,21 @@ def test_a_logout_on_one_instance_is_seen_by_another_at_once(app, make_app, clie
 def test_a_session_idle_longer_than_session_idle_days_has_ended(client, make_fan, login, ctx):
     fan = make_fan()
     login(fan)
-    db.session.execute(text("UPDATE user_sessions SET last_seen_at = now() - interval '31 days' "
-                            "WHERE user_id = :u"), {"u": fan.id})
-    db.session.commit()
+    last_seen_ago(fan.id, "31 days")
     assert client.get("/api/wallet/me").status_code == 401
 
 
 def test_last_seen_is_refreshed_at_most_every_few_minutes_not_on_every_request(client, make_fan, login, ctx):
     fan = make_fan()
     login(fan)
-    db.session.execute(text("UPDATE user_sessions SET last_seen_at = now() - interval '2 minutes' "
-                            "WHERE user_id = :u"), {"u": fan.id})
-    db.session.commit()
+    last_seen_ago(fan.id, "2 minutes")
     seen = lambda: db.session.scalar(text(  # noqa: E731
         "SELECT now() - last_seen_at > interval '1 minute' FROM user_sessions WHERE user_id = :u"), {"u": fan.id})
     client.get("/api/wallet/me")
     db.session.commit()
     assert seen(), "a request 2 minutes after the last refresh must not write"
 
-    db.session.execute(text("UPDATE user_sessions SET last_seen_at = now() - interval '6 minutes' "
-                            "WHERE user_id = :u"), {"u": fan.id})
-    db.session.commit()
+    last_seen_ago(fan.id, "6 minutes")
     assert client.get("/api/wallet/me").status_code == 200
     db.session.commit()
     assert not seen(), "a request 6 minutes after the last refresh records the visit"
