@@ -79,6 +79,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.dashboard.cli import rollups_cli
     app.cli.add_command(rollups_cli)
     _register_live(app)
+    _register_payments(app)
     return app
 
 
@@ -156,6 +157,8 @@ def _import_models() -> None:
     from app.dashboard import models as _dashboard  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
+    from app.payments import models as _payments  # noqa: F401
+    from app.payouts import models as _payouts  # noqa: F401
     from app.streams import models as _streams  # noqa: F401
     from app.tips import models as _tips  # noqa: F401
     from app.wallet import models as _wallet  # noqa: F401
@@ -170,6 +173,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard.api import bp as dashboard_api
     from app.dashboard.routes import bp as dashboard_routes
     from app.main.routes import bp as main_routes
+    from app.payments.webhooks import bp as payments_webhooks
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
     from app.tips.api import bp as tips_api
@@ -178,7 +182,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
-               tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api):
+               tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
+               payments_webhooks):
         app.register_blueprint(bp)
 
 
@@ -195,6 +200,15 @@ def _register_live(app: Flask) -> None:
 
     sockets.init_app(app)
     for feature in (wallet_live, tips_live, calls_live, streams_live):
+        feature.init_app(app)
+
+
+def _register_payments(app: Flask) -> None:
+    """Each feature's share of Stripe's webhook events (app/payments/webhooks.py)."""
+    from app.payouts import stripe_events as payouts_events
+    from app.wallet import stripe_events as wallet_events
+
+    for feature in (wallet_events, payouts_events):
         feature.init_app(app)
 
 
@@ -240,7 +254,7 @@ def _register_auth(app: Flask) -> None:
 
 
 def _register_templates(app: Flask) -> None:
-    from app.wallet.payments import test_mode
+    from app.payments.providers import test_mode
     from app.wallet.service import wallet_balance
 
     from app.streams.media import playback_url

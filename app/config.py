@@ -40,6 +40,20 @@ def _packs(raw):
     return packs
 
 
+def _currency(raw):
+    code = raw.strip().lower()
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise ConfigError(f"CURRENCY must be a three-letter ISO code like usd, got {raw!r}")
+    return code
+
+
+def _flag(env, name):
+    raw = env.get(name, "0")
+    if raw not in ("0", "1", ""):
+        raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+    return raw == "1"
+
+
 def _instance_secret(instance_dir: str) -> str:
     """Development only: a key kept under instance/ so sessions survive restarts."""
     path = os.path.join(instance_dir, "secret_key")
@@ -78,6 +92,20 @@ class Config:
     ALLOW_DEMO_PAYMENTS: bool = False
     STRIPE_SECRET_KEY: str = ""
     STRIPE_WEBHOOK_SECRET: str = ""
+    # Events of connected accounts (account.updated) may come from a separate
+    # Connect endpoint with its own signing secret; empty = the platform secret.
+    STRIPE_CONNECT_WEBHOOK_SECRET: str = ""
+    # Where the stripe SDK sends its requests: Stripe itself, or (tests) a local stand-in.
+    STRIPE_API_BASE: str = "https://api.stripe.com"
+    # Money (DESIGN.md §11): integer cents, lower-case ISO currency.
+    CURRENCY: str = "usd"
+    TOKEN_PRICE_CENTS: int = 1
+    PAYOUT_CENTS_PER_TOKEN: int = 1
+    PAYOUT_MINIMUM_TOKENS: int = 2000
+    PAYOUT_HOLD_DAYS: int = 7
+    PAYOUT_REQUIRES_APPROVAL: bool = False
+    # A Checkout purchase still pending after this long is looked up at Stripe (lost webhooks).
+    RECONCILE_AFTER_MINUTES: int = 30
     BILLING_WEBHOOK_SECRET: str = ""
     BILLING_BLOCK_SECONDS: int = 30
     BILLING_TICK_SECONDS: int = 5
@@ -146,6 +174,15 @@ class Config:
             ALLOW_DEMO_PAYMENTS=env.get("ALLOW_DEMO_PAYMENTS") == "1",
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY", ""),
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            STRIPE_CONNECT_WEBHOOK_SECRET=env.get("STRIPE_CONNECT_WEBHOOK_SECRET", ""),
+            STRIPE_API_BASE=(env.get("STRIPE_API_BASE") or "https://api.stripe.com").rstrip("/"),
+            CURRENCY=_currency(env.get("CURRENCY", "usd")),
+            TOKEN_PRICE_CENTS=_int(env, "TOKEN_PRICE_CENTS", 1, 1, 100_000),
+            PAYOUT_CENTS_PER_TOKEN=_int(env, "PAYOUT_CENTS_PER_TOKEN", 1, 0, 100_000),
+            PAYOUT_MINIMUM_TOKENS=_int(env, "PAYOUT_MINIMUM_TOKENS", 2000, 1),
+            PAYOUT_HOLD_DAYS=_int(env, "PAYOUT_HOLD_DAYS", 7, 0, 365),
+            PAYOUT_REQUIRES_APPROVAL=_flag(env, "PAYOUT_REQUIRES_APPROVAL"),
+            RECONCILE_AFTER_MINUTES=_int(env, "RECONCILE_AFTER_MINUTES", 30, 1, 7 * 24 * 60),
             BILLING_WEBHOOK_SECRET=env.get("BILLING_WEBHOOK_SECRET", ""),
             BILLING_BLOCK_SECONDS=_int(env, "BILLING_BLOCK_SECONDS", 30, 1, 3600),
             BILLING_TICK_SECONDS=_int(env, "BILLING_TICK_SECONDS", 5, 1, 3600),
@@ -182,9 +219,10 @@ class Config:
                 parse_many(getattr(self, name))
             except ValueError:
                 raise ConfigError(f"{name} must be a rate limit like '10 per minute', got {getattr(self, name)!r}") from None
-        if self.PAYMENTS_PROVIDER not in ("demo",):
-            # Stripe lands with its own issue; refusing beats a half provider.
-            raise ConfigError(f"PAYMENTS_PROVIDER {self.PAYMENTS_PROVIDER!r} is not available (supported: demo)")
+        if self.PAYMENTS_PROVIDER not in ("demo", "stripe"):
+            raise ConfigError(f"PAYMENTS_PROVIDER must be demo or stripe, got {self.PAYMENTS_PROVIDER!r}")
+        if self.PAYMENTS_PROVIDER == "stripe" and not (self.STRIPE_SECRET_KEY and self.STRIPE_WEBHOOK_SECRET):
+            raise ConfigError("PAYMENTS_PROVIDER=stripe needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET")
         if self.APP_ENV == "production":
             if not self.SECRET_KEY:
                 raise ConfigError("SECRET_KEY must be set in production")

@@ -67,6 +67,18 @@ class InvalidValue(AppError):
     status, code = 422, "invalid_value"
 
 
+class AccountRestricted(Forbidden):
+    """The user owes tokens (a refund or chargeback took back more than the wallet
+    held) and may not spend until a purchase has repaid it; `owed` in tokens."""
+
+    code = "account_restricted"
+
+    def __init__(self, owed: int):
+        super().__init__(f"Your account is restricted: {owed:,} tokens are owed after a refund or chargeback. "
+                         "Buy tokens to repay them, then you can spend again.", owed=owed)
+        self.owed = owed
+
+
 class InsufficientFunds(AppError):
     """The wallet cannot pay; `required` is the shortfall in tokens."""
 
@@ -104,9 +116,9 @@ _HTTP_MESSAGES = {
 
 
 def wants_json() -> bool:
-    """API and health routes answer JSON, as does any request that sent JSON (the
-    media server's hook); pages answer HTML."""
-    if request.path.startswith("/api/") or request.path == "/healthz" or request.is_json:
+    """API, webhook and health routes answer JSON, as does any request that sent JSON
+    (the media server's hook); pages answer HTML."""
+    if request.path.startswith(("/api/", "/webhooks/")) or request.path == "/healthz" or request.is_json:
         return True
     return request.accept_mimetypes.best == "application/json"
 

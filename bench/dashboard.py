@@ -398,8 +398,8 @@ def build(db_url: str, big: int, small: int, share: int, block_s: int) -> dict:
                   "cents": 1, "stream_base": base("streams"), "ticket_base": base("tickets"),
                   "call_base": base("calls"), "tip_base": base("tips"), "purchase_base": base("purchases"),
                   "transfer_base": base("ledger_transfers"), "entry_base": base("ledger_entries")}
-        from app.wallet.payments import price_cents
-        params["cents"] = price_cents(1)  # demo price per token
+        from app.payments.providers import price_cents
+        params["cents"] = price_cents(1)  # price of one token
         t = time.perf_counter()
         for sql in GENERATE + WRITE:
             conn.execute(sql, params)

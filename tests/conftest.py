@@ -356,6 +356,28 @@ def own_redis(tmp_path):
     embedded.stop(ctl.proc)
 
 
+# ---- Stripe: the official SDK against a local stand-in (tests/payments/standin.py) ----
+
+@pytest.fixture()
+def stripe_standin():
+    """A fresh stand-in of Stripe's HTTP API on a free port (see its module docstring)."""
+    from tests.payments import standin
+    found, stop = standin.start()
+    yield found
+    stop()
+
+
+@pytest.fixture()
+def stripe_app(make_app, stripe_standin):
+    """An app on the test database with PAYMENTS_PROVIDER=stripe, its SDK pointed at
+    `stripe_standin`; `stripe_app.app_context()` for services, `fresh_client(stripe_app)`
+    for requests. `make_app(...)` with other settings for variants (approval, hold)."""
+    from tests.payments import standin
+    return make_app(PAYMENTS_PROVIDER="stripe", STRIPE_API_BASE=stripe_standin.url,
+                    STRIPE_SECRET_KEY=standin.API_KEY, STRIPE_WEBHOOK_SECRET=standin.WEBHOOK_SECRET,
+                    STRIPE_CONNECT_WEBHOOK_SECRET=standin.CONNECT_WEBHOOK_SECRET)
+
+
 # ---- live server for browser tests ------------------------------------------
 
 @pytest.fixture(scope="session")

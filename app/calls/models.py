@@ -11,7 +11,8 @@ from app.extensions import db
 CALL_STATUSES = ("requested", "active", "paused", "ended", "declined", "expired")
 END_REASONS = ("ended_by_fan", "ended_by_creator", "billing_stopped", "insufficient_funds")
 PAUSE_CAUSES = ("fan", "creator", "presence")
-EVENT_TYPES = ("block_charged", "paused", "resumed", "stopped", "ended", "low_balance", "insufficient_funds")
+EVENT_TYPES = ("block_charged", "paused", "resumed", "stopped", "ended", "low_balance", "insufficient_funds",
+               "block_refunded")
 CHANNEL_PREFIX = "c-"  # every call's channel name starts so (calls.live serves them)
 
 
@@ -43,6 +44,9 @@ class Call(db.Model):
     blocks_charged: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     total_charged: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     low_balance_block: Mapped[int | None] = mapped_column(Integer)  # last block a warning was logged for
+    # When both parties' media first connected (NULL: never). A call whose media never
+    # connected during its first block gets that block back (DESIGN.md §11).
+    media_connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(f"status IN {CALL_STATUSES!r}", name="status"),
@@ -84,10 +88,14 @@ class BillingEvent(db.Model):
 
     __table_args__ = (
         CheckConstraint(f"type IN {EVENT_TYPES!r}", name="type"),
-        CheckConstraint("type <> 'block_charged' OR (block_index IS NOT NULL AND amount IS NOT NULL)",
+        CheckConstraint("type NOT IN ('block_charged', 'block_refunded') "
+                        "OR (block_index IS NOT NULL AND amount IS NOT NULL)",
                         name="block_fields"),
         Index("uq_billing_events_block", "call_id", "block_index", unique=True,
               postgresql_where=text("type = 'block_charged'")),
+        # A block is refunded at most once.
+        Index("uq_billing_events_block_refunded", "call_id", "block_index", unique=True,
+              postgresql_where=text("type = 'block_refunded'")),
         Index("ix_billing_events_call_id_id", "call_id", "id"),
     )
 

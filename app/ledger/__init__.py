@@ -3,18 +3,22 @@
 Design note
 -----------
 Double entry. A *transfer* is one business event with a unique idempotency
-key and a kind (`TransferKind`, app/ledger/kinds.py: purchase, tip, ticket,
-ticket refund, ticket settlement, call block — the database accepts no
-other); its *entries* are signed amounts on accounts.
+key and a kind (`TransferKind`, app/ledger/kinds.py: purchases and their
+reversals, tips, tickets, call blocks and refunds, payouts — the database
+accepts no other); its *entries* are signed amounts on accounts.
 
 Sign rule: a positive entry credits (increases) an account, a negative entry
 debits (decreases) it. A transfer's entries sum to zero, so tokens only ever
-move: the issuer (`token_sales`) is debited for every purchase and is the one
-account allowed below zero (its balance is minus the tokens in circulation).
+move: the issuer (`token_sales`) is debited for every purchase and may go below
+zero (its balance is minus the tokens in circulation); so may a user's `debt`,
+which holds what a refund or chargeback could not take back from their wallet
+(`lock_holder`, `holder_credit`, `holder_take_back`: credits repay it first).
+Paid-out tokens leave a creator's earnings for `payouts_in_transit`, then
+`payouts_paid` once the money was sent.
 
 Accounts come in two flavours:
 
-* **cached** (fan wallets): the row's `balance` is updated in the same
+* **cached** (wallets, debts: a user's own): the row's `balance` is updated in the same
   transaction as the entry, under a row lock taken in account-id order; a
   debit that would take it below zero is refused, and
   ``CHECK (balance >= 0)`` backs that up in the database.
@@ -73,18 +77,15 @@ from app import idempotency
 from app.errors import InsufficientFunds
 from app.extensions import db, driver_connection
 from app.ledger.kinds import TransferKind
+from app.ledger.models import CACHED_KINDS, NEGATIVE_ALLOWED, SYSTEM_KINDS
 
 __all__ = [
     "Account", "Leg", "TransferKind", "TransferResult", "LedgerError", "split", "transfer", "open_account",
     "open_escrow", "escrow_account", "accounts_for", "TransferRequest", "transfer_many", "CreatorPayment",
     "creator_payment", "RequestTransfer", "transfer_for_request", "account_for", "system_account", "balance_of",
-    "verify",
+    "verify", "Holder", "lock_holder", "holder_credit", "holder_take_back", "owed_by", "lock_account",
 ]
 
-SYSTEM_KINDS = ("platform_fees", "token_sales")
-# Accounts allowed to go below zero: the issuer is the counter-side of every
-# purchase, so its balance is minus the tokens in circulation.
-NEGATIVE_ALLOWED = ("token_sales",)
 
 
 class LedgerError(RuntimeError):
@@ -170,7 +171,7 @@ def creator_payment(payer: Account, earnings: Account, amount: int,
 
 def open_account(kind: str, user_id: int) -> Account:
     """Return the user's account of this kind, creating it if needed (idempotent)."""
-    cached = kind == "wallet"
+    cached = kind in CACHED_KINDS
     db.session.execute(
         text("INSERT INTO ledger_accounts (kind, user_id, cached) VALUES (:k, :u, :c) "
              "ON CONFLICT DO NOTHING"),
@@ -224,7 +225,8 @@ def accounts_for(user_ids, kind: str) -> dict[int, Account]:
 
 
 def system_account(kind: str) -> Account:
-    """The singleton `platform_fees` or `token_sales` account (made by the migration)."""
+    """A singleton account: `platform_fees`, `token_sales`, `payouts_in_transit` or
+    `payouts_paid` (made by the migrations)."""
     if kind not in SYSTEM_KINDS:
         raise LedgerError(f"not a system account kind: {kind}")
     cache = current_app.extensions.setdefault("ledger_system_accounts", {})
@@ -235,6 +237,62 @@ def system_account(kind: str) -> Account:
         ).one()
         cache[kind] = Account(*row)
     return cache[kind]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A user's own tokens, locked by `lock_holder` until the transaction ends:
+    their wallet and their debt account with the balances as of the lock."""
+    user_id: int
+    wallet: Account
+    debt: Account
+    wallet_balance: int
+    owed: int  # tokens owed after refunds and disputes took back more than the wallet held (>= 0)
+
+
+def lock_holder(user_id: int) -> Holder:
+    """Lock the user's wallet and debt rows (opening them if needed), in account-id
+    order as `ledger_post` locks, and read their balances. Take this lock before
+    building `holder_credit` or `holder_take_back` legs, so the split between
+    wallet and debt cannot go stale before the transfer posts."""
+    wallet = account_for(user_id, "wallet") or open_account("wallet", user_id)
+    debt = account_for(user_id, "debt") or open_account("debt", user_id)
+    balances = dict(db.session.execute(
+        text("SELECT id, balance FROM ledger_accounts WHERE id IN (:w, :d) ORDER BY id FOR UPDATE"),
+        {"w": wallet.id, "d": debt.id}).all())
+    return Holder(user_id, wallet, debt, int(balances[wallet.id]), -int(balances[debt.id]))
+
+
+def holder_credit(holder: Holder, amount: int) -> list[Leg]:
+    """The user's legs of receiving `amount` tokens: what they owe is repaid first
+    (their debt account), the rest lands in their wallet. The counter-legs are
+    the caller's (token_sales for a purchase, earnings for a refund)."""
+    repaid = min(amount, holder.owed)
+    return [leg for leg in (Leg(holder.debt, repaid), Leg(holder.wallet, amount - repaid)) if leg.amount]
+
+
+def holder_take_back(holder: Holder, amount: int) -> list[Leg]:
+    """The user's legs of giving back `amount` tokens (a refund, a chargeback): the
+    wallet gives what it holds, the rest becomes debt (DESIGN.md §11)."""
+    from_wallet = min(amount, holder.wallet_balance)
+    return [leg for leg in (Leg(holder.wallet, -from_wallet), Leg(holder.debt, -(amount - from_wallet)))
+            if leg.amount]
+
+
+def owed_by(user_id: int) -> int:
+    """Tokens the user owes (0 if none), read without a lock: a user who owes
+    anything may not spend (`AccountRestricted`)."""
+    owed = db.session.execute(
+        text("SELECT -balance FROM ledger_accounts WHERE user_id = :u AND kind = 'debt'"), {"u": user_id}).scalar()
+    return int(owed or 0)
+
+
+def lock_account(account: Account) -> int:
+    """Lock a derived account's row for the rest of the transaction and return its
+    balance (a payout checks what is available, then posts, with no one else
+    debiting in between)."""
+    db.session.execute(text("SELECT 1 FROM ledger_accounts WHERE id = :id FOR UPDATE"), {"id": account.id})
+    return balance_of(account)
 
 
 def balance_of(account: Account) -> int:

@@ -16,3 +16,14 @@ class TransferKind(StrEnum):
     TICKET_REFUND = "ticket_refund"          # the show's escrow → its fans' wallets; stream:<id>:refund:<ticket id>
     TICKET_SETTLEMENT = "ticket_settlement"  # the show's escrow pays its creator (creator_payment); stream:<id>:settle
     CALL_BLOCK = "call_block"                # a fan's wallet pays a creator (creator_payment); call:<id>:block:<k>
+    # Real money (DESIGN.md §11). "Credit a user" is `holder_credit`'s legs (their
+    # debt repaid first, then the wallet); "take back" is `holder_take_back`'s
+    # (the wallet first, the rest becomes debt).
+    PURCHASE_REVERSAL = "purchase_reversal"  # a refund or dispute takes a purchase's tokens back to token_sales;
+    #                                          purchase:<id>:refund:<cumulative tokens> / purchase:<id>:dispute:<dispute id>
+    PURCHASE_RESTORE = "purchase_restore"    # a won dispute gives them back; purchase:<id>:dispute:<dispute id>:won
+    CALL_REFUND = "call_refund"              # a call block's payment reversed (earnings and fees → the fan);
+    #                                          call:<id>:refund:block:<k>
+    PAYOUT = "payout"                        # a creator's earnings → payouts_in_transit; payout:<id>
+    PAYOUT_PAID = "payout_paid"              # payouts_in_transit → payouts_paid (money sent); payout:<id>:paid
+    PAYOUT_RETURN = "payout_return"          # payouts_in_transit → earnings (failed / rejected); payout:<id>:return

@@ -11,7 +11,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.ledger.kinds import TransferKind
 
-ACCOUNT_KINDS = ("wallet", "earnings", "platform_fees", "token_sales", "escrow")
+ACCOUNT_KINDS = ("wallet", "earnings", "platform_fees", "token_sales", "escrow", "debt", "payouts_in_transit",
+                 "payouts_paid")
+# One per user (wallet, earnings, debt) / one per platform (the system accounts).
+USER_KINDS = ("wallet", "earnings", "debt")
+SYSTEM_KINDS = ("platform_fees", "token_sales", "payouts_in_transit", "payouts_paid")
+# Accounts whose row keeps the balance (a user's own, never hot).
+CACHED_KINDS = ("wallet", "debt")
+# Allowed below zero: the issuer (minus the tokens in circulation) and a user's
+# debt (minus what refunds and disputes could not take back).
+NEGATIVE_ALLOWED = ("token_sales", "debt")
 TRANSFER_KINDS = tuple(kind.value for kind in TransferKind)
 
 
@@ -29,12 +38,13 @@ class LedgerAccount(db.Model):
 
     __table_args__ = (
         CheckConstraint(f"kind IN {ACCOUNT_KINDS!r}", name="kind"),
-        CheckConstraint("kind = 'token_sales' OR balance >= 0", name="balance_non_negative"),
+        CheckConstraint(f"kind IN {NEGATIVE_ALLOWED!r} OR balance >= 0", name="balance_non_negative"),
+        CheckConstraint("kind <> 'debt' OR balance <= 0", name="debt_non_positive"),
         CheckConstraint("cached OR balance = 0", name="derived_balance_zero"),
         Index("uq_ledger_accounts_user_kind", "user_id", "kind", unique=True,
-              postgresql_where=text("user_id IS NOT NULL AND kind IN ('wallet', 'earnings')")),
+              postgresql_where=text(f"user_id IS NOT NULL AND kind IN {USER_KINDS!r}")),
         Index("uq_ledger_accounts_system_kind", "kind", unique=True,
-              postgresql_where=text("kind IN ('platform_fees', 'token_sales')")),
+              postgresql_where=text(f"kind IN {SYSTEM_KINDS!r}")),
     )
 
 

@@ -56,7 +56,7 @@ _CHECKS = [
              FROM ledger_accounts a
              LEFT JOIN (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY account_id) s
                     ON s.account_id = a.id
-            WHERE a.kind <> 'token_sales'
+            WHERE a.kind NOT IN ('token_sales', 'debt')
               AND CASE WHEN a.cached THEN a.balance ELSE coalesce(s.total, 0) END < 0""",
         "account {0} ({1}) is negative: {2}",
     ),
@@ -76,13 +76,63 @@ _CHECKS = [
         "stream {0}: escrow holds {1} but its unsettled valid tickets total {2}",
     ),
     (
+        # Tokens in circulation are what purchases credited minus what refunds and
+        # disputes took back (DESIGN.md §11).
         "issued_not_purchased",
         """SELECT issued, purchased FROM (
              SELECT (SELECT -coalesce(sum(e.amount), 0) FROM ledger_entries e
                        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.kind = 'token_sales') AS issued,
-                    (SELECT coalesce(sum(amount_tokens), 0) FROM purchases WHERE status = 'completed') AS purchased
+                    (SELECT coalesce(sum(amount_tokens - refunded_tokens - disputed_tokens), 0) FROM purchases
+                      WHERE status IN ('completed', 'refunded', 'disputed')) AS purchased
            ) x WHERE issued <> purchased""",
-        "tokens issued {0} but completed purchases total {1}",
+        "tokens issued {0} but credited purchases, less what was taken back, total {1}",
+    ),
+    (
+        # Every credited purchase has exactly one `purchase` transfer, keyed by its id,
+        # that issued exactly its tokens; no other purchase has one.
+        "purchase_credit_mismatch",
+        """SELECT p.id, p.status, count(t.id), coalesce(sum(-e.amount), 0)
+             FROM purchases p
+             LEFT JOIN ledger_transfers t ON t.idempotency_key = 'purchase:' || p.id AND t.kind = 'purchase'
+             LEFT JOIN ledger_entries e ON e.transfer_id = t.id
+                   AND e.account_id = (SELECT id FROM ledger_accounts WHERE kind = 'token_sales')
+            GROUP BY p.id, p.status, p.amount_tokens, p.transfer_id
+           HAVING CASE WHEN p.status IN ('completed', 'refunded', 'disputed')
+                       THEN count(t.id) <> 1 OR coalesce(sum(-e.amount), 0) <> p.amount_tokens
+                            OR max(t.id) IS DISTINCT FROM p.transfer_id
+                       ELSE count(t.id) <> 0 END""",
+        "purchase {0} ({1}) has {2} credit transfer(s) issuing {3} tokens",
+    ),
+    (
+        # A debt is what reversals could not take back, less what credits repaid:
+        # only reversals make it, only credits repay it (and never past zero: CHECK).
+        "debt_mismatch",
+        """SELECT a.user_id, t.kind, e.amount FROM ledger_entries e
+             JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'debt'
+             JOIN ledger_transfers t ON t.id = e.transfer_id
+            WHERE NOT ((e.amount < 0 AND t.kind = 'purchase_reversal')
+                    OR (e.amount > 0 AND t.kind IN ('purchase', 'purchase_restore', 'ticket_refund', 'call_refund')))""",
+        "user {0}: a {1} transfer moved {2} on their debt",
+    ),
+    (
+        # Credits repay debt first, and take-backs empty the wallet first: nobody
+        # owes tokens while holding some.
+        "debt_while_holding",
+        """SELECT d.user_id, -d.balance, w.balance FROM ledger_accounts d
+             JOIN ledger_accounts w ON w.user_id = d.user_id AND w.kind = 'wallet'
+            WHERE d.kind = 'debt' AND d.balance < 0 AND w.balance > 0""",
+        "user {0} owes {1} tokens while their wallet holds {2}",
+    ),
+    (
+        # Tokens in transit are exactly the payouts not yet paid, failed or rejected.
+        "payouts_in_transit_mismatch",
+        """SELECT transit, pending FROM (
+             SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e
+                       JOIN ledger_accounts a ON a.id = e.account_id WHERE a.kind = 'payouts_in_transit') AS transit,
+                    (SELECT coalesce(sum(amount_tokens), 0) FROM payouts
+                      WHERE status IN ('requested', 'approved')) AS pending
+           ) x WHERE transit <> pending""",
+        "payouts in transit hold {0} tokens but unpaid payouts total {1}",
     ),
 ]
 

@@ -12,7 +12,7 @@ from app.errors import NotFound
 from app.extensions import db
 from app.ledger.models import LedgerEntry, LedgerTransfer
 from app.wallet.models import Purchase
-from app.wallet.payments import get_provider, price_cents
+from app.payments.providers import price_cents, provider as get_provider
 
 PURCHASE_SCOPE = "tokens.purchase"
 
@@ -70,10 +70,10 @@ def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     provider = get_provider()
     purchase = Purchase(id=claim.resource_id, user_id=user.id, amount_tokens=amount_tokens,
                         amount_cents=price_cents(amount_tokens), provider=provider.name)
-    start = provider.start(purchase)
-    result = PurchaseResult(purchase, None, replayed=False, checkout_url=start.checkout_url)
+    start = provider.start_checkout(purchase, success_url="", cancel_url="")
+    result = PurchaseResult(purchase, None, replayed=False, checkout_url=start.url)
     if start.completed:
-        result.new_balance = _credit(purchase, start.provider_ref)
+        result.new_balance = _credit(purchase, start.reference)
     db.session.add(purchase)
     db.session.commit()
     return result

@@ -33,7 +33,7 @@ def test_the_database_accepts_every_transfer_kind(raw, kind):
     raw.rollback()  # it has no entries: COMMIT would refuse it
 
 
-@pytest.mark.parametrize("kind", ["payout", "Tip", "", "tip "])
+@pytest.mark.parametrize("kind", ["withdrawal", "Tip", "", "tip "])
 def test_the_database_refuses_a_transfer_of_any_other_kind(raw, kind):
     with pytest.raises(psycopg.errors.CheckViolation, match="ck_ledger_transfers_kind"):
         raw.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES (%s, %s)",

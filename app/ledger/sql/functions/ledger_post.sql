@@ -9,7 +9,8 @@
 --    up *after* the locks: a concurrent post of the same key that held them has
 --    committed by now, so a retry is a replay, not a second debit);
 -- 3. each debit is checked (`balance + amount >= 0`; a derived account's
---    entries summed); any shortfall -> `o_shortfall`, nothing written (only row
+--    entries summed; a user's `debt` may go below zero, its CHECK keeps it from
+--    going above); any shortfall -> `o_shortfall`, nothing written (only row
 --    locks held until the caller's transaction ends);
 -- 4. insert the transfer (a concurrent transfer with the same key that
 --    committed meanwhile -> `o_created = false`, nothing written);
@@ -47,7 +48,7 @@ BEGIN
          ORDER BY x.account_id
     LOOP
         IF leg.cached THEN
-            IF leg.balance + leg.amount < 0 THEN
+            IF leg.balance + leg.amount < 0 AND leg.kind <> 'debt' THEN
                 o_shortfall := -(leg.balance + leg.amount);
                 RETURN;
             END IF;

@@ -1,0 +1,1 @@
+"""Payouts: creators take their earnings out to a Stripe Connect account (DESIGN.md §11)."""
