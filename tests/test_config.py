@@ -24,6 +24,15 @@ def test_production_requires_a_secret_key():
     ({"TOKEN_PACKS": "0,100"}, "TOKEN_PACKS"),
     ({"PORT": "99999"}, "PORT"),
     ({"PAYMENTS_PROVIDER": "paypal"}, "PAYMENTS_PROVIDER"),
+    ({"PAYMENTS_PROVIDER": "stripe"}, "STRIPE_SECRET_KEY"),
+    ({"PAYMENTS_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_x"}, "STRIPE_WEBHOOK_SECRET"),
+    ({"CURRENCY": "dollars"}, "CURRENCY"),
+    ({"CURRENCY": "u5d"}, "CURRENCY"),
+    ({"TOKEN_PRICE_CENTS": "0"}, "TOKEN_PRICE_CENTS"),
+    ({"TOKEN_PRICE_CENTS": "0.5"}, "TOKEN_PRICE_CENTS"),
+    ({"PAYOUT_HOLD_DAYS": "-1"}, "PAYOUT_HOLD_DAYS"),
+    ({"PAYOUT_MINIMUM_TOKENS": "0"}, "PAYOUT_MINIMUM_TOKENS"),
+    ({"PAYOUT_REQUIRES_APPROVAL": "yes"}, "PAYOUT_REQUIRES_APPROVAL"),
 ])
 def test_invalid_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -35,6 +44,18 @@ def test_defaults_match_the_design(tmp_path):
     assert (cfg.TOKEN_PACKS, cfg.CREATOR_SHARE_PERCENT, cfg.MAX_TIP_TOKENS, cfg.BILLING_BLOCK_SECONDS,
             cfg.PRESENCE_GRACE_SECONDS, cfg.PORT, cfg.APP_ENV) == ((500, 1000, 2500), 80, 100_000, 30, 20, 5000,
                                                                   "development")
+
+
+def test_money_settings_default_to_the_design_and_read_the_environment(tmp_path):
+    cfg = Config.from_env({"INSTANCE_DIR": str(tmp_path)})
+    assert (cfg.CURRENCY, cfg.TOKEN_PRICE_CENTS, cfg.PAYOUT_CENTS_PER_TOKEN, cfg.PAYOUT_MINIMUM_TOKENS,
+            cfg.PAYOUT_HOLD_DAYS, cfg.PAYOUT_REQUIRES_APPROVAL, cfg.STRIPE_API_BASE) == (
+        "usd", 1, 1, 2000, 7, False, "https://api.stripe.com")
+    cfg = Config.from_env({"INSTANCE_DIR": str(tmp_path), "PAYMENTS_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk",
+                           "STRIPE_WEBHOOK_SECRET": "whsec", "CURRENCY": "EUR", "TOKEN_PRICE_CENTS": "5",
+                           "PAYOUT_REQUIRES_APPROVAL": "1", "STRIPE_API_BASE": "http://127.0.0.1:9/"})
+    assert (cfg.PAYMENTS_PROVIDER, cfg.CURRENCY, cfg.TOKEN_PRICE_CENTS, cfg.PAYOUT_REQUIRES_APPROVAL,
+            cfg.STRIPE_API_BASE) == ("stripe", "eur", 5, True, "http://127.0.0.1:9")
 
 
 def test_development_secret_key_is_kept_under_instance(tmp_path):

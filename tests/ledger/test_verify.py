@@ -82,3 +82,73 @@ def test_ledger_verify_records_its_result_for_the_platform_view(app, ctx):
     assert last is not None and last.ok == (out.exit_code == 0)
     assert last.violations == (0 if out.exit_code == 0 else last.violations)
     assert last.summary
+
+
+# ---- the invariants of real money (DESIGN.md §11) ----------------------------
+
+def _rules(app) -> set[str]:
+    from app.extensions import db
+    with app.app_context():
+        found = {v.rule for v in ledger.verify()}
+        db.session.remove()
+    return found
+
+
+def test_a_credited_purchase_that_lost_its_status_is_reported(app, raw, make_fan):
+    """A purchase whose `purchase:<id>` transfer exists must say it was credited, once."""
+    fan = make_fan(balance=40)
+    pid, tid = raw.execute("SELECT id, transfer_id FROM purchases WHERE user_id = %s", (fan.id,)).fetchone()
+    raw.execute("UPDATE purchases SET status = 'pending', transfer_id = NULL WHERE id = %s", (pid,))
+    try:
+        assert {"purchase_credit_mismatch", "issued_not_purchased"} <= _rules(app)
+    finally:
+        raw.execute("UPDATE purchases SET status = 'completed', transfer_id = %s WHERE id = %s", (tid, pid))
+    assert _rules(app) == set()
+
+
+def test_owing_while_holding_tokens_is_reported(app, raw, make_fan):
+    fan = make_fan(balance=40)
+    with app.app_context():
+        from app.extensions import db
+        ledger.lock_holder(fan.id)
+        db.session.commit()
+        debt_id = ledger.account_for(fan.id, "debt").id
+    raw.execute("UPDATE ledger_accounts SET balance = -5 WHERE id = %s", (debt_id,))
+    try:
+        assert "debt_while_holding" in _rules(app)
+    finally:
+        raw.execute("UPDATE ledger_accounts SET balance = 0 WHERE id = %s", (debt_id,))
+    assert _rules(app) == set()
+
+
+def test_a_debt_made_by_anything_but_a_reversal_is_reported(app, services, make_fan):
+    """Checked inside a transaction that is rolled back: entries are immutable."""
+    from app.ledger.verify import _CHECKS
+    fan = make_fan(balance=40)
+    with app.app_context():
+        from app.extensions import db
+        holder = ledger.lock_holder(fan.id)
+        db.session.commit()
+    url = make_url(services[0]).set(drivername="postgresql").render_as_string(hide_password=False)
+    sql = next(check[1] for check in _CHECKS if check[0] == "debt_mismatch")
+    with psycopg.connect(url) as conn:
+        tid = conn.execute("INSERT INTO ledger_transfers (kind, idempotency_key) VALUES ('tip', %s) RETURNING id",
+                           (f"damage:{fan.id}",)).fetchone()[0]
+        conn.execute("INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (%s, %s, -7), (%s, %s, 7)",
+                     (tid, holder.debt.id, tid, holder.wallet.id))
+        found = conn.execute(sql).fetchall()
+        conn.rollback()
+    assert (fan.id, "tip", -7) in found
+
+
+def test_tokens_in_transit_without_their_payout_are_reported(app, raw, make_creator):
+    creator = make_creator()
+    tid = raw.execute("SELECT max(id) FROM ledger_transfers").fetchone()[0]
+    payout = raw.execute(
+        "INSERT INTO payouts (user_id, amount_tokens, amount_cents, currency, transfer_id) "
+        "VALUES (%s, 2000, 2000, 'usd', %s) RETURNING id", (creator.id, tid)).fetchone()[0]
+    try:
+        assert "payouts_in_transit_mismatch" in _rules(app)
+    finally:
+        raw.execute("DELETE FROM payouts WHERE id = %s", (payout,))
+    assert _rules(app) == set()
