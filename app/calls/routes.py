@@ -18,6 +18,7 @@ import uuid
 from flask import Blueprint, current_app, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import validation
 from app.auth.models import User
 from app.calls import display, refunds, service
 from app.errors import BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
@@ -147,7 +148,7 @@ def platform_calls():
     raw = request.args.get("call", "").strip().lstrip("#")
     if not raw:
         return _platform()
-    call_id = int_arg({"call": raw}, "call")
+    call_id = validation.ascii_int(raw)
     if call_id is None:
         return _platform(422, lookup_value=raw[:24], lookup_error="Enter a call number: digits only.")
     try:
@@ -180,7 +181,7 @@ def _form_blocks() -> list[int] | None:
     if request.form.get("all") == "1":
         return None
     raw = request.form.getlist("blocks")
-    blocks = [int_arg({"b": value}, "b", maximum=refunds.BLOCK_MAX) for value in raw[:refunds.MAX_BLOCKS + 1]]
+    blocks = [validation.ascii_int(value, refunds.BLOCK_MAX) for value in raw[:refunds.MAX_BLOCKS + 1]]
     if not blocks or None in blocks:
         raise InvalidValue("Tick the blocks to refund, or choose Refund all remaining.", field="blocks")
     return refunds.block_numbers(blocks)
