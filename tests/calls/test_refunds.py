@@ -404,7 +404,7 @@ def test_a_fan_in_debt_has_the_debt_repaid_first(clock, make_call, operator):
     assert ledger.verify() == []
 
 
-def test_refunds_are_for_operators_and_unknown_calls_are_404(clock, make_call, client, api_headers, make_creator):
+def test_refunds_are_for_operators_only(clock, make_call, client, api_headers, make_creator):
     fan, creator, call_id = no_media_call(make_call)
     for user in (fan, creator, make_creator()):
         assert_error(post_refund(client, api_headers(user), call_id), 403, "not_an_operator")
