@@ -1,12 +1,13 @@
-"""JSON API: /api/creator/settings, /api/calls/…, /api/billing/… (DESIGN.md §7)."""
+"""JSON API: /api/creator/settings, /api/calls/…, /api/billing/… (DESIGN.md §7) and the
+operators' /api/platform/calls/<id>/refund (§11)."""
 import secrets
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
-from app.calls import service
+from app.calls import refunds, service
 from app.errors import Forbidden, Unauthorized
-from app.http import public
+from app.http import public, request_idempotency_key
 from app.validation import json_body
 
 bp = Blueprint("calls_api", __name__, url_prefix="/api")
@@ -45,6 +46,16 @@ def billing(call_id, action):
 @bp.get("/billing/calls/<int:call_id>/history")
 def history(call_id):
     return jsonify(events=[e.to_dict() for e in service.history(current_user, call_id)])
+
+
+@bp.post("/platform/calls/<int:call_id>/refund")
+def refund(call_id):
+    """Operators: `{blocks?: [blockIndex]}` (left out: every charged block not refunded yet)
+    → `{call, refunded: [blockIndex]}`; `Idempotency-Key` required. An empty body counts as `{}`."""
+    refunds.require_operator(current_user)  # before the body and key: others learn nothing more
+    data = json_body(request) if request.get_data() else {}
+    result = refunds.refund_blocks(current_user, call_id, data.get("blocks"), request_idempotency_key())
+    return jsonify(call=result.call.to_dict(), refunded=result.refunded)
 
 
 @bp.post("/billing/meter")

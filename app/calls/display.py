@@ -83,16 +83,64 @@ def _detail(call: Call) -> str:
     return ""
 
 
+REFUND_REASONS = {"media_never_connected": "media never connected", "operator": "refunded by the platform"}
+
+
 @dataclass
 class Activity:
-    """The call's billing audit log as receipts, and what the creator earned from it."""
+    """The call's billing audit log as receipts, its totals, and what the creator earned."""
     events: list  # oldest first
-    earned: int  # the sum of every block's creator_share (app.ledger.split of its price)
+    charged: int  # tokens the fan paid for blocks
+    refunded: int  # tokens given back (block_refunded)
+    earned: int  # the creator's shares of the blocks (app.ledger.split of each price), less those refunded
+
+    @property
+    def net(self) -> int:
+        return self.charged - self.refunded
 
 
 def activity(events: list[BillingEvent]) -> Activity:
     """`events`: the call's billing events (service.history), oldest first."""
-    return Activity(events=events, earned=sum(e.creator_share or 0 for e in events if e.type == "block_charged"))
+    def total(type_: str, column: str) -> int:
+        return sum(getattr(e, column) or 0 for e in events if e.type == type_)
+    return Activity(events=events, charged=total("block_charged", "amount"), refunded=total("block_refunded", "amount"),
+                    earned=total("block_charged", "creator_share") - total("block_refunded", "creator_share"))
+
+
+@dataclass
+class BlockRow:
+    """One charged block of a call, for the operators' refund form."""
+    charge: BillingEvent  # its block_charged event
+    refund: BillingEvent | None  # its block_refunded event, if any
+
+    @property
+    def refundable(self) -> bool:
+        return self.charge.amount > 0 and self.refund is None
+
+
+@dataclass
+class OperatorCall:
+    """A call as an operator sees it on /platform: who, its blocks, its totals."""
+    call: Call
+    fan: User
+    creator: User
+    blocks: list[BlockRow]
+    totals: Activity
+
+    @property
+    def refundable(self) -> list[int]:
+        return [row.charge.block_index for row in self.blocks if row.refundable]
+
+
+def operator_call(call: Call) -> OperatorCall:
+    """`call` (the caller checked the viewer is an operator) with its blocks and totals."""
+    events = list(db.session.scalars(select(BillingEvent).where(BillingEvent.call_id == call.id)
+                                     .order_by(BillingEvent.id)))
+    refunds = {e.block_index: e for e in events if e.type == "block_refunded"}
+    rows = [BlockRow(e, refunds.get(e.block_index)) for e in events if e.type == "block_charged"]
+    who = people(call)
+    return OperatorCall(call, who.fan, who.creator, sorted(rows, key=lambda r: r.charge.block_index),
+                        activity(events))
 
 
 def low_balance(call: Call, balance: int) -> int | None:

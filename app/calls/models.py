@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -13,6 +13,8 @@ END_REASONS = ("ended_by_fan", "ended_by_creator", "billing_stopped", "insuffici
 PAUSE_CAUSES = ("fan", "creator", "presence")
 EVENT_TYPES = ("block_charged", "paused", "resumed", "stopped", "ended", "low_balance", "insufficient_funds",
                "block_refunded")
+BLOCK_RECEIPTS = ("block_charged", "block_refunded")  # events that carry a block's amount and split
+REFUND_REASONS = ("media_never_connected", "operator")  # a block_refunded event's reason
 CHANNEL_PREFIX = "c-"  # every call's channel name starts so (calls.live serves them)
 
 
@@ -71,7 +73,8 @@ class Call(db.Model):
 
 
 class BillingEvent(db.Model):
-    """The audit log both parties read as receipts. One `block_charged` per block, ever."""
+    """The audit log both parties read as receipts. One `block_charged` per block, ever,
+    and at most one `block_refunded` (same amount and split, `reason` in REFUND_REASONS)."""
 
     __tablename__ = "billing_events"
 
@@ -101,7 +104,7 @@ class BillingEvent(db.Model):
 
     def to_dict(self) -> dict:
         body = {"type": self.type, "createdAt": self.created_at.isoformat() if self.created_at else None}
-        if self.type == "block_charged":
+        if self.type in BLOCK_RECEIPTS:
             body.update(blockIndex=self.block_index, amountTokens=self.amount, creatorShare=self.creator_share,
                         platformShare=self.platform_share)
         elif self.block_index is not None:
@@ -111,3 +114,10 @@ class BillingEvent(db.Model):
         if self.reason:
             body["reason"] = self.reason
         return body
+
+
+def locked_call(call_id: int) -> Call | None:
+    """The call with its row locked until the transaction ends, read fresh (None if unknown).
+    Every change to a call, its billing and its refunds happens under this lock."""
+    return db.session.execute(select(Call).where(Call.id == call_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one_or_none()

@@ -30,3 +30,10 @@ def call_messages(call, figures_only: bool = False) -> list[tuple[str, str]]:
     if figures_only:
         return [(call.channel, fragments.render("calls/_figures.html", call=call, oob=True))]
     return [(call.channel, fragments.render("calls/_state.html", call=call, oob=True))]
+
+
+def receipts_changed(call) -> None:
+    """A call's receipts changed without its state (a block was refunded). Receipts are
+    each party's own view, fetched by their page (calls/_activity.html) whenever its
+    state panel arrives, so the panel is what is pushed."""
+    publish_many(call_messages(call))

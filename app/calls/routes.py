@@ -8,15 +8,22 @@ The call page's state panel is `calls/_state.html` around `calls/_meter.html`;
 the same templates are pushed by `pushes.call_changed`, so they use only the
 template globals registered here (no request, no current user) and no query.
 Whenever the panel changes, the page re-fetches `/calls/<id>/activity`.
+
+Operators get a Calls section on /platform (`/platform/calls`, loaded there by
+htmx): look a call up by its number, tick blocks (or all that remain), review
+what moves, confirm; `refunds.refund_blocks` does it, as for the JSON API.
 """
+import uuid
+
 from flask import Blueprint, current_app, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import validation
 from app.auth.models import User
-from app.calls import display, service
-from app.errors import Conflict, InsufficientFunds, InvalidValue, NotFound
+from app.calls import display, refunds, service
+from app.errors import BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
-from app.http import int_arg, is_htmx, redirect_to
+from app.http import int_arg, is_htmx, redirect_to, render, request_idempotency_key
 from app.tips.service import recent_tips
 from app.wallet.service import wallet_balance
 
@@ -27,6 +34,7 @@ bp.add_app_template_global(display.meter, "call_meter")
 bp.add_app_template_global(display.people, "call_people")  # the creator's notifications
 bp.add_app_template_global(display.pending_requests, "pending_call_requests")
 bp.add_app_template_filter(display.duration, "duration")
+bp.add_app_template_global(display.REFUND_REASONS, "call_refund_reasons")
 
 _ACTIONS = {"accept": service.accept, "decline": service.decline, "pause": service.pause,
             "resume": service.resume, "end": service.end}
@@ -119,3 +127,79 @@ def change(call_id, action):
     if is_htmx() and target == f"call-request-{call.id}":
         return render_template("calls/_request_body.html", call=call)
     return redirect_to(url_for("calls.show", call_id=call.id))
+
+
+# ---- operators: refunds on /platform -------------------------------------------------------
+
+def _platform(status: int = 200, **context):
+    """The Calls section (a page of its own outside htmx): the lookup form, and the call
+    looked up (`view`) with its refund form, confirmation step or outcome."""
+    values = dict(lookup_value="", lookup_error=None, view=None, confirm=None, notice=None, error=None,
+                  idempotency_key=str(uuid.uuid4()))
+    values.update(context)
+    return render("calls/platform.html", "calls/_platform.html", status, **values)
+
+
+@bp.get("/platform/calls")
+@login_required
+def platform_calls():
+    """Operators only: the Calls section, with `?call=<number>` looked up."""
+    refunds.require_operator(current_user)
+    raw = request.args.get("call", "").strip().lstrip("#")
+    if not raw:
+        return _platform()
+    call_id = validation.ascii_int(raw)
+    if call_id is None:
+        return _platform(422, lookup_value=raw[:24], lookup_error="Enter a call number: digits only.")
+    try:
+        call = refunds.call_for_operator(current_user, call_id)
+    except NotFound:
+        return _platform(404, lookup_value=raw[:24], lookup_error=f"There is no call #{call_id}.")
+    return _platform(lookup_value=str(call.id), view=display.operator_call(call))
+
+
+@bp.post("/platform/calls/<int:call_id>/refund")
+@login_required
+def platform_refund(call_id):
+    """The refund form: without `confirm`, check the blocks and show what would move;
+    with it, refund (idempotent on the form's hidden key). Errors show in the form."""
+    call = refunds.call_for_operator(current_user, call_id)
+    try:
+        blocks = _form_blocks()
+        if request.form.get("confirm") != "1":
+            return _review(call, blocks)
+        result = refunds.refund_blocks(current_user, call.id, blocks, request_idempotency_key())
+    except (BadRequest, InvalidValue, Conflict) as err:
+        db.session.rollback()
+        return _platform(err.status, lookup_value=str(call.id), view=display.operator_call(call), error=err.message)
+    return _platform(lookup_value=str(call.id), view=display.operator_call(result.call),
+                     notice=_refunded_notice(result))
+
+
+def _form_blocks() -> list[int] | None:
+    """The ticked `blocks` (block indexes), or None for "all remaining" (`all=1`)."""
+    if request.form.get("all") == "1":
+        return None
+    raw = request.form.getlist("blocks")
+    blocks = [validation.ascii_int(value, refunds.BLOCK_MAX) for value in raw[:refunds.MAX_BLOCKS + 1]]
+    if not blocks or None in blocks:
+        raise InvalidValue("Tick the blocks to refund, or choose Refund all remaining.", field="blocks")
+    return refunds.block_numbers(blocks)
+
+
+def _review(call, blocks):
+    """The confirmation step: exactly which blocks, and what moves from whom."""
+    charges = refunds.refundable(call, blocks)
+    if not charges:
+        raise InvalidValue("Nothing left to refund: those blocks were already refunded.", field="blocks")
+    confirm = dict(blocks=[c.block_index for c in charges], amount=sum(c.amount for c in charges),
+                   creator_share=sum(c.creator_share for c in charges),
+                   platform_share=sum(c.platform_share for c in charges))
+    return _platform(lookup_value=str(call.id), view=display.operator_call(call), confirm=confirm)
+
+
+def _refunded_notice(result: refunds.Refund) -> str:
+    if not result.refunded:
+        return "Nothing more was refunded: those blocks had been refunded already."
+    numbers = ", ".join(str(k + 1) for k in result.refunded)
+    return f"Refunded block{'s' if len(result.refunded) > 1 else ''} {numbers}."

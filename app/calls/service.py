@@ -27,8 +27,8 @@ from sqlalchemy import select
 from app import clock, ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.calls import billing, pushes
-from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call
+from app.calls import billing, pushes, refunds
+from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call, locked_call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.realtime.bus import Publisher
@@ -137,16 +137,11 @@ class Outcome:
     events: list = field(default_factory=list)  # billing events to write (`_write_events`), in order
 
 
-def _locked(call_id: int) -> Call:
-    return db.session.execute(select(Call).where(Call.id == call_id).with_for_update()
-                              .execution_options(populate_existing=True)).scalar_one()
-
-
 def _change(user, call_id, action: str) -> Call:
     """Run `action` on a participant's call with its row locked; commits, publishes."""
     get_call_for(user, call_id)
     try:
-        call = _locked(call_id)
+        call = locked_call(call_id)
         now = clock.now()
         outcome = _bill_until(call, now)
         if call.status in ("ended", "declined", "expired") and not outcome.ended:
@@ -173,6 +168,7 @@ def _accept(call: Call, party: str, now: datetime, outcome: Outcome) -> None:
     # Presence is counted from acceptance: each side's page must be there within the grace.
     call.fan_missing_since = call.fan_missing_since and now
     call.creator_missing_since = call.creator_missing_since and now
+    _note_media(call, now)  # both pages connected before the accept: block 0 starts with media up
     _bill_until(call, now, outcome)  # block 0 is charged at acceptance
 
 
@@ -242,12 +238,15 @@ def stop(user, call_id) -> Call:
 def presence_changed(call_id: int, party: str, present: bool, at: datetime | None = None) -> None:
     """A party's call page (socket and media) came or went. Gone for longer than
     `PRESENCE_GRACE_SECONDS` pauses billing (the meter applies it, from the moment
-    the grace ran out); coming back resumes a presence pause at once. Commits."""
+    the grace ran out); coming back resumes a presence pause at once. The first time
+    both are there on a running call is its `media_connected_at`; if that comes after
+    the first block was over, block 0 is refunded (app/calls/refunds.py). Commits."""
     now = at or clock.now()
     try:
-        call = _locked(call_id)
+        call = locked_call(call_id)
         outcome = _bill_until(call, now)
         column = f"{party}_missing_since"
+        refunded = refunds.Moved([])
         if present:
             setattr(call, column, None)
             if call.status == "paused" and call.paused_by == "presence" and not _gone_too_long(call, now):
@@ -257,11 +256,24 @@ def presence_changed(call_id: int, party: str, present: bool, at: datetime | Non
         elif getattr(call, column) is None:
             setattr(call, column, now)
         _write_events([outcome])
+        if present and _note_media(call, now):
+            refunded = refunds.refund_late_media(call)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     _publish(call, outcome)
+    refunds.publish(call, refunded)
+
+
+def _note_media(call: Call, now: datetime) -> bool:
+    """Both parties' pages are present (each one's media connected) on a running call:
+    the first time, remember when (`media_connected_at`, never cleared). True then."""
+    if (call.media_connected_at is None and call.status in ("active", "paused")
+            and call.fan_missing_since is None and call.creator_missing_since is None):
+        call.media_connected_at = now
+        return True
+    return False
 
 
 def _gone_too_long(call: Call, now: datetime) -> bool:

@@ -227,6 +227,28 @@ def test_presence_is_socket_and_media_connected(make_call, api_headers, pages, c
     assert fresh_call(s.call_id).creator_missing_since is None
 
 
+def test_both_pages_media_connected_is_the_calls_media_connected_at_set_once(make_call, api_headers, pages, clock):
+    """What the automatic refund of a first block reads (app/calls/refunds.py)."""
+    s = make_call(present=False)
+    fan = pages(s.call_id, api_headers(s.fan))
+    creator = pages(s.call_id, api_headers(s.creator))
+    clock.advance(4)
+    fan.send({"type": "media", "state": "connected"})
+    wait_until(lambda: fresh_call(s.call_id).fan_missing_since is None, what="the fan present")
+    assert fresh_call(s.call_id).media_connected_at is None  # one side's media is not the call's
+    clock.advance(2)
+    connected = clock.now
+    creator.send({"type": "media", "state": "connected"})
+    wait_until(lambda: fresh_call(s.call_id).media_connected_at == connected, what="the call's media up")
+    clock.advance(5)
+    creator.send({"type": "media", "state": "failed"})
+    wait_until(lambda: fresh_call(s.call_id).creator_missing_since == clock.now, what="the creator's media drop")
+    clock.advance(1)
+    creator.send({"type": "media", "state": "connected"})
+    wait_until(lambda: fresh_call(s.call_id).creator_missing_since is None, what="the creator back")
+    assert fresh_call(s.call_id).media_connected_at == connected  # the first time, kept
+
+
 def test_presence_gone_past_the_grace_pauses_billing_and_coming_back_resumes(app, make_call, api_headers, pages,
                                                                              clock):
     s = make_call(present=False)
