@@ -59,6 +59,10 @@ class Call(db.Model):
         CheckConstraint("(status = 'active') = (active_since IS NOT NULL)", name="clock_runs_iff_active"),
         CheckConstraint("blocks_charged >= 0 AND total_charged >= 0 AND active_ms >= 0", name="counters"),
         Index("ix_calls_status_id", "status", "id"),
+        # The failed-call sweep (calls.refunds) looks only at accepted calls whose media
+        # never connected: a small, shrinking set, found without reading every call.
+        Index("ix_calls_unconnected_ended_at", "ended_at",
+              postgresql_where=text("media_connected_at IS NULL AND accepted_at IS NOT NULL")),
         Index("uq_calls_one_open_per_fan", "fan_id", unique=True,
               postgresql_where=text("status IN ('requested', 'active', 'paused')")),
     )
