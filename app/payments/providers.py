@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import current_app
 
@@ -61,6 +62,10 @@ class DemoProvider:
     name = "demo"
     test_mode = True
 
+    def page_origins(self) -> tuple[str, ...]:
+        """It has no pages of its own: nobody is sent anywhere."""
+        return ()
+
     def start_checkout(self, purchase, *, success_url: str, cancel_url: str) -> Checkout:
         return Checkout(completed=True, reference=f"demo_{uuid.uuid4().hex}")
 
@@ -79,6 +84,16 @@ class StripeProvider:
 
     name = "stripe"
     test_mode = False
+
+    def page_origins(self) -> tuple[str, ...]:
+        """Origins of Stripe's hosted pages the app sends browsers to (Checkout,
+        Connect onboarding). A form answered with a redirect there needs them in
+        CSP `form-action` (browsers check redirects of a submission too). With
+        STRIPE_API_BASE elsewhere (the tests' stand-in), that host serves them."""
+        base = urlsplit(current_app.config["STRIPE_API_BASE"])
+        if base.netloc == "api.stripe.com":
+            return ("https://checkout.stripe.com", "https://connect.stripe.com")
+        return (f"{base.scheme}://{base.netloc}",)
 
     def start_checkout(self, purchase, *, success_url: str, cancel_url: str) -> Checkout:
         """One Checkout Session per purchase; the purchase id is its client reference,

@@ -242,3 +242,16 @@ def test_back_from_checkout_the_wallet_highlights_the_pending_purchase(stripe_ap
     assert f'href="{stripe_standin.url}/pay/{purchase["sessionId"]}"' in row.group(1)
     assert "$10.00" in row.group(1)
     assert "You pay on Stripe" in html and "Test mode" not in html
+
+
+def _form_action(resp) -> str:
+    return re.search(r"form-action ([^;]+)", resp.headers["Content-Security-Policy"]).group(1)
+
+
+def test_csp_lets_forms_go_to_the_providers_pages_only_with_stripe(client, stripe_app, stripe_standin, make_app):
+    """A plain buy form is answered 303 → Checkout; browsers hold that redirect to form-action."""
+    assert _form_action(client.get("/login")) == "'self'"  # demo: nowhere else
+    assert _form_action(fresh_client(stripe_app).get("/login")) == f"'self' {stripe_standin.url}"
+    real = make_app(PAYMENTS_PROVIDER="stripe", STRIPE_SECRET_KEY="sk_live_x", STRIPE_WEBHOOK_SECRET="whsec_x")
+    assert _form_action(fresh_client(real).get("/login")) == \
+        "'self' https://checkout.stripe.com https://connect.stripe.com"
