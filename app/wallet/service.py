@@ -262,13 +262,16 @@ def checkout_paid(session: CheckoutSession) -> Settled:
     purchase = _locked_purchase(session)
     if purchase.transfer_id is not None:
         return Settled("already_credited", purchase)
-    purchase.payment_intent = session.payment_intent or purchase.payment_intent
     problem = _mismatch(purchase, session)
     if problem is not None:
         log.warning("purchase %s flagged: %s", purchase.id, problem)
         purchase.flagged, purchase.updated_at = problem, func.now()
+        purchase.payment_intent = session.payment_intent or purchase.payment_intent
         return Settled("flagged", purchase, changed=True)
-    return Settled("credited", purchase, changed=True, new_balance=_credit(purchase))
+    balance = _credit(purchase)
+    # Only now: changed before the credit's statements, it would be flushed on a round trip of its own.
+    purchase.payment_intent = session.payment_intent or purchase.payment_intent
+    return Settled("credited", purchase, changed=True, new_balance=balance)
 
 
 def checkout_unpaid(session: CheckoutSession) -> Settled:
