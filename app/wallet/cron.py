@@ -29,8 +29,10 @@ BATCH = 100  # purchases looked up per run at most (Stripe's read limit is ~100/
 
 @job
 def reconcile_purchases() -> dict:
-    """Settle stale pending Stripe purchases as Stripe has them; returns
-    `{checked, settled, failed}` (settled: outcome by purchase id)."""
+    """Settle stale pending Stripe purchases as Stripe has them; returns `{checked,
+    settled, failed}`: settled maps each purchase whose session was no longer open
+    to the outcome (credited, expired, flagged, awaiting_payment, …); failed
+    counts the ones Stripe or the checks refused."""
     if get_provider().name != "stripe":
         log.debug("reconcile: payments are not through Stripe, nothing to do")
         return {"checked": 0, "settled": {}, "failed": 0}

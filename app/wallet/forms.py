@@ -3,8 +3,8 @@ import uuid
 
 from flask import current_app
 
-from app import validation
-from app.wallet.service import price_of
+from app.errors import InvalidValue
+from app.wallet.service import price_of, purchase_amount
 
 
 def buy_sheet_context(*, error: str | None = None, custom_value: str = "", success: str | None = None,
@@ -28,7 +28,11 @@ def buy_sheet_context(*, error: str | None = None, custom_value: str = "", succe
 
 def custom_price_context(raw: str) -> dict:
     """`wallet/_custom_price.html`'s context: the price of the custom amount typed
-    so far (when it is one the sheet would sell), and the price of one token."""
-    amount = validation.ascii_int(raw.strip(), current_app.config["MAX_PURCHASE_TOKENS"]) if raw else None
-    return {"custom_amount": amount or None, "custom_price": price_of(amount) if amount else None,
+    so far (when it is one the sheet would sell, read as the purchase reads it),
+    and the price of one token."""
+    try:
+        amount = purchase_amount(raw, from_form=True)
+    except InvalidValue:
+        amount = None
+    return {"custom_amount": amount, "custom_price": price_of(amount) if amount else None,
             "token_price": price_of(1)}

@@ -50,9 +50,10 @@ def test_the_custom_amount_shows_the_price_of_one_token_and_of_what_is_typed(cli
     assert re.search(r'<p id="custom-amount-price"[^>]*>One token costs \$0\.01', html)
     assert 'aria-describedby="custom-amount-price"' in html
     assert 'hx-get="/wallet/price"' in html and 'hx-target="#custom-amount-price"' in html
-    price = client.get("/wallet/price?amountTokens=1234").get_data(as_text=True)
-    assert '1,234 tokens cost <strong data-testid="custom-price">$12.34</strong>' in price
-    assert price.lstrip().startswith('<p id="custom-amount-price"')
+    for typed in ("1234", "1,234", " 1 234 "):  # read as the purchase reads it
+        price = client.get("/wallet/price", query_string={"amountTokens": typed}).get_data(as_text=True)
+        assert '1,234 tokens cost <strong data-testid="custom-price">$12.34</strong>' in price
+        assert price.lstrip().startswith('<p id="custom-amount-price"')
     # A prefilled sheet (a top-up) shows its price from the start.
     html = client.get("/wallet?topup=250").get_data(as_text=True)
     assert "250 tokens cost <strong" in html and "$2.50" in html
