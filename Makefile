@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -41,6 +41,9 @@ bench-metering: install
 
 bench-dashboard: install
 	$(BIN)/python bench/dashboard.py
+
+bench-webhooks: install
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

@@ -254,7 +254,7 @@ def _register_auth(app: Flask) -> None:
 
 
 def _register_templates(app: Flask) -> None:
-    from app.payments.providers import test_mode
+    from app.payments.providers import format_money, test_mode
     from app.wallet.service import wallet_balance
 
     from app.streams.media import playback_url
@@ -265,6 +265,11 @@ def _register_templates(app: Flask) -> None:
     def tokens_filter(n):
         """1000 → "1,000": the one way tokens are written."""
         return "—" if n is None else f"{int(n):,}"
+
+    @app.template_filter("money")
+    def money_filter(cents, currency):
+        """500, "usd" → "$5.00"; 500, "eur" → "5.00 EUR" (app.payments.providers.format_money)."""
+        return "—" if cents is None else format_money(cents, currency)
 
     @app.context_processor
     def _globals():

@@ -3,11 +3,13 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
+from app.payments.providers import provider
+
 # htmx runs from /static with its inline indicator styles disabled
 # (see base.html's htmx-config), so no 'unsafe-inline' is needed anywhere.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src {connect}; media-src {media}; font-src 'self'; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors {ancestors}")
+        "object-src 'none'; base-uri 'self'; form-action {form}; frame-ancestors {ancestors}")
 
 
 def content_security_policy() -> str:
@@ -18,12 +20,15 @@ def content_security_policy() -> str:
       else — and the media server's origin (hls.js fetches over XHR);
     - media-src: blob: (hls.js feeds <video> a MediaSource URL) and the media
       server's origin (Safari plays HLS natively);
+    - form-action: the payment provider's hosted pages (Stripe Checkout): a
+      plain buy form is answered with a redirect there, which browsers check;
     - frame-ancestors: * on the one framable page (the OBS overlay, `g.framable`),
       'none' everywhere else.
     """
     media = _origin(current_app.config["MEDIA_HLS_BASE_URL"])
     own_ws = f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}" if request.host else None
     return _CSP.format(connect=_sources("'self'", own_ws, media), media=_sources("'self'", "blob:", media),
+                       form=_sources("'self'", *provider().page_origins()),
                        ancestors="*" if g.get("framable") else "'none'")
 
 

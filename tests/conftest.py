@@ -100,14 +100,19 @@ def app(services):
 @pytest.fixture()
 def make_app(app, services):
     """make_app(services=None, **config_overrides) → a second app on the same
-    database (or other services). Flask-Limiter's extension object keeps one
+    database (or other services); its connections are closed at teardown. Flask-Limiter's extension object keeps one
     storage for the last app it was bound to, so the session app is re-bound
     afterwards."""
     from app.extensions import limiter
+    made = []
 
     def _make(services_override=None, **overrides):
-        return create_app(make_config(services_override or services, **overrides))
+        made.append(create_app(make_config(services_override or services, **overrides)))
+        return made[-1]
     yield _make
+    for other in made:  # their pools' connections, closed now rather than whenever they are collected
+        with other.app_context():
+            db.engine.dispose()
     limiter.init_app(app)
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import current_app
 
 from app.payments.client import ProviderError, stripe_client
 
-__all__ = ["Checkout", "DemoProvider", "ProviderError", "StripeProvider", "price_cents", "payout_cents", "provider",
-           "test_mode"]
+__all__ = ["Checkout", "DemoProvider", "ProviderError", "StripeProvider", "format_money", "price_cents", "payout_cents",
+           "provider", "test_mode"]
 
 
 def price_cents(amount_tokens: int) -> int:
@@ -30,6 +31,21 @@ def price_cents(amount_tokens: int) -> int:
 def payout_cents(amount_tokens: int) -> int:
     """What a creator receives for `amount_tokens`, in integer cents of `CURRENCY`."""
     return amount_tokens * current_app.config["PAYOUT_CENTS_PER_TOKEN"]
+
+
+# Currencies Stripe counts in whole units: an amount of 500 in jpy is ¥500, not ¥5.00.
+ZERO_DECIMAL_CURRENCIES = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
+                                     "vuv", "xaf", "xof", "xpf"})
+
+
+def format_money(cents: int, currency: str) -> str:
+    """An amount in the smallest unit of `currency` as a person reads it: "$5.00"
+    and "$1,250.00" in usd, "5.00 EUR" in any other currency ("500 JPY" in one
+    without cents). The one way money is written (the `money` Jinja filter)."""
+    currency = currency.lower()
+    sign, cents = ("-" if cents < 0 else ""), abs(int(cents))
+    amount = f"{cents:,}" if currency in ZERO_DECIMAL_CURRENCIES else f"{cents // 100:,}.{cents % 100:02d}"
+    return f"{sign}${amount}" if currency == "usd" else f"{sign}{amount} {currency.upper()}"
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,10 @@ class DemoProvider:
 
     name = "demo"
     test_mode = True
+
+    def page_origins(self) -> tuple[str, ...]:
+        """It has no pages of its own: nobody is sent anywhere."""
+        return ()
 
     def start_checkout(self, purchase, *, success_url: str, cancel_url: str) -> Checkout:
         return Checkout(completed=True, reference=f"demo_{uuid.uuid4().hex}")
@@ -64,6 +84,16 @@ class StripeProvider:
 
     name = "stripe"
     test_mode = False
+
+    def page_origins(self) -> tuple[str, ...]:
+        """Origins of Stripe's hosted pages the app sends browsers to (Checkout,
+        Connect onboarding). A form answered with a redirect there needs them in
+        CSP `form-action` (browsers check redirects of a submission too). With
+        STRIPE_API_BASE elsewhere (the tests' stand-in), that host serves them."""
+        base = urlsplit(current_app.config["STRIPE_API_BASE"])
+        if base.netloc == "api.stripe.com":
+            return ("https://checkout.stripe.com", "https://connect.stripe.com")
+        return (f"{base.scheme}://{base.netloc}",)
 
     def start_checkout(self, purchase, *, success_url: str, cancel_url: str) -> Checkout:
         """One Checkout Session per purchase; the purchase id is its client reference,

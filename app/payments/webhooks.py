@@ -139,12 +139,20 @@ def receive(payload: bytes, signature: str | None) -> dict:
         _finish(event, f"refused: {err.code}"[:64])
         return {"received": True, "outcome": "refused", "code": err.code}
     _finish(event, handled.outcome[:64])
+    publish_after_commit(handled, f"stripe event {event['id']}")
+    return {"received": True, "outcome": handled.outcome}
+
+
+def publish_after_commit(handled: Handled, what: str) -> None:
+    """Run the handler's `after_commit` once its transaction has committed (the
+    reconciliation job settles sessions through the same handlers). A failure
+    is logged, never raised: the money has committed, and a lost live update
+    must not make Stripe retry nor undo a job."""
     if handled.after_commit is not None:
         try:
             handled.after_commit()
-        except Exception:  # the money has committed; a lost live update must not make Stripe retry
-            log.exception("stripe event %s: publishing after commit failed", event["id"])
-    return {"received": True, "outcome": handled.outcome}
+        except Exception:
+            log.exception("%s: publishing after commit failed", what)
 
 
 def _claim(event: dict) -> bool:

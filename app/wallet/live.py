@@ -1,16 +1,19 @@
 """The wallet's live behaviour (STYLE.md 9): its share of every user's `/ws/me`
-state, the balance; what it publishes after commit is in pushes.py."""
+state — the balance, and the rows of their recent purchases, so a page that
+missed a push (a payment landing while its socket was down) is right again on
+reconnect; what it publishes after commit is in pushes.py."""
 from __future__ import annotations
 
 from flask import Flask, render_template
 
 from app.realtime.channels import register_feed
-from app.wallet.service import wallet_balance
+from app.wallet.service import purchases_changed_since, wallet_balance
 
 
 def init_app(app: Flask) -> None:
-    register_feed(app, _balance)
+    register_feed(app, _wallet_state)
 
 
-def _balance(user) -> str:
-    return render_template("wallet/_balance_push.html", balance=wallet_balance(user))
+def _wallet_state(user) -> str:
+    return render_template("wallet/_wallet_push.html", balance=wallet_balance(user),
+                           purchases=purchases_changed_since(user.id))

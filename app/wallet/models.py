@@ -51,10 +51,12 @@ class Purchase(db.Model):
     )
 
     def to_dict(self) -> dict:
+        """The API's purchase (`GET /api/purchases/:id`); `checkoutUrl` is where to pay while it is pending."""
         return {
             "id": self.id, "amountTokens": self.amount_tokens, "amountCents": self.amount_cents,
             "currency": self.currency, "provider": self.provider, "status": self.status,
             "refundedTokens": self.refunded_tokens, "disputedTokens": self.disputed_tokens,
             "createdAt": self.created_at.isoformat() if self.created_at else None,
+            "checkoutUrl": self.checkout_url if self.status == "pending" else None,
         }
 

@@ -343,7 +343,9 @@ class StandIn:
     @staticmethod
     def _page(title: str, action: str, button: str, cancel: str | None) -> Response:
         back = f'<a href="{escape(cancel)}">Back</a>' if cancel else ""
-        html = (f"<!doctype html><html lang=en><title>{escape(title)}</title><main><h1>{escape(title)}</h1>"
+        # An icon of its own, as Stripe's pages have: else the browser asks for /favicon.ico (a 404 console error).
+        html = (f"<!doctype html><html lang=en><title>{escape(title)}</title><link rel=icon href='data:,'>"
+                f"<main><h1>{escape(title)}</h1>"
                 f"<form method=post action='{escape(action)}'><button>{escape(button)}</button></form>{back}"
                 "</main></html>")
         return Response(html, 200, content_type="text/html")

@@ -140,8 +140,9 @@ def test_htmx_pack_purchase_returns_the_sheet_and_out_of_band_balance(client, on
     assert "<html" not in html
     assert html.lstrip().startswith('<div id="buy-sheet"')
     assert "Added 1,000 tokens to your wallet." in html
-    assert re.search(r'<p id="wallet-balance"[^>]*hx-swap-oob="true"[^>]*>.*?'
+    assert re.search(r'<p id="wallet-balance"[^>]*hx-swap-oob="outerHTML:#wallet-balance,#call-sink"[^>]*>.*?'
                      r'<span data-testid="balance">1,000</span>', html, re.S)
+    assert re.search(r'<div id="wallet-purchases" hx-swap-oob="true">.*1,000 tokens.*\$10\.00.*Credited', html, re.S)
     assert '<span id="nav-balance" hx-swap-oob="true">1,000</span>' in html
     assert re.search(r'<div id="wallet-history" hx-swap-oob="true">.*Bought 1,000 tokens \(test mode\)', html, re.S)
     # The re-rendered sheet carries a new key, so the next click is a new purchase.
