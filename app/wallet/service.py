@@ -366,6 +366,11 @@ def describe(kind: str, metadata: dict, amount: int) -> str:
     if kind == ledger.TransferKind.TICKET_REFUND and show:
         why = "did not start in time" if metadata.get("reason") == "no_show" else "was canceled"
         return f"Refund: {show} {why}"
+    if kind == ledger.TransferKind.CALL_REFUND and metadata.get("creatorName"):
+        why = "media never connected" if metadata.get("reason") == "media_never_connected" else "refunded by the platform"
+        block = metadata.get("blockIndex")
+        which = f", block {block + 1}" if isinstance(block, int) else ""
+        return f"Refund: call with {metadata['creatorName']}{which} ({why})"
     return kind.replace("_", " ").capitalize()
 
 

@@ -157,6 +157,9 @@ def test_media_never_connected_gives_block_0_back_once_when_the_call_ends(clock,
                                                              BillingEvent.type == "block_refunded")).one()
     assert (event.creator_share, event.platform_share) == (24, 6)
     assert ledger.verify() == []
+    from app.wallet import service as wallet_service
+    assert wallet_service.history(fan).items[0].reason == (
+        f"Refund: call with {creator.display_name}, block 1 (media never connected)")
 
 
 def test_concurrent_sweeps_in_real_threads_refund_block_0_exactly_once(app, clock, make_call, operator):
