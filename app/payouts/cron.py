@@ -13,7 +13,10 @@ PAYOUT_SWEEP_SECONDS = 120
 def sweep_payouts() -> dict:
     """Send every payout cleared to go that has no transfer yet (its job lost, its
     worker killed mid-way, Stripe down last time). `{payout id: outcome}`."""
-    outcomes = {payout_id: service.pay(payout_id) for payout_id in service.unsent()}
+    outcomes: dict[int, str] = {}
+    # Page through them all: payouts Stripe keeps answering "try again" must not hide the rest.
+    while batch := service.unsent(after=max(outcomes, default=0)):
+        outcomes.update((payout_id, service.pay(payout_id)) for payout_id in batch)
     if outcomes:
         current_app.logger.info("payout sweep: %s", outcomes)
     return outcomes

@@ -330,13 +330,14 @@ def _pay(payout_id: int) -> str:
     return "paid"
 
 
-def unsent() -> list[int]:
-    """Ids of payouts cleared to send (or to clear, without approval) with no transfer
-    recorded: the ones whose job was lost, crashed or met a Stripe outage."""
+def unsent(after: int = 0, limit: int | None = None) -> list[int]:
+    """Ids (above `after`, at most `limit` (`SWEEP_BATCH`), ascending) of payouts cleared to send (or to
+    clear, without approval) with no transfer recorded: the ones whose job was lost,
+    crashed or met a Stripe outage."""
     statuses = ["approved"] if current_app.config["PAYOUT_REQUIRES_APPROVAL"] else ["approved", "requested"]
-    return list(db.session.scalars(select(Payout.id).where(Payout.status.in_(statuses),
+    return list(db.session.scalars(select(Payout.id).where(Payout.status.in_(statuses), Payout.id > after,
                                                            Payout.stripe_transfer_id.is_(None))
-                                   .order_by(Payout.id).limit(SWEEP_BATCH)))
+                                   .order_by(Payout.id).limit(limit or SWEEP_BATCH)))
 
 
 # ---- the operators' queue --------------------------------------------------------------------

@@ -49,3 +49,11 @@ def on_stripe(stripe_app, clock):
     previous = install_clock(stripe_app, clock)
     yield stripe_app
     restore_clock(stripe_app, previous)
+
+
+@pytest.fixture()
+def no_unsent_payouts(ctx):
+    """Payouts earlier tests left unsent are sent first (demo provider: at once), so a
+    sweep in this test meets only this test's payouts."""
+    from app.payouts import cron
+    cron.sweep_payouts()

@@ -38,7 +38,8 @@ def waiting_payout(strict, creator, amount=3000):
         return request(creator, amount).payout
 
 
-def test_requested_payouts_wait_for_approval_then_are_sent(ctx, strict, payee, operator, api_headers):
+def test_requested_payouts_wait_for_approval_then_are_sent(
+        ctx, no_unsent_payouts, strict, payee, operator, api_headers):
     creator = payee(4000)
     payout = waiting_payout(strict, creator)
     with strict.app_context():
@@ -54,7 +55,7 @@ def test_requested_payouts_wait_for_approval_then_are_sent(ctx, strict, payee, o
     assert row["decided_by"] == operator.id and row["decided_at"] is not None
     with strict.app_context():
         assert service.unsent() == [payout.id]
-        assert pay_payout(payout.id) == "paid"
+        assert cron.sweep_payouts() == {payout.id: "paid"}
     assert payout_row(payout.id)["status"] == "paid"
     # Decided already, paid already: 409 either way.
     assert_error(client.post(f"/api/platform/payouts/{payout.id}/approve", headers=api_headers(operator)), 409,

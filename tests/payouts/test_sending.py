@@ -108,7 +108,8 @@ def _headers(user):
     return {"Authorization": f"Bearer {issue_token(user)}"}
 
 
-def test_stripe_down_leaves_the_payout_for_the_sweep_to_retry(ctx, on_stripe, stripe_standin, stripe_payee):
+def test_stripe_down_leaves_the_payout_for_the_sweep_to_retry(
+        ctx, no_unsent_payouts, on_stripe, stripe_standin, stripe_payee):
     creator, _ = stripe_payee(4000)
     payout = request(creator, 2000).payout
     transit = in_transit()
@@ -121,11 +122,11 @@ def test_stripe_down_leaves_the_payout_for_the_sweep_to_retry(ctx, on_stripe, st
     assert ledger.verify() == []
     with on_stripe.app_context():
         assert payout.id in service.unsent()
-        assert cron.sweep_payouts()[payout.id] == "retry"  # still down
+        assert cron.sweep_payouts() == {payout.id: "retry"}  # still down
 
     stripe_standin.outage = False
     with on_stripe.app_context():
-        assert cron.sweep_payouts()[payout.id] == "paid"
+        assert cron.sweep_payouts() == {payout.id: "paid"}
     assert payout_row(payout.id)["status"] == "paid"
     tries = stripe_standin.calls("POST", "/v1/transfers")
     assert len(tries) >= 3 and {t.idempotency_key for t in tries} == {f"payout-{payout.id}"}
@@ -134,14 +135,16 @@ def test_stripe_down_leaves_the_payout_for_the_sweep_to_retry(ctx, on_stripe, st
     assert ledger.verify() == []
 
 
-def test_the_sweep_sends_payouts_whose_job_was_lost(ctx, on_stripe, stripe_standin, stripe_payee):
-    creator, _ = stripe_payee(6000)
-    first, second = request(creator, 2000).payout, request(creator, 3000).payout  # queued; no worker runs here
+def test_the_sweep_sends_every_payout_whose_job_was_lost(
+        ctx, no_unsent_payouts, on_stripe, stripe_standin, stripe_payee, monkeypatch):
+    creator, _ = stripe_payee(9000)
+    made = [request(creator, 3000).payout.id for _ in range(3)]  # queued; no worker runs here
+    monkeypatch.setattr(service, "SWEEP_BATCH", 2)  # more payouts than one batch
     with on_stripe.app_context():
-        assert {first.id, second.id} <= set(service.unsent())
-        outcomes = cron.sweep_payouts()
-    assert outcomes[first.id] == outcomes[second.id] == "paid"
-    assert len(stripe_standin.transfers) == 2
+        assert service.unsent() == made[:2] and service.unsent(after=made[1]) == made[2:]
+        assert cron.sweep_payouts() == {payout_id: "paid" for payout_id in made}
+        assert service.unsent() == []
+    assert len(stripe_standin.transfers) == 3
     assert ledger.verify() == []
 
 
