@@ -19,9 +19,12 @@ from app.payouts.api import onboarding_urls
 
 bp = Blueprint("payouts", __name__)
 
+# Back from onboarding (?onboarding=…): what to say, by how it ended and the account's state now.
 ONBOARDING_NOTICES = {
-    "done": ("info", "Thanks! Stripe is checking your details; this page shows “Ready” as soon as it says so."),
-    "refresh": ("warn", "That setup link expired. Choose “Continue setup” to get a fresh one."),
+    ("done", "ready"): ("success", "Payouts are set up: request one below whenever you like."),
+    ("done", "pending"): ("info", "Thanks! Stripe is checking your details; this page shows “Ready” once it has."),
+    ("refresh", "pending"): ("warn", "That setup link expired. Choose “Continue setup” to get a fresh one."),
+    ("refresh", "none"): ("warn", "That setup link expired. Choose “Set up payouts” to start again."),
 }
 
 
@@ -43,8 +46,9 @@ def _page_context(**extra) -> dict:
 @login_required
 def page():
     require_creator(current_user, service.CREATORS_ONLY)
-    return render_template("payouts/page.html", **_page_context(notice=ONBOARDING_NOTICES.get(
-        request.args.get("onboarding", ""))))
+    context = _page_context()
+    context["notice"] = ONBOARDING_NOTICES.get((request.args.get("onboarding", ""), context["account"]["status"]))
+    return render_template("payouts/page.html", **context)
 
 
 @bp.post("/payouts/account")

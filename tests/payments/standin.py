@@ -328,6 +328,8 @@ class StandIn:
         return transfer
 
     def _hosted(self, request: Request) -> Response:
+        if request.path == "/favicon.ico":  # the browser asks on every hosted page; a 404 is a console error
+            return Response(status=204)
         parts = request.path.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "pay" and parts[1] in self.sessions:
             session = self.sessions[parts[1]]

@@ -11,6 +11,7 @@ import pytest
 
 from app.extensions import db
 from app.payouts import service
+from app.payouts.models import PayoutAccount
 from tests.conftest import csrf_from
 from tests.payouts.helpers import date_latest_earning, earnings_of, payouts_of, request
 
@@ -60,7 +61,7 @@ def test_a_new_creator_sees_balances_held_dates_and_sets_up_payouts(client, ctx,
     resp = client.post("/payouts/account", headers=headers)
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "http://localhost/payouts?onboarding=done"
     html = client.get("/payouts?onboarding=done").get_data(as_text=True)
-    assert 'data-status="ready"' in html and "Stripe is checking your details" in html
+    assert 'data-status="ready"' in html and "Payouts are set up" in html
     assert 'id="payout-request-form"' in html and "Minimum 2,000 tokens (20.00 USD)" in html
 
 
@@ -126,3 +127,17 @@ def test_the_history_shows_each_status_with_its_reason(client, ctx, payee, make_
     assert "Tax form &lt;missing&gt; Tokens returned to your earnings." in html
     assert f'id="payout-{waiting.id}" data-status="requested"' in html and "Being sent." in html
     assert html.index(f'id="payout-{waiting.id}"') < html.index(f'id="payout-{paid.id}"')  # newest first
+
+
+def test_coming_back_from_onboarding_says_where_things_stand(client, ctx, make_creator, browse):
+    creator = make_creator()
+    browse(creator)
+    html = client.get("/payouts?onboarding=refresh").get_data(as_text=True)
+    assert "That setup link expired" in html and "Set up payouts" in html
+    db.session.add(PayoutAccount(user_id=creator.id, stripe_account_id=f"acct_{uuid.uuid4().hex[:12]}"))
+    db.session.commit()
+    html = client.get("/payouts?onboarding=done").get_data(as_text=True)
+    assert 'data-status="pending"' in html and "Stripe is checking your details" in html
+    assert "Continue setup" in html and 'id="payout-request-form"' not in html
+    html = client.get("/payouts?onboarding=nonsense").get_data(as_text=True)
+    assert 'class="alert' not in html
