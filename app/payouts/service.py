@@ -250,7 +250,8 @@ def history(user, limit: int = HISTORY_LIMIT) -> list[Payout]:
 
 
 def overview(user) -> dict:
-    """`GET /api/payouts`: `{available, held, minimum, payouts}` (creators only)."""
+    """`GET /api/payouts`: `{available, held, minimum, payouts}` — the newest `HISTORY_LIMIT`
+    payouts first (creators only)."""
     require_creator(user, CREATORS_ONLY)
     found = balance(user)
     return {"available": found.available, "held": found.held,

@@ -231,3 +231,27 @@ def test_a_worker_killed_after_stripe_made_the_transfer_pays_once_on_the_retry(
     assert (in_transit(), paid_out()) == (transit - 3000, paid + 3000)
     assert earnings_of(creator.id) == 1000
     assert ledger.verify() == []
+
+
+def test_the_queued_job_runs_in_a_real_rq_worker_and_the_sweep_is_a_cron_job(ctx, services, payee):
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+    from rq.job import Job
+
+    from app import jobs
+    from worker import cron_jobs
+    assert (cron.sweep_payouts, cron.PAYOUT_SWEEP_SECONDS) in cron_jobs()
+    creator = payee(4000)
+    queue = Queue(jobs.queue_name(), connection=Redis.from_url(services[1]))
+    before = set(queue.job_ids)
+    payout_id = request(creator, 2000).payout.id  # the job's app context releases this session's rows
+    (job_id,) = [j for j in queue.job_ids if j not in before]
+    job = Job.fetch(job_id, connection=queue.connection)
+    assert job.func_name == "app.payouts.jobs.pay_payout" and tuple(job.args) == (payout_id,)
+    assert payout_row(payout_id)["status"] == "requested"  # queued, not run inline
+
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value() == "paid"
+    assert payout_row(payout_id)["status"] == "paid"
+    assert ledger.verify() == []
