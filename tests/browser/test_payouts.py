@@ -140,3 +140,46 @@ def test_a_fan_gets_a_clear_403_with_a_way_back(browser, live_server, make_fan):
         p.assert_clean(allowed=(r"status of 403 \(FORBIDDEN\)",))
     finally:
         context.close()
+
+
+def test_an_operator_rejects_a_payout_from_the_platform_queue(browser, live_server, make_fan, make_creator, earn,
+                                                              clock):
+    from app.extensions import db
+    from tests.payouts.helpers import make_ready, payout_row, request
+    creator = make_creator()
+    earn(creator, 4000)
+    make_ready(creator)
+    clock.advance(days=8)
+    payout_id = request(creator, 2000).payout.id  # no worker runs here: it waits in the queue
+    operator = make_fan()
+    operator.is_operator = True
+    db.session.commit()
+
+    context = browser.new_context(base_url=live_server, viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT)
+    try:
+        p = Page(context.new_page())
+        page = p.page
+        log_in(p, operator, "/platform")
+        queue = page.locator("#payout-queue")
+        expect(queue.get_by_role("heading", name="Payouts awaiting approval")).to_be_visible()
+        row = page.locator(f"#queued-payout-{payout_id}")
+        expect(row).to_contain_text(creator.display_name)
+        expect(row).to_contain_text("2,000 tokens (20.00 USD)")
+        assert_accessible(p)
+
+        # No reason: refused next to that payout's field.
+        row.get_by_role("button", name="Reject").click()
+        reason = page.locator(f"#reject-reason-{payout_id}")
+        expect(reason).to_have_attribute("aria-invalid", "true")
+        expect(reason).to_be_focused()
+        expect(page.locator(f"#reject-reason-{payout_id}-error")).to_contain_text("Reason is required")
+        reason.fill("Missing tax form")
+        reason.press("Enter")
+        expect(page.locator("#payout-queue .alert.success")).to_contain_text(f"Payout #{payout_id} rejected")
+        expect(page.locator(f"#queued-payout-{payout_id}")).to_have_count(0)
+        assert payout_row(payout_id)["status"] == "rejected"
+        assert_accessible(p)
+        p.assert_clean(allowed=(r"status of 422 \(UNPROCESSABLE ENTITY\)",))
+    finally:
+        context.close()
