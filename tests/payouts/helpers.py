@@ -81,3 +81,10 @@ def date_latest_earning(user_id: int, at) -> None:
         "JOIN ledger_accounts a ON a.id = e.account_id WHERE a.user_id = :u AND a.kind = 'earnings')"),
         {"at": at, "u": user_id})
     db.session.commit()
+
+
+def fresh_user(user_id: int):
+    """The user loaded in this thread's own session: threads must not share ORM objects
+    (an expired one would be refreshed through another thread's session)."""
+    from app.auth.models import User
+    return db.session.get(User, user_id)

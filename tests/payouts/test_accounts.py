@@ -13,7 +13,7 @@ from app.payouts import service
 from tests.conftest import fresh_client
 from tests.helpers import assert_error, run_together
 from tests.payments import standin
-from tests.payouts.helpers import event_outcome, signed_webhook
+from tests.payouts.helpers import event_outcome, fresh_user, signed_webhook
 
 
 def account_row(user_id: int) -> dict | None:
@@ -56,8 +56,9 @@ def test_onboarding_creates_one_express_account_and_a_link_back_to_payouts(
 
 def test_concurrent_onboarding_requests_create_one_account(on_stripe, stripe_standin, make_creator):
     creator = make_creator()
+    creator_id = creator.id
     results = run_together(on_stripe, 8, lambda i: service.start_onboarding(
-        creator, refresh_url="http://x/payouts?onboarding=refresh", return_url="http://x/payouts?onboarding=done"))
+        fresh_user(creator_id), refresh_url="http://x/payouts?onboarding=refresh", return_url="http://x/payouts?onboarding=done"))
     assert not [r for r in results if isinstance(r, Exception)], results
     (account_id,) = stripe_standin.accounts
     assert set(results) == {f"{stripe_standin.url}/onboard/{account_id}"}

@@ -16,7 +16,7 @@ from app.payouts import service
 from app.payouts.models import PayoutAccount
 from tests.conftest import fresh_client
 from tests.helpers import assert_error, run_together
-from tests.payouts.helpers import date_latest_earning, earnings_of, in_transit, payout_row, payouts_of, transfer_keys
+from tests.payouts.helpers import date_latest_earning, earnings_of, fresh_user, in_transit, payout_row, payouts_of, transfer_keys
 
 
 def post(client, headers, amount, key=None):
@@ -134,7 +134,9 @@ def test_ten_concurrent_requests_never_take_more_than_is_available(app, ctx, pay
     earn(creator, 8000)
     date_latest_earning(creator.id, clock.now)  # held: the ledger alone would let payouts take it
     amounts = [3000, 2000, 2500, 4000, 2000, 3500, 2200, 2000, 5000, 2600]
-    results = run_together(app, 10, lambda i: service.request_payout(creator, amounts[i], f"race-{uuid.uuid4()}"))
+    creator_id = creator.id
+    results = run_together(app, 10, lambda i: service.request_payout(fresh_user(creator_id), amounts[i],
+                                                                      f"race-{uuid.uuid4()}"))
     granted = [r for r in results if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, Exception)]
     assert all(isinstance(r, InsufficientFunds) for r in refused), refused
@@ -149,17 +151,17 @@ def test_ten_concurrent_requests_never_take_more_than_is_available(app, ctx, pay
 
 
 def test_a_payout_racing_a_chargeback_leaves_the_books_verified(app, ctx, payee):
-    """A refund-style debit of the creator's earnings (helper B's call refunds take the
-    same lock) racing a payout: together they ask for more than there is, so one of
+    """A refund-style debit of the creator's earnings (a call refund takes the same
+    lock) racing a payout: together they ask for more than there is, so one of
     them is refused, and the books balance either way."""
     outcomes = set()
     for _ in range(6):
-        creator = payee(4000)
-        earnings = ledger.account_for(creator.id, "earnings")
+        creator_id = payee(4000).id
+        earnings = ledger.account_for(creator_id, "earnings")
 
-        def act(i, creator=creator, earnings=earnings):
+        def act(i, creator_id=creator_id, earnings=earnings):
             if i == 0:
-                return service.request_payout(creator, 3000, f"race-{uuid.uuid4()}")
+                return service.request_payout(fresh_user(creator_id), 3000, f"race-{uuid.uuid4()}")
             ledger.lock_account(earnings)
             ledger.transfer(ledger.TransferKind.CALL_REFUND, f"test-chargeback:{uuid.uuid4()}",
                             [ledger.Leg(earnings, -2000), ledger.Leg(ledger.system_account("platform_fees"), 2000)])
@@ -168,7 +170,7 @@ def test_a_payout_racing_a_chargeback_leaves_the_books_verified(app, ctx, payee)
         payout, clawback = run_together(app, 2, act)
         assert isinstance(payout, InsufficientFunds) or isinstance(clawback, InsufficientFunds), (payout, clawback)
         outcomes.add("payout refused" if isinstance(payout, InsufficientFunds) else "chargeback refused")
-        left = earnings_of(creator.id)
+        left = earnings_of(creator_id)
         assert left == (2000 if isinstance(payout, InsufficientFunds) else 1000)
         assert ledger.verify() == []
     assert outcomes  # (which one wins is up to the scheduler)

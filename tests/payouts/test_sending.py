@@ -151,7 +151,8 @@ def test_the_sweep_sends_every_payout_whose_job_was_lost(
 def test_workers_sending_the_same_payout_at_once_make_one_transfer(ctx, on_stripe, stripe_standin, stripe_payee):
     creator, _ = stripe_payee(4000)
     payout = request(creator, 4000).payout
-    outcomes = run_together(on_stripe, 6, lambda i: pay_payout(payout.id))
+    payout_id = payout.id
+    outcomes = run_together(on_stripe, 6, lambda i: pay_payout(payout_id))
     assert outcomes.count("paid") >= 1 and set(outcomes) <= {"paid", "busy"}, outcomes
     assert len(stripe_standin.transfers) == 1
     assert transfer_keys(f"payout:{payout.id}:paid") == [f"payout:{payout.id}:paid"]
