@@ -2,9 +2,7 @@
 `account.updated` webhook (DESIGN.md §11), through the real SDK and the stand-in."""
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 
 from sqlalchemy import text
 
@@ -12,7 +10,6 @@ from app.extensions import db
 from app.payouts import service
 from tests.conftest import fresh_client
 from tests.helpers import assert_error, run_together
-from tests.payments import standin
 from tests.payouts.helpers import event_outcome, fresh_user, signed_webhook
 
 

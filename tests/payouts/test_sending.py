@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -79,7 +78,8 @@ def test_the_worker_pays_once_with_the_payout_id_as_stripes_idempotency_key(
     assert (in_transit(), paid_out()) == (transit - 3000, paid + 3000)
 
 
-def test_a_refused_transfer_fails_the_payout_and_gives_the_tokens_back(ctx, on_stripe, stripe_standin, stripe_payee):
+def test_a_refused_transfer_fails_the_payout_and_gives_the_tokens_back(
+        ctx, on_stripe, stripe_standin, stripe_payee, api_headers):
     creator, account_id = stripe_payee(4000)
     payout = request(creator, 4000).payout
     stripe_standin.failing_destinations.add(account_id)
@@ -96,16 +96,11 @@ def test_a_refused_transfer_fails_the_payout_and_gives_the_tokens_back(ctx, on_s
         assert service.balance(creator).available == 4000  # back, and not held again
         assert payout.id not in service.unsent()
     assert ledger.verify() == []
-    body = fresh_client(on_stripe).get("/api/payouts", headers=_headers(creator)).get_json()
+    body = fresh_client(on_stripe).get("/api/payouts", headers=api_headers(creator)).get_json()
     assert body["payouts"][0]["status"] == "failed" and "capabilities" in body["payouts"][0]["failureReason"]
 
     assert send(on_stripe, payout.id) == "failed"  # again: nothing moves twice
     assert earnings_of(creator.id) == 4000 and len(stripe_standin.calls("POST", "/v1/transfers")) == 1
-
-
-def _headers(user):
-    from app.auth.service import issue_token
-    return {"Authorization": f"Bearer {issue_token(user)}"}
 
 
 def test_stripe_down_leaves_the_payout_for_the_sweep_to_retry(
