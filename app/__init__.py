@@ -174,6 +174,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard.routes import bp as dashboard_routes
     from app.main.routes import bp as main_routes
     from app.payments.webhooks import bp as payments_webhooks
+    from app.payouts.api import bp as payouts_api
+    from app.payouts.routes import bp as payouts_routes
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
     from app.tips.api import bp as tips_api
@@ -183,7 +185,7 @@ def _register_blueprints(app: Flask) -> None:
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
-               payments_webhooks):
+               payments_webhooks, payouts_routes, payouts_api):
         app.register_blueprint(bp)
 
 

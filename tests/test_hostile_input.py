@@ -170,8 +170,9 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     their = {kind: db.session.scalar(text(f"SELECT max(id) FROM {table} WHERE user_id = :u"), {"u": other_fan.id})
              for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
     purchase_id = db.session.scalar(text("SELECT id FROM purchases WHERE user_id = :u LIMIT 1"), {"u": other_fan.id})
+    payout_id = _their_payout(app, other_creator, make_fan)
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
-            "purchase_id": str(purchase_id),
+            "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
             **{kind: str(value) for kind, value in their.items()}}
 
@@ -207,11 +208,31 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     yield dict(fan=fan, creator=creator, actors=actors, real=real, base=base, base_for=base_for, anchors=anchors)
 
 
+def _their_payout(app, creator, make_fan) -> int:
+    """A payout of `creator`'s, awaiting its transfer (no worker runs here): 2,000 tokens
+    earned by a tip, a ready payout account, and the clock past the hold while asking."""
+    from app.payouts.models import PayoutAccount
+    from app.payouts.service import request_payout
+    from app.tips.service import send_tip
+    from tests.clock import Clock, install_clock, restore_clock
+    send_tip(make_fan(balance=2500), creator.id, 2500, "", None, str(uuid.uuid4()))
+    db.session.add(PayoutAccount(user_id=creator.id, stripe_account_id=f"acct_hostile_{creator.id}",
+                                 payouts_enabled=True, details_submitted=True))
+    db.session.commit()
+    clock = Clock()
+    previous = install_clock(app, clock)
+    try:
+        clock.advance(days=30)
+        return request_payout(creator, 2000, str(uuid.uuid4())).payout.id
+    finally:
+        restore_clock(app, previous)
+
+
 def snapshot(fan) -> dict:
     db.session.rollback()
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
-                        "users", "idempotency_keys", "user_sessions", "api_tokens")}
+                        "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts")}
     return {"fan balance": wallet.wallet_balance(fan), **counts}
 
 

@@ -39,7 +39,9 @@ class Client:
         except stripe.StripeError as err:
             status = getattr(err, "http_status", None) or 0
             message = getattr(err, "user_message", None) or str(err) or "The payment provider refused."
-            if status >= 500 or status == 0:
+            # 409: a request with the same idempotency key is still running at Stripe (a retry
+            # right after a crash); its outcome is not known yet, so this is no refusal.
+            if status >= 500 or status in (0, 409):
                 log.warning("stripe failed: %s", err)
                 raise ProviderError("The payment provider failed. Try again in a moment.", declined=False) from err
             raise ProviderError(message, declined=True) from err

@@ -100,6 +100,11 @@ class StandIn:
     failing_destinations: set = field(default_factory=set)
     # While set, every API request fails with a 500 (Stripe having a bad day).
     outage: bool = False
+    # While an Event, a newly made transfer's answer waits for it to be set (the transfer
+    # exists, its caller has no answer yet: a fault test kills the caller meanwhile);
+    # `transfer_made` is set when one is waiting. A replay of its key is answered at once.
+    hold_transfers: threading.Event | None = None
+    transfer_made: threading.Event = field(default_factory=threading.Event)
     requests: list = field(default_factory=list)
     sessions: dict = field(default_factory=dict)
     charges: dict = field(default_factory=dict)  # payment_intent id -> charge
@@ -205,6 +210,9 @@ class StandIn:
             body = self._route(request.method, request.path, params)
             if request.method == "POST" and key:
                 self._idempotency[key] = ((request.path, params), body)
+        if request.method == "POST" and request.path == "/v1/transfers" and self.hold_transfers is not None:
+            self.transfer_made.set()
+            self.hold_transfers.wait(60)
         return self._json(body)
 
     @staticmethod
@@ -320,6 +328,8 @@ class StandIn:
         return transfer
 
     def _hosted(self, request: Request) -> Response:
+        if request.path == "/favicon.ico":  # the browser asks on every hosted page; a 404 is a console error
+            return Response(status=204)
         parts = request.path.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "pay" and parts[1] in self.sessions:
             session = self.sessions[parts[1]]
