@@ -35,7 +35,7 @@ def _page_context(**extra) -> dict:
     context = dict(balance=service.balance(current_user), account=service.account_state(current_user),
                    payouts=service.history(current_user), minimum=config["PAYOUT_MINIMUM_TOKENS"],
                    hold_days=config["PAYOUT_HOLD_DAYS"], needs_approval=config["PAYOUT_REQUIRES_APPROVAL"],
-                   value=service.payout_value, money=service.money, currency=config["CURRENCY"],
+                   value=service.payout_value, currency=config["CURRENCY"],
                    idempotency_key=str(uuid.uuid4()),
                    this_month=clock.now().strftime("%Y-%m"), error=None, amount_value="", success=None, notice=None)
     context.update(extra)

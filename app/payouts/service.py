@@ -40,7 +40,7 @@ from app.auth.models import User
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InsufficientFunds, NotFound
 from app.extensions import db
-from app.payments.providers import ProviderError, payout_cents, provider
+from app.payments.providers import ProviderError, format_money, payout_cents, provider
 from app.payouts.models import Payout, PayoutAccount
 
 log = logging.getLogger(__name__)
@@ -410,13 +410,6 @@ def reject(user, payout_id: int, raw_reason) -> Payout:
     return payout
 
 
-def money(cents: int, currency: str) -> str:
-    """Integer cents as people read them: 123456 → "1,234.56 USD"."""
-    sign = "−" if cents < 0 else ""
-    whole, part = divmod(abs(int(cents)), 100)
-    return f"{sign}{whole:,}.{part:02d} {currency.upper()}"
-
-
 def payout_value(tokens: int) -> str:
     """What `tokens` pay out, as people read it ("20.00 USD")."""
-    return money(payout_cents(tokens), current_app.config["CURRENCY"])
+    return format_money(payout_cents(tokens), current_app.config["CURRENCY"])

@@ -69,7 +69,7 @@ def test_creator_sets_up_payouts_through_onboarding_and_requests_one(
         log_in(p, creator, "/payouts")
         expect(page.get_by_role("heading", name="Payouts", exact=True)).to_be_visible()
         expect(page.get_by_test_id("available")).to_have_text("4,000")
-        expect(page.get_by_test_id("available-value")).to_have_text("40.00 USD")
+        expect(page.get_by_test_id("available-value")).to_have_text("$40.00")
         expect(page.get_by_test_id("held")).to_have_text("0")
         expect(page.get_by_test_id("account")).to_have_attribute("data-status", "none")
         expect(page.locator(".test-banner")).to_have_count(0)  # real provider: no test-mode banner
@@ -103,7 +103,7 @@ def test_creator_sets_up_payouts_through_onboarding_and_requests_one(
         item = page.locator(f"#payout-{row['id']}")
         expect(item).to_have_attribute("data-status", "requested")
         expect(item).to_contain_text("2,500")
-        expect(item).to_contain_text("25.00 USD")
+        expect(item).to_contain_text("$25.00")
         expect(page.get_by_test_id("available")).to_have_text("1,500")
         expect(page.locator(".htmx-request")).to_have_count(0)
         assert earnings_of(creator.id) == 1500
@@ -165,7 +165,7 @@ def test_an_operator_rejects_a_payout_from_the_platform_queue(browser, live_serv
         expect(queue.get_by_role("heading", name="Payouts awaiting approval")).to_be_visible()
         row = page.locator(f"#queued-payout-{payout_id}")
         expect(row).to_contain_text(creator.display_name)
-        expect(row).to_contain_text("2,000 tokens (20.00 USD)")
+        expect(row).to_contain_text("2,000 tokens ($20.00)")
         assert_accessible(p)
 
         # No reason: refused next to that payout's field.

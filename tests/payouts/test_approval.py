@@ -152,7 +152,7 @@ def test_platform_loads_the_queue_and_an_operator_approves_and_rejects_there(ctx
     html = queue.get_data(as_text=True)
     assert queue.status_code == 200 and html.lstrip().startswith("<section id=\"payout-queue\"")
     assert f'id="queued-payout-{first.id}"' in html and f'id="queued-payout-{second.id}"' in html
-    assert creator.display_name in html and "3,000 tokens (30.00 USD)" in html
+    assert creator.display_name in html and "3,000 tokens ($30.00)" in html
     full = browser.get("/platform/payouts").get_data(as_text=True)  # a plain visit: the page around it
     assert "<h1>Payout approvals</h1>" in full and 'id="payout-queue"' in full
 

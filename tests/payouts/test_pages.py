@@ -51,7 +51,7 @@ def test_a_new_creator_sees_balances_held_dates_and_sets_up_payouts(client, ctx,
     html = client.get("/payouts").get_data(as_text=True)
     assert 'href="/payouts"' in html  # the nav link
     assert re.search(r'data-testid="available">0<', html) and re.search(r'data-testid="held">800<', html)
-    assert "8.00 USD" in html
+    assert "$8.00" in html
     frees = clock.now.date() + timedelta(days=7)
     assert f'available on <time datetime="{frees.isoformat()}">' in html
     assert 'data-status="none"' in html and "Set up payouts" in html
@@ -62,7 +62,7 @@ def test_a_new_creator_sees_balances_held_dates_and_sets_up_payouts(client, ctx,
     assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "http://localhost/payouts?onboarding=done"
     html = client.get("/payouts?onboarding=done").get_data(as_text=True)
     assert 'data-status="ready"' in html and "Payouts are set up" in html
-    assert 'id="payout-request-form"' in html and "Minimum 2,000 tokens (20.00 USD)" in html
+    assert 'id="payout-request-form"' in html and "Minimum 2,000 tokens ($20.00)" in html
 
 
 def test_a_payout_request_with_errors_inline_then_success_in_the_history(client, ctx, payee, browse):
@@ -88,7 +88,7 @@ def test_a_payout_request_with_errors_inline_then_success_in_the_history(client,
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "Payout of 3,000 tokens requested." in html
     (row,) = payouts_of(creator.id)
-    assert f'id="payout-{row["id"]}" data-status="requested"' in html and "30.00 USD" in html
+    assert f'id="payout-{row["id"]}" data-status="requested"' in html and "$30.00" in html
     assert re.search(r'data-testid="available">2,000<', html)
     assert KEY.search(html).group(1) != key  # the next request gets a new key
     # The same form sent twice (a double click): one payout.
