@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.auth.service import require_creator
-from app.dashboard import queries
+from app.dashboard import queries, sources
 from app.dashboard.ranges import DayTotals, days, parse_range, start_day
-from app.dashboard.sources import EARNING_KINDS, SOURCES
+from app.dashboard.sources import EARNING_KINDS
 
 NOT_A_CREATOR = "Only creators have earnings."
 
@@ -50,22 +50,23 @@ class StreamRevenue:
 class CallRevenue:
     call_id: int
     fan_name: str
-    blocks: int
-    total: int
+    blocks: int                 # blocks charged in the range
+    total: int                  # their creator shares, less the shares of blocks refunded in the range
     started_at: datetime | None
+    refunded: int = 0           # blocks refunded in the range
 
 
 def creator_earnings(creator, range_: str) -> Earnings:
-    """Creator shares credited to `creator`'s earnings account in the range, by
-    source, and the gross ticket tokens held in escrow for their shows that have
-    not happened yet (not earned until the show ends). Raises Forbidden
-    ("not_a_creator") for non-creators, InvalidValue for a bad range."""
+    """Creator shares earned by `creator` in the range, by source — credited to
+    their earnings account, less the shares of call blocks refunded in the range
+    (payouts are not counted: earned tokens taken out stay earned) — and the
+    gross ticket tokens held in escrow for their shows that have not happened
+    yet (not earned until the show ends). Raises Forbidden ("not_a_creator") for
+    non-creators, InvalidValue for a bad range."""
     require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
-    kinds = queries.by_kind(queries.account_id(creator.id, "earnings"), start_day(range_))
-    by_source = {source: 0 for source in SOURCES}
-    for kind, source in EARNING_KINDS.items():
-        by_source[source] += kinds.get(kind, 0)
+    sums = queries.by_kind(queries.account_ids(creator.id, ["earnings"]), start_day(range_))
+    by_source = sources.by_source(sums, EARNING_KINDS)
     return Earnings(range_, sum(by_source.values()), by_source, queries.pending_escrow(creator.id))
 
 
@@ -82,9 +83,11 @@ def earnings_by_day(creator, range_: str) -> list[DayTotals]:
 
 def top_fans(creator, range_: str, limit: int = 10) -> list[FanTotal]:
     """Fans by the creator share earned from them in the range, biggest first
-    (ties: lower user id first). Counts tips and call blocks: a show's ticket
-    money is paid out in one settlement for all its fans, so it is not
-    attributed to any one of them. Raises like `creator_earnings`."""
+    (ties: lower user id first), zero totals left out. Counts tips and call
+    blocks, less the blocks refunded in the range (so a fan can be below zero in
+    a range that holds a refund and not its block): a show's ticket money is paid
+    out in one settlement for all its fans, so it is not attributed to any one of
+    them. Raises like `creator_earnings`."""
     require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     account_id, start = queries.account_id(creator.id, "earnings"), start_day(range_)
@@ -92,7 +95,7 @@ def top_fans(creator, range_: str, limit: int = 10) -> list[FanTotal]:
         return []
     ranked = queries.top_counterparties(account_id, range_, start, limit)
     if ranked is None:  # the ranking index can't say (see top_counterparties): sum them all
-        totals = queries.by_counterparty(account_id, start, range_ == "all")
+        totals = queries.by_counterparty([account_id], start, range_ == "all")
         ranked = sorted(((uid, amount) for uid, amount in totals.items() if amount),
                         key=lambda x: (-x[1], x[0]))[:limit]
     names = queries.names(uid for uid, _ in ranked)
@@ -115,14 +118,18 @@ def stream_revenue(creator, range_: str, limit: int = 20) -> list[StreamRevenue]
 
 
 def call_revenue(creator, range_: str, limit: int = 20) -> list[CallRevenue]:
-    """The creator's calls with blocks charged in the range, at most `limit`, most
-    recent first: open ones, then by end time (newest first; ties: higher id first).
-    For each, how many blocks were charged in the range and the creator share of
-    them — the count and sum of the earnings entries of its `call_block` transfers
-    (per-call rollups + tail). Raises like `creator_earnings`."""
+    """The creator's calls that ran in the range (open, or ended in it) with blocks
+    charged or refunded in the range, at most `limit`, most recent first: open
+    ones, then by end time (newest first; ties: higher id first). For each, how
+    many blocks were charged and refunded in the range and the creator share of
+    them net of the refunds — the counts and the sum of the earnings entries of
+    its `call_block` and `call_refund` transfers (per-call rollups + tail). A
+    refund of a call that ended before the range counts in `creator_earnings`,
+    not here. Raises like `creator_earnings`."""
     require_creator(creator, NOT_A_CREATOR)
     range_ = parse_range(range_)
     start = start_day(range_)
     earnings = queries.account_id(creator.id, "earnings") or 0
     rows = queries.call_revenue_rows(creator.id, earnings, start, limit)
-    return [CallRevenue(r.id, r.fan_name, int(r.blocks), int(r.total), r.accepted_at) for r in rows]
+    return [CallRevenue(r.id, r.fan_name, int(r.blocks), int(r.total), r.accepted_at, int(r.refunded))
+            for r in rows]

@@ -114,11 +114,13 @@ def day_label(day: date, with_weekday: bool = False) -> str:
 def bar_chart(days) -> Chart:
     """Stacked bars (tips, tickets, calls from the bottom) for `days`, a list of
     objects with `day`, `tips`, `tickets`, `calls` and `total`, oldest first
-    (the service's `DayTotals`). Any length, including none."""
+    (the service's `DayTotals`). Any length, including none. A source below zero
+    on a day (refunds of blocks earned on an earlier day) draws nothing: the bar
+    stacks the day's positive parts, which the axis always covers."""
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
     plot_w, plot_h = right - left, bottom - top
-    peak_value = max((d.total for d in days), default=0)
+    peak_value = max((sum(max(0, getattr(d, source)) for source in SOURCE_LABELS) for d in days), default=0)
     y_max = nice_ceiling(peak_value)
     step = y_max // Y_TICKS
     y_ticks = tuple(Tick(v, _r(bottom - v / y_max * plot_h)) for v in range(0, y_max + 1, step))
@@ -131,7 +133,7 @@ def bar_chart(days) -> Chart:
     for i, d in enumerate(days):
         x = left + i * slot + (slot - width) / 2
         segments, base = [], bottom
-        for source in ("tips", "tickets", "calls"):
+        for source in SOURCE_LABELS:
             value = getattr(d, source)
             if value <= 0:
                 continue

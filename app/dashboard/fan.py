@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import islice
 
 from app.dashboard import queries
 from app.dashboard.ranges import parse_range, start_day, today
-from app.dashboard.sources import LINE_TYPES, SOURCES, SPENDING_KINDS
+from app.dashboard.sources import LINE_TYPES, SPENDING_ACCOUNTS, SPENDING_KINDS, by_source
 from app.ledger import TransferKind
 from app.wallet.service import describe
 
@@ -50,27 +51,31 @@ class SpendingLine:
     at: datetime
     type: str                   # "tips" | "tickets" | "calls" | "refund"
     creator_name: str
-    amount: int                 # tokens out of the wallet (a refund is negative)
+    amount: int                 # tokens spent (a refund is negative)
     reference: str
     receipt_url: str
 
 
-def _spending_from(kinds: dict[str, int]) -> dict[str, int]:
-    by_type = {source: 0 for source in SOURCES}
-    for kind, source in SPENDING_KINDS.items():
-        by_type[source] -= kinds.get(kind, 0)  # wallet debits are negative entries
-    return by_type
+def _accounts(user) -> list[int]:
+    """The user's own accounts spending and its refunds move: wallet, and debt."""
+    return queries.account_ids(user.id, SPENDING_ACCOUNTS)
+
+
+def _spending_from(sums: dict[str, int]) -> dict[str, int]:
+    return by_source(sums, SPENDING_KINDS, sign=-1)  # spending debits the wallet; a refund credits wallet or debt
 
 
 def fan_spending(user, range_: str) -> Spending:
-    """Tokens out of `user`'s own wallet in the range (tips, tickets net of
-    refunds, call blocks; purchases are not spending), by type and by creator
-    (biggest first). Raises InvalidValue for a bad range."""
+    """Tokens `user` spent in the range, net of refunds (tips, tickets less show
+    refunds, call blocks less block refunds — a refund counts in full, also the
+    part that repaid what the user owed), by type and by creator (biggest
+    first). Purchases, and the card refunds and chargebacks that take bought
+    tokens back, are not spending. Raises InvalidValue for a bad range."""
     range_ = parse_range(range_)
     start = start_day(range_)
-    wallet = queries.account_id(user.id, "wallet")
-    by_type = _spending_from(queries.by_kind(wallet, start))
-    per_creator = {cid: -amount for cid, amount in queries.by_counterparty(wallet, start, range_ == "all").items()
+    accounts = _accounts(user)
+    by_type = _spending_from(queries.by_kind(accounts, start))
+    per_creator = {cid: -amount for cid, amount in queries.by_counterparty(accounts, start, range_ == "all").items()
                    if amount}
     names = queries.names(per_creator)
     by_creator = [CreatorTotal(cid, names.get(cid, "?"), total)
@@ -80,16 +85,16 @@ def fan_spending(user, range_: str) -> Spending:
 
 def spending_by_month(user, months: int = 12) -> list[MonthSpending]:
     """The last `months` calendar months (UTC) with any spending, newest first,
-    each by type and by creator."""
+    each by type and by creator (counted as `fan_spending`)."""
     months = max(1, min(int(months), 120))
     today_ = today()
     first = date(today_.year, today_.month, 1)
     for _ in range(months - 1):
         first = date(first.year - (first.month == 1), 12 if first.month == 1 else first.month - 1, 1)
-    wallet = queries.account_id(user.id, "wallet")
-    if wallet is None:
+    accounts = _accounts(user)
+    if not accounts:
         return []
-    kind_rows, pair_rows = queries.by_month(wallet, first)
+    kind_rows, pair_rows = queries.by_month(accounts, first)
     by_month: dict[date, dict[str, int]] = {}
     for r in kind_rows:
         by_month.setdefault(r.month, {})[r.kind] = int(r.amount)
@@ -106,24 +111,39 @@ def spending_by_month(user, months: int = 12) -> list[MonthSpending]:
     return out
 
 
+def _block(metadata: dict) -> str:
+    return f"Call #{metadata['callId']}, block {int(metadata.get('blockIndex', 0)) + 1}"
+
+
 def reference(kind: str, metadata: dict, amount: int) -> str:
-    """What a spending line says it paid for (the wallet's wording; a call block names its block)."""
+    """What a spending line says it paid for (the wallet's wording; a call block, or
+    its refund, names its block)."""
     if kind == TransferKind.CALL_BLOCK and "callId" in metadata:
-        return f"Call #{metadata['callId']}, block {int(metadata.get('blockIndex', 0)) + 1}"
+        return _block(metadata)
+    if kind == TransferKind.CALL_REFUND and "callId" in metadata:
+        return f"Refund: {_block(metadata).lower()}"
     return describe(kind, metadata, abs(amount))
 
 
+def receipt_url(kind: str, transfer_id: int, metadata: dict) -> str:
+    """Where a spending line's receipt is: the wallet's receipt of its transfer, or
+    for a call block's refund the call's receipts (a refund that only repaid what
+    the fan owed has no wallet entry to show)."""
+    if kind == TransferKind.CALL_REFUND and "callId" in metadata:
+        return f"/calls/{int(metadata['callId'])}"
+    return f"/wallet/receipts/{transfer_id}"
+
+
 def spending_lines(user, range_: str, limit: int = 50) -> list[SpendingLine]:
-    """The user's latest spending entries in the range (tips, tickets, ticket
-    refunds, call blocks), newest first; `amount` is tokens out of the wallet
-    (a refund is negative); `receipt_url` is the wallet receipt of the transfer."""
+    """The user's latest payments in the range (tips, tickets, ticket refunds, call
+    blocks, block refunds), newest first, one per transfer; `amount` is tokens
+    spent (a refund is negative, all of it: the part that repaid debt too)."""
     range_ = parse_range(range_)
-    wallet = queries.account_id(user.id, "wallet")
-    if wallet is None:
-        return []
+    accounts = _accounts(user)
     limit = max(1, min(int(limit), 500))
-    rows = queries.latest_entries(wallet, start_day(range_), list(LINE_TYPES), limit)
-    names = queries.names(r.counterparty_id for r in rows)
-    return [SpendingLine(r.created_at, LINE_TYPES[r.transfer_kind], names.get(r.counterparty_id, ""), -int(r.amount),
-                         reference(r.transfer_kind, r.metadata or {}, int(r.amount)),
-                         f"/wallet/receipts/{r.transfer_id}") for r in rows]
+    rows = queries.latest_entries(accounts, start_day(range_), list(LINE_TYPES), limit)
+    payments = list(islice(queries.by_transfer(rows), limit))
+    names = queries.names(r.counterparty_id for r, _ in payments)
+    return [SpendingLine(r.created_at, LINE_TYPES[r.transfer_kind], names.get(r.counterparty_id, ""), -amount,
+                         reference(r.transfer_kind, r.metadata or {}, amount),
+                         receipt_url(r.transfer_kind, r.transfer_id, r.metadata or {})) for r, amount in payments]

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
+from itertools import groupby
 
 from sqlalchemy import text
 
 from app import ledger
 from app.dashboard import rollups
+from app.dashboard.facts import FACTS
 from app.ledger import TransferKind
 from app.dashboard.ranges import EPOCH, MAX_DAYS, midnight, start_day, today
 from app.dashboard.sources import SOURCES
@@ -51,6 +53,11 @@ def account_id(user_id: int, kind: str) -> int | None:
     return account.id if account else None
 
 
+def account_ids(user_id: int, kinds) -> list[int]:
+    """The ids of the user's ledger accounts of these kinds that exist."""
+    return [i for i in (account_id(user_id, kind) for kind in kinds) if i is not None]
+
+
 def names(user_ids) -> dict[int, str]:
     ids = [i for i in set(user_ids) if i is not None]
     if not ids:
@@ -66,21 +73,22 @@ _BY_KIND = """
             {rolled}
             UNION ALL
             SELECT t.kind, e.amount FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
-             WHERE e.account_id = :a AND e.id > :w AND e.id > {wm} AND e.created_at >= :ts) x
+             WHERE e.account_id = ANY(:a) AND e.id > :w AND e.id > {wm} AND e.created_at >= :ts) x
         GROUP BY kind"""
 # All time: one row per kind, not one per day of history.
 _BY_KIND_ALL = _BY_KIND.format(
-    rolled="SELECT transfer_kind AS kind, amount FROM rollup_total WHERE account_id = :a", wm=_WM)
+    rolled="SELECT transfer_kind AS kind, amount FROM rollup_total WHERE account_id = ANY(:a)", wm=_WM)
 _BY_KIND_SINCE = _BY_KIND.format(
-    rolled="SELECT transfer_kind AS kind, amount FROM rollup_daily WHERE account_id = :a AND day >= :d", wm=_WM)
+    rolled="SELECT transfer_kind AS kind, amount FROM rollup_daily WHERE account_id = ANY(:a) AND day >= :d",
+    wm=_WM)
 
 
-def by_kind(account_id: int | None, start: date) -> dict[str, int]:
-    """Sum of the account's entries per transfer kind since `start` (rollups + tail)."""
-    if account_id is None:
+def by_kind(accounts: list[int], start: date) -> dict[str, int]:
+    """Sum of the accounts' entries per transfer kind since `start` (rollups + tail)."""
+    if not accounts:
         return {}
     rows = db.session.execute(text(_BY_KIND_ALL if start == EPOCH else _BY_KIND_SINCE),
-                              {"a": account_id, "d": start, "ts": midnight(start), "w": watermark()})
+                              {"a": list(accounts), "d": start, "ts": midnight(start), "w": watermark()})
     return {r.kind: int(r.amount) for r in rows}
 
 
@@ -144,7 +152,7 @@ WITH st AS MATERIALIZED (SELECT last_entry_id AS w, window_day AS d FROM rollup_
 extra AS MATERIALIZED (
     SELECT counterparty_id, sum(amount) AS amount FROM (
         {late}
-        SELECT counterparty_id, amount FROM dashboard_entry_facts
+        SELECT counterparty_id, amount FROM {facts} f
          WHERE account_id = :a AND id > :w AND id > (SELECT w FROM st) AND created_at >= :ts
            AND counterparty_id IS NOT NULL) x
     GROUP BY counterparty_id),
@@ -161,9 +169,9 @@ SELECT st.d, (SELECT count(*) FROM top) AS top_rows, (SELECT min(amount) FROM to
   LEFT JOIN extra e ON e.counterparty_id = c.counterparty_id
 """
 _TOP_WINDOW = _TOP.format(
-    table="rollup_pair_window", span="AND span = :span", span_r="AND r.span = :span",
+    facts=FACTS, table="rollup_pair_window", span="AND span = :span", span_r="AND r.span = :span",
     late="SELECT counterparty_id, amount FROM rollup_daily_pair WHERE account_id = :a AND day > :today UNION ALL")
-_TOP_ALL = _TOP.format(table="rollup_pair_total", span="", span_r="", late="")
+_TOP_ALL = _TOP.format(facts=FACTS, table="rollup_pair_total", span="", span_r="", late="")
 
 
 def top_counterparties(account_id: int, range_: str, start: date, n: int) -> list[tuple[int, int]] | None:
@@ -199,22 +207,24 @@ _BY_COUNTERPARTY = """
         SELECT counterparty_id, sum(amount) AS amount FROM (
             {rolled}
             UNION ALL
-            SELECT counterparty_id, amount FROM dashboard_entry_facts
-             WHERE account_id = :a AND id > :w AND id > {wm} AND created_at >= :ts AND counterparty_id IS NOT NULL) x
+            SELECT counterparty_id, amount FROM {facts} f
+             WHERE account_id = ANY(:a) AND id > :w AND id > {wm} AND created_at >= :ts
+               AND counterparty_id IS NOT NULL) x
         GROUP BY counterparty_id"""
 _BY_COUNTERPARTY_ALL = _BY_COUNTERPARTY.format(
-    rolled="SELECT counterparty_id, amount FROM rollup_pair_total WHERE account_id = :a", wm=_WM)
+    rolled="SELECT counterparty_id, amount FROM rollup_pair_total WHERE account_id = ANY(:a)", wm=_WM, facts=FACTS)
 _BY_COUNTERPARTY_SINCE = _BY_COUNTERPARTY.format(
-    rolled="SELECT counterparty_id, amount FROM rollup_daily_pair WHERE account_id = :a AND day >= :d", wm=_WM)
+    rolled="SELECT counterparty_id, amount FROM rollup_daily_pair WHERE account_id = ANY(:a) AND day >= :d",
+    wm=_WM, facts=FACTS)
 
 
-def by_counterparty(account_id: int | None, start: date, all_time: bool) -> dict[int, int]:
-    """Sum per counterparty since `start` (the fans of an earnings account, the
-    creators of a wallet); "all" reads the all-time totals."""
-    if account_id is None:
+def by_counterparty(accounts: list[int], start: date, all_time: bool) -> dict[int, int]:
+    """Sum per counterparty of the accounts since `start` (the fans of an earnings
+    account, the creators of a fan's wallet and debt); "all" reads the all-time totals."""
+    if not accounts:
         return {}
     rows = db.session.execute(text(_BY_COUNTERPARTY_ALL if all_time else _BY_COUNTERPARTY_SINCE),
-                              {"a": account_id, "d": start, "ts": midnight(start), "w": watermark()})
+                              {"a": list(accounts), "d": start, "ts": midnight(start), "w": watermark()})
     return {r.counterparty_id: int(r.amount) for r in rows}
 
 
@@ -250,14 +260,14 @@ _STREAM_REVENUE = """
             SELECT ref_id, transfer_kind, amount FROM rollup_daily_ref
              WHERE account_id = :earn AND ref_type = 'stream' AND ref_id IN (SELECT id FROM s) AND day >= :d
             UNION ALL
-            SELECT ref_id, transfer_kind, amount FROM dashboard_entry_facts
+            SELECT ref_id, transfer_kind, amount FROM {facts} f
              WHERE account_id = :earn AND id > :w AND id > {wm} AND created_at >= :ts AND ref_type = 'stream')
         SELECT s.id, s.title, s.status,
                coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = '{settle}'), 0) AS tickets,
                coalesce(sum(m.amount) FILTER (WHERE m.transfer_kind = '{tip}'), 0) AS tips
           FROM s LEFT JOIN m ON m.ref_id = s.id
          GROUP BY s.id, s.title, s.status, s.until
-         ORDER BY s.until DESC, s.id DESC""".format(recent=_RECENT.format(t="streams"), wm=_WM,
+         ORDER BY s.until DESC, s.id DESC""".format(recent=_RECENT.format(t="streams"), wm=_WM, facts=FACTS,
                                                     settle=TransferKind.TICKET_SETTLEMENT, tip=TransferKind.TIP)
 
 
@@ -268,30 +278,35 @@ def stream_revenue_rows(creator_id: int, earnings_id: int, start: date, limit: i
                                                       "earn": earnings_id, "limit": limit, "w": watermark()}).all()
 
 
+# A call's money on the creator's earnings: its blocks' shares, less the refunded ones.
 _CALL_REVENUE = """
         WITH tail AS MATERIALIZED (
-            SELECT ref_id, amount FROM dashboard_entry_facts
+            SELECT ref_id, transfer_kind, amount FROM {facts} f
              WHERE account_id = :earn AND id > :w AND id > {wm} AND created_at >= :ts
-               AND ref_type = 'call' AND transfer_kind = '{block}')
-        SELECT c.id, u.display_name AS fan_name, c.accepted_at, x.blocks, x.total
+               AND ref_type = 'call' AND transfer_kind IN ('{block}', '{refund}'))
+        SELECT c.id, u.display_name AS fan_name, c.accepted_at, x.blocks, x.refunded, x.total
           FROM calls c
           JOIN users u ON u.id = c.fan_id
           CROSS JOIN LATERAL (
-              SELECT coalesce(sum(n), 0) AS blocks, coalesce(sum(amount), 0) AS total FROM (
-                  SELECT entries AS n, amount FROM rollup_daily_ref
+              SELECT coalesce(sum(n) FILTER (WHERE kind = '{block}'), 0) AS blocks,
+                     coalesce(sum(n) FILTER (WHERE kind = '{refund}'), 0) AS refunded,
+                     coalesce(sum(amount), 0) AS total FROM (
+                  SELECT transfer_kind AS kind, entries AS n, amount FROM rollup_daily_ref
                    WHERE account_id = :earn AND ref_type = 'call' AND ref_id = c.id AND day >= :d
-                     AND transfer_kind = '{block}'
+                     AND transfer_kind IN ('{block}', '{refund}')
                   UNION ALL
-                  SELECT 1, amount FROM tail WHERE tail.ref_id = c.id) y) x
+                  SELECT transfer_kind, 1, amount FROM tail WHERE tail.ref_id = c.id) y) x
          WHERE c.creator_id = :c AND {recent} >= :ts AND c.accepted_at IS NOT NULL AND c.blocks_charged > 0
-           AND x.blocks > 0
-         ORDER BY {recent} DESC, c.id DESC LIMIT :limit""".format(recent=_RECENT.format(t="c"), wm=_WM,
-                                                                  block=TransferKind.CALL_BLOCK)
+           AND (x.blocks > 0 OR x.refunded > 0)
+         ORDER BY {recent} DESC, c.id DESC LIMIT :limit""".format(recent=_RECENT.format(t="c"), wm=_WM, facts=FACTS,
+                                                                  block=TransferKind.CALL_BLOCK,
+                                                                  refund=TransferKind.CALL_REFUND)
 
 
 def call_revenue_rows(creator_id: int, earnings_id: int, start: date, limit: int) -> list:
-    """(id, fan_name, accepted_at, blocks, total) of the creator's most recent calls
-    with blocks charged since `start`, at most `limit` (see `creator.call_revenue`)."""
+    """(id, fan_name, accepted_at, blocks, refunded, total) of the creator's most recent
+    calls with blocks charged or refunded since `start`, at most `limit` (see
+    `creator.call_revenue`)."""
     return db.session.execute(text(_CALL_REVENUE), {"c": creator_id, "ts": midnight(start), "d": start,
                                                     "earn": earnings_id, "limit": limit, "w": watermark()}).all()
 
@@ -300,94 +315,118 @@ def call_revenue_rows(creator_id: int, earnings_id: int, start: date, limit: int
 
 _MONTH_KINDS = f"""
         SELECT date_trunc('month', day)::date AS month, kind, sum(amount) AS amount FROM (
-            SELECT day, transfer_kind AS kind, amount FROM rollup_daily WHERE account_id = :a AND day >= :d
+            SELECT day, transfer_kind AS kind, amount FROM rollup_daily WHERE account_id = ANY(:a) AND day >= :d
             UNION ALL
             SELECT (e.created_at AT TIME ZONE 'UTC')::date, t.kind, e.amount
               FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
-             WHERE e.account_id = :a AND e.id > :w AND e.id > {_WM} AND e.created_at >= :ts) x
+             WHERE e.account_id = ANY(:a) AND e.id > :w AND e.id > {_WM} AND e.created_at >= :ts) x
         GROUP BY 1, 2"""
 _MONTH_PAIRS = f"""
         SELECT date_trunc('month', day)::date AS month, counterparty_id, sum(amount) AS amount FROM (
-            SELECT day, counterparty_id, amount FROM rollup_daily_pair WHERE account_id = :a AND day >= :d
+            SELECT day, counterparty_id, amount FROM rollup_daily_pair WHERE account_id = ANY(:a) AND day >= :d
             UNION ALL
-            SELECT day, counterparty_id, amount FROM dashboard_entry_facts
-             WHERE account_id = :a AND id > :w AND id > {_WM} AND created_at >= :ts AND counterparty_id IS NOT NULL) x
+            SELECT day, counterparty_id, amount FROM {FACTS} f
+             WHERE account_id = ANY(:a) AND id > :w AND id > {_WM} AND created_at >= :ts
+               AND counterparty_id IS NOT NULL) x
         GROUP BY 1, 2"""
 
 
-def by_month(account_id: int, first: date) -> tuple[list, list]:
-    """The account's sums per calendar month (UTC) since `first`: (month, kind,
+def by_month(accounts: list[int], first: date) -> tuple[list, list]:
+    """The accounts' sums per calendar month (UTC) since `first`: (month, kind,
     amount) rows and (month, counterparty_id, amount) rows."""
-    params = {"a": account_id, "d": first, "ts": midnight(first), "w": watermark()}
+    params = {"a": list(accounts), "d": first, "ts": midnight(first), "w": watermark()}
     kind_rows = db.session.execute(text(_MONTH_KINDS), params).all()
     pair_rows = db.session.execute(text(_MONTH_PAIRS), params).all()
     return kind_rows, pair_rows
 
 
-_SPENDING_LINES = """
-        SELECT f.created_at, f.transfer_kind, f.amount, f.transfer_id, f.counterparty_id, t.metadata
-          FROM dashboard_entry_facts f JOIN ledger_transfers t ON t.id = f.transfer_id
-         WHERE f.account_id = :a AND f.created_at >= :ts AND f.transfer_kind = ANY(:kinds)
-         ORDER BY f.id DESC LIMIT :limit"""
+# Each account's newest `limit` entries, read backwards through its (account_id, id)
+# index, merged: the newest `limit` transfers of all the accounts are among them.
+_SPENDING_LINES = f"""
+        SELECT x.id, x.created_at, x.transfer_kind, x.amount, x.transfer_id, x.counterparty_id, t.metadata
+          FROM unnest(CAST(:a AS bigint[])) AS acc(id)
+          CROSS JOIN LATERAL (
+              SELECT f.id, f.created_at, f.transfer_kind, f.amount, f.transfer_id, f.counterparty_id FROM {FACTS} f
+               WHERE f.account_id = acc.id AND f.created_at >= :ts AND f.transfer_kind = ANY(:kinds)
+               ORDER BY f.id DESC LIMIT :limit) x
+          JOIN ledger_transfers t ON t.id = x.transfer_id
+         ORDER BY x.id DESC"""
 
 
-def latest_entries(account_id: int, start: date, kinds: list[str], limit: int) -> list:
-    """The account's newest entries of `kinds` since `start`, at most `limit`, with their
-    transfer's id and metadata and the counterparty."""
-    return db.session.execute(text(_SPENDING_LINES), {"a": account_id, "ts": midnight(start), "kinds": kinds,
-                                                      "limit": limit}).all()
+def latest_entries(accounts: list[int], start: date, kinds: list[str], limit: int) -> list:
+    """The newest entries of `kinds` since `start` of each of the accounts (at most
+    `limit` each), newest first, with their transfer's id and metadata and the
+    counterparty. Of one user's accounts (a transfer's entries on them are
+    consecutive: see `by_transfer`), they hold every entry of the newest `limit`
+    transfers."""
+    if not accounts:
+        return []
+    return db.session.execute(text(_SPENDING_LINES), {"a": list(accounts), "ts": midnight(start),
+                                                      "kinds": kinds, "limit": limit}).all()
+
+
+def by_transfer(rows) -> Iterator[tuple]:
+    """Entries of one user's accounts in id order (either way), one (first entry,
+    summed amount) per transfer: a refund that repaid the fan's debt and credited
+    their wallet is one payment. A transfer's entries on one user's accounts are
+    consecutive: the ledger holds those accounts' rows locked while it posts them
+    (`ledger.lock_holder`, `ledger_post`), so no other entry of theirs comes between."""
+    for _, group in groupby(rows, key=lambda r: r.transfer_id):
+        group = list(group)
+        yield group[0], sum(int(r.amount) for r in group)
 
 
 # ---- platform --------------------------------------------------------------
 
+_HELD_KINDS = ("wallet", "escrow", "debt")
 _HELD = f"""
         SELECT account_kind, sum(amount) AS amount FROM (
-            SELECT account_kind, amount FROM rollup_kind_daily WHERE account_kind IN ('wallet', 'escrow')
+            SELECT account_kind, amount FROM rollup_kind_daily WHERE account_kind = ANY(:kinds)
             UNION ALL
             SELECT a.kind, e.amount FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-             WHERE e.id > :w AND e.id > {_WM} AND a.kind IN ('wallet', 'escrow')) x
+             WHERE e.id > :w AND e.id > {_WM} AND a.kind = ANY(:kinds)) x
         GROUP BY account_kind"""
 
 
 def held_now() -> dict[str, int]:
-    """Tokens held now in all wallets and in all escrow accounts, by account kind."""
-    return {r.account_kind: int(r.amount) for r in db.session.execute(text(_HELD), {"w": watermark()})}
+    """Tokens held now in all wallets and in all escrow accounts, and the sum of all
+    debt accounts (<= 0: what fans owe), by account kind."""
+    rows = db.session.execute(text(_HELD), {"w": watermark(), "kinds": list(_HELD_KINDS)})
+    return {r.account_kind: int(r.amount) for r in rows}
 
 
 # ---- CSV exports -----------------------------------------------------------
 
 _FIRST_ENTRY_ID = f"""
-        SELECT least(coalesce((SELECT min(min_entry_id) FROM rollup_daily WHERE account_id = :a AND day >= :d),
+        SELECT least(coalesce((SELECT min(min_entry_id) FROM rollup_daily WHERE account_id = ANY(:a) AND day >= :d),
                               {_WM} + 1), {_WM} + 1)"""
 
 
-def first_entry_id(account_id: int, start: date) -> int:
-    """No entry of the account dated `start` or later has a smaller id than this."""
-    return int(db.session.execute(text(_FIRST_ENTRY_ID), {"a": account_id, "d": start}).scalar_one())
+def first_entry_id(accounts: list[int], start: date) -> int:
+    """No entry of the accounts dated `start` or later has a smaller id than this."""
+    return int(db.session.execute(text(_FIRST_ENTRY_ID), {"a": list(accounts), "d": start}).scalar_one())
 
 
-EARNINGS_EXPORT = """
-        SELECT e.created_at, t.kind, t.idempotency_key, e.amount, x.gross, x.fee,
-               CASE WHEN x.wallets = 1 THEN u.display_name END AS fan
-          FROM ledger_entries e
-          JOIN ledger_transfers t ON t.id = e.transfer_id
-          CROSS JOIN LATERAL (
-              SELECT sum(e2.amount) FILTER (WHERE e2.amount > 0) AS gross,
-                     coalesce(sum(e2.amount) FILTER (WHERE e2.account_id = :fees), 0) AS fee,
-                     min(a2.user_id) FILTER (WHERE a2.kind = 'wallet') AS fan_id,
-                     count(*) FILTER (WHERE a2.kind = 'wallet') AS wallets
-                FROM ledger_entries e2 JOIN ledger_accounts a2 ON a2.id = e2.account_id
-               WHERE e2.transfer_id = e.transfer_id) x
-          LEFT JOIN users u ON u.id = x.fan_id
-         WHERE e.account_id = :a AND e.id >= :lo AND e.created_at >= :ts
-         ORDER BY e.id"""
-
-SPENDING_EXPORT = """
-        SELECT f.created_at, f.transfer_kind, f.amount, t.metadata, u.display_name AS creator
-          FROM dashboard_entry_facts f
+# An earning entry with its transfer's platform fee: gross = share + fee (a refund's
+# three are negative), and the fan it came from (none for a show's settlement).
+EARNINGS_EXPORT = f"""
+        SELECT f.created_at, f.transfer_kind AS kind, t.idempotency_key, f.amount, f.amount + x.fee AS gross, x.fee,
+               u.display_name AS fan
+          FROM {FACTS} f
           JOIN ledger_transfers t ON t.id = f.transfer_id
+          CROSS JOIN LATERAL (
+              SELECT coalesce(sum(e2.amount), 0) AS fee FROM ledger_entries e2
+               WHERE e2.transfer_id = f.transfer_id AND e2.account_id = :fees) x
           LEFT JOIN users u ON u.id = f.counterparty_id
          WHERE f.account_id = :a AND f.id >= :lo AND f.created_at >= :ts AND f.transfer_kind = ANY(:kinds)
+         ORDER BY f.id"""
+
+SPENDING_EXPORT = f"""
+        SELECT f.created_at, f.transfer_kind, f.amount, f.transfer_id, t.metadata, u.display_name AS creator
+          FROM {FACTS} f
+          JOIN ledger_transfers t ON t.id = f.transfer_id
+          LEFT JOIN users u ON u.id = f.counterparty_id
+         WHERE f.account_id = ANY(:a) AND f.id >= :lo AND f.created_at >= :ts AND f.transfer_kind = ANY(:kinds)
          ORDER BY f.id"""
 
 

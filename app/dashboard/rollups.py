@@ -20,8 +20,9 @@ ZONE 'UTC'``) and its transfer's kind where it says so:
   revenue (its blocks) read a row or two per stream / call.
 * ``rollup_kind_daily`` (day, account kind, transfer kind) → amount, entries: platform-wide
 
-The counterparty and the stream / call of an entry come from the view
-``dashboard_entry_facts`` (migration 0010).
+The counterparty and the stream / call of an entry come from
+`app.dashboard.facts.FACTS` (the view ``dashboard_entry_facts`` of migration
+0010, with debt accounts and call refunds attributed too).
 
 **Watermark.** ``rollup_state.last_entry_id`` = W: every entry with id <= W
 is counted in the rollups and none above it is; the dashboards add the
@@ -61,6 +62,7 @@ from datetime import date, timezone
 from sqlalchemy import text
 
 from app import clock
+from app.dashboard.facts import FACTS
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ CHUNK = 250_000  # entries per transaction when catching up
 _APPLY = """
 WITH b AS MATERIALIZED (
     SELECT id, account_id, account_kind, transfer_kind, day, counterparty_id, ref_type, ref_id, amount
-      FROM dashboard_entry_facts WHERE id > :lo AND id <= :hi),
+      FROM {facts} f WHERE id > :lo AND id <= :hi),
 d AS (
     INSERT INTO rollup_daily AS r (account_id, day, transfer_kind, amount, entries, min_entry_id)
     SELECT account_id, day, transfer_kind, sum(amount), count(*), min(id) FROM b GROUP BY 1, 2, 3
@@ -122,7 +124,7 @@ k AS (
        SET amount = r.amount + excluded.amount, entries = r.entries + excluded.entries
     RETURNING 1)
 SELECT (SELECT count(*) FROM b) AS rolled, (SELECT count(*) FROM win WHERE amount = 0) AS zeros
-"""
+""".format(facts=FACTS)
 
 # The windows from scratch for the day :today (after a rebuild, or the first run).
 _BUILD_WINDOWS = """
@@ -246,7 +248,7 @@ def run(*, chunk: int = CHUNK, wait_seconds: float = 5.0) -> dict:
                 hi = min(bound, w + chunk)
                 applied = conn.execute(text(_APPLY), {"lo": w, "hi": hi}).one()
                 rolled += applied.rolled
-                if applied.zeros:  # only entries of opposite signs cancelling out (no payouts exist yet)
+                if applied.zeros:  # a fan's money cancelled out in a window (their call blocks refunded)
                     conn.execute(text("DELETE FROM rollup_pair_window WHERE amount = 0"))
                 conn.execute(text("UPDATE rollup_state SET last_entry_id = :hi, updated_at = now() WHERE id = 1"),
                              {"hi": hi})

@@ -9,7 +9,8 @@ Where each part lives:
 * `export.py`   the CSV exports of earnings and spending
 * `queries.py`  every SQL statement, and how figures read rollups + the newest entries
 * `ranges.py`   ranges ("today", "7d", "30d", "all") and UTC days
-* `sources.py`  which transfer kinds make tips, tickets and calls
+* `sources.py`  which transfer kinds make tips, tickets and calls (and which are neither)
+* `facts.py`    each entry's counterparty and stream / call, as every figure reads them
 * `rollups.py`  the daily rollups the worker keeps (see its design note)
 """
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The dashboards' figures computed the slow, obvious way: plain SQL over
-`ledger_entries` (no rollups, no view), for the tests to compare against."""
+`ledger_entries` (no rollups, no view), for the tests to compare against.
+
+Earnings are the creator shares of tips, settled tickets and call blocks, less
+refunded blocks; spending is what a fan's tips, tickets and call blocks took,
+less the refunds of those, whether a refund landed in the wallet or repaid
+debt. Payouts, card refunds and chargebacks are neither."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -10,8 +15,9 @@ from sqlalchemy import text
 from app import ledger
 from app.extensions import db
 
-EARN = {"tip": "tips", "ticket_settlement": "tickets", "call_block": "calls"}
-SPEND = {"tip": "tips", "ticket": "tickets", "ticket_refund": "tickets", "call_block": "calls"}
+EARN = {"tip": "tips", "ticket_settlement": "tickets", "call_block": "calls", "call_refund": "calls"}
+SPEND = {"tip": "tips", "ticket": "tickets", "ticket_refund": "tickets", "call_block": "calls",
+         "call_refund": "calls"}
 
 
 def start_of(range_: str, today: date) -> datetime:
@@ -21,11 +27,13 @@ def start_of(range_: str, today: date) -> datetime:
     return datetime.combine(today - timedelta(days=days[range_]), time.min, tzinfo=timezone.utc)
 
 
-def entries(account_id: int, since: datetime) -> list:
+def entries(account_id: int | list[int], since: datetime) -> list:
+    """The entries of one account (or several) since `since`, in id order."""
+    ids = account_id if isinstance(account_id, list) else [account_id]
     return db.session.execute(text(
-        "SELECT e.id, e.transfer_id, e.amount, e.created_at, t.kind FROM ledger_entries e "
-        "JOIN ledger_transfers t ON t.id = e.transfer_id WHERE e.account_id = :a AND e.created_at >= :s "
-        "ORDER BY e.id"), {"a": account_id, "s": since}).all()
+        "SELECT e.id, e.transfer_id, e.amount, e.created_at, t.kind, t.metadata FROM ledger_entries e "
+        "JOIN ledger_transfers t ON t.id = e.transfer_id WHERE e.account_id = ANY(:a) AND e.created_at >= :s "
+        "ORDER BY e.id"), {"a": ids, "s": since}).all()
 
 
 def legs(transfer_id: int) -> list:
@@ -40,11 +48,14 @@ def earnings(creator_id: int, range_: str, today: date) -> dict:
     per_day = defaultdict(lambda: {"tips": 0, "tickets": 0, "calls": 0})
     fans = defaultdict(int)
     for e in entries(acc.id, start_of(range_, today)):
+        if e.kind not in EARN:  # a payout, or its return
+            continue
         by[EARN[e.kind]] += e.amount
         per_day[e.created_at.astimezone(timezone.utc).date()][EARN[e.kind]] += e.amount
-        wallets = [leg for leg in legs(e.transfer_id) if leg.kind == "wallet"]
-        if len(wallets) == 1:
-            fans[wallets[0].user_id] += e.amount
+        # The fan: the one owner of the transfer's wallet and debt legs (a refund may repay debt only).
+        holders = {leg.user_id for leg in legs(e.transfer_id) if leg.kind in ("wallet", "debt")}
+        if len(holders) == 1:
+            fans[holders.pop()] += e.amount
     pending = db.session.scalar(text(
         "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN streams s ON s.escrow_account_id = e.account_id "
         "WHERE s.creator_id = :c AND s.status IN ('scheduled', 'live')"), {"c": creator_id})
@@ -86,9 +97,10 @@ def stream_revenue(creator_id: int, range_: str, today: date, limit: int) -> lis
 
 
 def call_revenue(creator_id: int, range_: str, today: date, limit: int) -> list[tuple]:
-    """(call id, blocks, total) for the creator's calls with blocks charged in the
-    range, open first then by end time, newest first: the earnings entries of the
-    transfers its `block_charged` events name, dated in the range."""
+    """(call id, blocks, refunded, total) for the creator's calls that ran in the range
+    (open, or ended in it) with blocks charged or refunded in the range, open first
+    then by end time, newest first: the earnings entries of the transfers its
+    `block_charged` and `block_refunded` events name, dated in the range."""
     since = start_of(range_, today)
     acc = ledger.account_for(creator_id, "earnings")
     calls = db.session.execute(text(
@@ -96,31 +108,37 @@ def call_revenue(creator_id: int, range_: str, today: date, limit: int) -> list[
         f"ORDER BY {_RECENT} DESC, id DESC"), {"c": creator_id, "s": since}).scalars().all()
     out = []
     for call_id in calls:
-        blocks, total = db.session.execute(text(
-            "SELECT count(*), coalesce(sum(e.amount), 0) FROM billing_events b "
+        blocks, refunded, total = db.session.execute(text(
+            "SELECT count(*) FILTER (WHERE b.type = 'block_charged'), "
+            "count(*) FILTER (WHERE b.type = 'block_refunded'), coalesce(sum(e.amount), 0) FROM billing_events b "
             "JOIN ledger_entries e ON e.transfer_id = b.transfer_id AND e.account_id = :a "
-            "WHERE b.call_id = :id AND b.type = 'block_charged' AND e.created_at >= :s"),
+            "WHERE b.call_id = :id AND b.type IN ('block_charged', 'block_refunded') AND e.created_at >= :s"),
             {"id": call_id, "a": acc.id, "s": since}).one()
-        if blocks:
-            out.append((call_id, int(blocks), int(total)))
+        if blocks or refunded:
+            out.append((call_id, int(blocks), int(refunded), int(total)))
     return out[:limit]
 
 
 def spending(user_id: int, range_: str, today: date) -> dict:
-    acc = ledger.account_for(user_id, "wallet")
+    """By type, by creator, and the payments (one per transfer, oldest first: (transfer
+    id, kind, tokens spent, created_at, metadata)) of the fan's wallet and debt."""
+    accounts = [a.id for a in (ledger.account_for(user_id, kind) for kind in ("wallet", "debt")) if a]
     by = {"tips": 0, "tickets": 0, "calls": 0}
     creators = defaultdict(int)
-    lines = []
-    for e in entries(acc.id, start_of(range_, today)):
-        if e.kind not in SPEND:
+    payments: dict[int, list] = {}
+    for e in entries(accounts, start_of(range_, today)):
+        if e.kind not in SPEND:  # a purchase, a card refund or chargeback, or its reversal
             continue
         by[SPEND[e.kind]] -= e.amount
         owners = {leg.user_id for leg in legs(e.transfer_id) if leg.kind in ("earnings", "escrow")}
         assert len(owners) == 1
         creators[owners.pop()] -= e.amount
-        lines.append(e)
+        if e.transfer_id in payments:
+            payments[e.transfer_id][2] -= e.amount
+        else:
+            payments[e.transfer_id] = [e.transfer_id, e.kind, -e.amount, e.created_at, e.metadata]
     return {"by": by, "total": sum(by.values()), "creators": {k: v for k, v in creators.items() if v},
-            "lines": lines}
+            "lines": [tuple(p) for p in payments.values()]}
 
 
 def platform(range_: str, today: date) -> dict:
@@ -131,10 +149,12 @@ def platform(range_: str, today: date) -> dict:
     for e in entries(fees, since):
         by[EARN[e.kind]] += e.amount
         per_day[e.created_at.astimezone(timezone.utc).date()][EARN[e.kind]] += e.amount
-    sold = -sum(e.amount for e in entries(ledger.system_account("token_sales").id, since))
-    outstanding = db.session.scalar(text("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE kind = 'wallet'"))
-    escrow = db.session.scalar(text(
-        "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
-        "WHERE a.kind = 'escrow'"))
-    return {"by": by, "per_day": dict(per_day), "sold": sold, "outstanding": int(outstanding),
-            "escrow": int(escrow)}
+    sales = entries(ledger.system_account("token_sales").id, since)
+    sold = -sum(e.amount for e in sales if e.kind == "purchase")
+    taken_back = sum(e.amount for e in sales if e.kind in ("purchase_reversal", "purchase_restore"))
+    held = dict(db.session.execute(text(
+        "SELECT a.kind, coalesce(sum(e.amount), 0) FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id "
+        "WHERE a.kind IN ('wallet', 'escrow', 'debt') GROUP BY a.kind")).all())
+    return {"by": by, "per_day": dict(per_day), "sold": sold, "taken_back": taken_back,
+            "outstanding": int(held.get("wallet", 0)), "escrow": int(held.get("escrow", 0)),
+            "owed": -int(held.get("debt", 0))}

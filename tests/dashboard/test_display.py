@@ -66,3 +66,16 @@ def test_a_year_of_days_still_gets_a_visible_bar_each():
 def test_day_labels_are_english_whatever_the_locale():
     assert display.day_label(date(2026, 6, 1)) == "1 Jun"
     assert display.day_label(date(2026, 6, 1), with_weekday=True) == "Mon 1 Jun"
+
+
+def test_a_day_below_zero_in_one_source_draws_its_other_parts_inside_the_plot():
+    """Refunds of blocks earned on an earlier day make a day's calls negative: the bar
+    stacks the positive parts, the axis covers them, and a day below zero draws nothing."""
+    chart = display.bar_chart(days((100, 0, -24), (0, 0, -30)))
+    assert [b.total for b in chart.bars] == [76, -30]
+    assert chart.y_ticks[-1].value >= 100
+    mixed, negative = chart.bars
+    assert [s.source for s in mixed.segments] == ["tips"]
+    assert mixed.segments[0].y >= chart.top and all(s.height > 0 for s in mixed.segments)
+    assert negative.segments == ()
+    assert chart.peak is mixed

@@ -1,8 +1,9 @@
 """Every dashboard figure equals direct SQL over the ledger entries, for a
 randomized history (tips, tickets + settlement, refunds of a canceled show,
-metered call blocks) spread over UTC days with entries at 23:59:59 and
-00:00:00 — before the rollup job has run, after it, and with a tail of new
-entries above the watermark. Days are UTC days."""
+metered call blocks, refunds of call blocks — some days later —, payouts paid,
+failed or in transit, card refunds and chargebacks won or not) spread over UTC
+days with entries at 23:59:59 and 00:00:00 — before the rollup job has run,
+after it, and with a tail of new entries above the watermark. Days are UTC days."""
 from __future__ import annotations
 
 import random
@@ -12,6 +13,7 @@ from datetime import timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from app import ledger
 from app.dashboard import rollups, service
 from app.extensions import db
 from tests.dashboard import oracle
@@ -46,9 +48,9 @@ def check_everything(creators, fans, operator, today):
                 oracle.stream_revenue(c.id, range_, today, 1000), (c.id, range_)
             assert [(s.stream_id, s.tickets, s.tips) for s in service.stream_revenue(c, range_, limit=2)] == \
                 oracle.stream_revenue(c.id, range_, today, 2), (c.id, range_)
-            assert [(k.call_id, k.blocks, k.total) for k in service.call_revenue(c, range_, limit=1000)] == \
-                oracle.call_revenue(c.id, range_, today, 1000), (c.id, range_)
-            assert [(k.call_id, k.blocks, k.total) for k in service.call_revenue(c, range_, limit=2)] == \
+            assert [(k.call_id, k.blocks, k.refunded, k.total) for k in service.call_revenue(c, range_, limit=1000)] \
+                == oracle.call_revenue(c.id, range_, today, 1000), (c.id, range_)
+            assert [(k.call_id, k.blocks, k.refunded, k.total) for k in service.call_revenue(c, range_, limit=2)] == \
                 oracle.call_revenue(c.id, range_, today, 2), (c.id, range_)
         for f in fans:
             want = oracle.spending(f.id, range_, today)
@@ -56,14 +58,19 @@ def check_everything(creators, fans, operator, today):
             assert (got.by_type, got.total) == (want["by"], want["total"]), (f.id, range_)
             assert {c.creator_id: c.total for c in got.by_creator} == want["creators"]
             lines = service.spending_lines(f, range_, limit=500)
-            assert [line.amount for line in lines] == [-e.amount for e in reversed(want["lines"])]
-            assert [line.receipt_url for line in lines] == [f"/wallet/receipts/{e.transfer_id}"
-                                                              for e in reversed(want["lines"])]
+            newest_first = list(reversed(want["lines"]))
+            assert [line.amount for line in lines] == [amount for _, _, amount, _, _ in newest_first]
+            assert [line.receipt_url for line in lines] == [
+                f"/calls/{meta['callId']}" if kind == "call_refund" else f"/wallet/receipts/{transfer_id}"
+                for transfer_id, kind, _, _, meta in newest_first]
+            assert [line.amount for line in service.spending_lines(f, range_, limit=3)] == \
+                [amount for _, _, amount, _, _ in newest_first[:3]]
         want = oracle.platform(range_, today)
         got = service.platform_overview(operator, range_)
         assert got.fees_by_source == want["by"]
-        assert (got.tokens_sold, got.tokens_outstanding, got.escrow_held) == (
-            want["sold"], want["outstanding"], want["escrow"])
+        assert (got.tokens_sold, got.tokens_taken_back, got.tokens_outstanding, got.debt_outstanding,
+                got.escrow_held) == (want["sold"], want["taken_back"], want["outstanding"], want["owed"],
+                                     want["escrow"])
         got_days = {d.day: {"tips": d.tips, "tickets": d.tickets, "calls": d.calls} for d in got.fees_by_day}
         for day, figures in want["per_day"].items():
             if range_ != "all" or day in got_days:
@@ -73,9 +80,9 @@ def check_everything(creators, fans, operator, today):
 def months_spending(fan, today):
     """spending_by_month against the oracle's lines grouped by UTC month."""
     want = {}
-    for e in oracle.spending(fan.id, "all", today)["lines"]:
-        month = e.created_at.astimezone(timezone.utc).date().replace(day=1)
-        want[month] = want.get(month, 0) - e.amount
+    for _, _, amount, at, _ in oracle.spending(fan.id, "all", today)["lines"]:
+        month = at.astimezone(timezone.utc).date().replace(day=1)
+        want[month] = want.get(month, 0) + amount
     got = {m.month: m.total for m in service.spending_by_month(fan, months=12)}
     assert got == {m: t for m, t in want.items() if t}
 
@@ -85,6 +92,7 @@ def build_phase(h, rng, creators, fans, moments):
     # same history as before they were added. They are >= 2 tokens: a 1-token tip
     # gives its creator 0 (no earnings leg), which the oracle cannot attribute.
     more = random.Random(str(rng.getstate()[1]))
+    real = random.Random(f"real money {rng.getstate()[1]}")
     for moment in moments:
         for _ in range(rng.randint(1, 3)):
             h.tip(rng.choice(fans), rng.choice(creators), rng.randint(1, 500))
@@ -101,18 +109,39 @@ def build_phase(h, rng, creators, fans, moments):
         if more.random() < 0.5:
             h.public_stream(more.choice(creators), [(more.choice(fans), more.randint(2, 200))
                                                     for _ in range(more.randint(1, 3))])
+        real_money(h, real, creators, fans)
         h.at(moment)
 
 
+def real_money(h, rng, creators, fans):
+    """Issue 15's moves, drawn from their own generator: a block refund of a call made
+    now or on an earlier day, a payout (paid, failed or in transit) of a little of a
+    creator's earnings, a card refund or chargeback (won or not) of a fan's purchase."""
+    if h.call_ids and rng.random() < 0.6:
+        call_id = rng.choice(h.call_ids)
+        blocks = h.refundable(call_id)
+        if blocks:
+            h.refund(call_id, rng.choice([None, [rng.choice(blocks)]]))
+    if rng.random() < 0.4:
+        creator = rng.choice(creators)
+        balance = ledger.balance_of(ledger.account_for(creator.id, "earnings")) if \
+            ledger.account_for(creator.id, "earnings") else 0
+        if balance >= 10:
+            h.payout(creator, rng.randint(1, balance // 10), rng.choice(["paid", "failed", "requested"]))
+    if rng.random() < 0.4:
+        fan = rng.choice(fans)
+        key = h.take_back(fan, rng.randint(1, 50), dispute=rng.random() < 0.5)
+        if ":dispute:" in key and rng.random() < 0.5:
+            h.dispute_won(fan, key)
+
+
 @pytest.mark.parametrize("seed", [6, 20240229])
-def test_every_figure_equals_direct_sql_before_and_after_rollups(ctx, clock, history, make_fan, make_creator, seed):
+def test_every_figure_equals_direct_sql_before_and_after_rollups(ctx, clock, history, make_fan, make_creator, operator,
+                                                                 seed):
     h = history(seed)
     rng = h.rng
     creators = [make_creator(name=f"Creator {i}") for i in range(3)]
     fans = [make_fan(balance=200_000) for _ in range(4)]
-    operator = make_fan()
-    operator.is_operator = True
-    db.session.commit()
     now = clock.now
     today = now.astimezone(timezone.utc).date()
     midnight = day_start(now)
@@ -122,15 +151,29 @@ def test_every_figure_equals_direct_sql_before_and_after_rollups(ctx, clock, his
         end = midnight - timedelta(days=days_ago)
         return [end - timedelta(seconds=1), end]
 
+    first_transfer = h.mark
     phase1 = [midnight - timedelta(days=40, hours=3)] + boundary(29) + boundary(6) + boundary(2)
     rng.shuffle(phase1)
     build_phase(h, rng, creators, fans, phase1)
     # Money held for a show that has not happened yet: pending, not earned.
     h.show(creators[0], fans[:2], 77, start=False)
     h.at(midnight - timedelta(days=1, seconds=1))
+    # A fan who owes: a card refund takes more than their wallet holds, then refunds of
+    # their call's blocks repay the debt first (block 0: all of it; block 1, in phase 2:
+    # the rest of the debt, and the wallet).
+    debtor = make_fan(balance=100)
+    debt_call = h.call(debtor, creators[1], 3, rate=40)        # 3 blocks of 20 tokens
+    h.at(midnight - timedelta(days=3))
+    h.take_back(debtor, 65)                                    # the wallet's 40, and 25 owed
+    h.at(midnight - timedelta(days=2, hours=5))
+    assert h.refund(debt_call, [0]) == [0]                     # 20 tokens, all repaying debt
+    h.at(midnight - timedelta(days=2, seconds=1))
+    assert ledger.owed_by(debtor.id) == 5
+    everyone = fans + [debtor]
     months_spending(fans[0], today)
+    months_spending(debtor, today)
 
-    check_everything(creators, fans, operator, today)          # nothing rolled up yet: all tail
+    check_everything(creators, everyone, operator, today)      # nothing rolled up yet: all tail
     assert sum(service.creator_earnings(c, "all").total for c in creators) > 0
     assert {k for c in creators for k, v in service.creator_earnings(c, "all").by_source.items() if v} == {
         "tips", "tickets", "calls"}
@@ -140,17 +183,28 @@ def test_every_figure_equals_direct_sql_before_and_after_rollups(ctx, clock, his
     assert any(k.blocks for c in creators for k in service.call_revenue(c, "all", limit=1000))
     done = rollups.run(wait_seconds=10)
     assert done["deferred"] is False and done["rolled"] > 0
-    check_everything(creators, fans, operator, today)          # all rolled up
+    check_everything(creators, everyone, operator, today)      # all rolled up
 
+    assert h.refund(debt_call, [1]) == [1]                     # 5 repay the debt, 15 to the wallet
+    h.at(now - timedelta(minutes=10))
+    assert ledger.owed_by(debtor.id) == 0
     phase2 = boundary(0)[1:] + boundary(1) + boundary(30) + [now - timedelta(minutes=5)]
     build_phase(h, rng, creators, fans, phase2)
     assert db.session.scalar(text("SELECT count(*) FROM ledger_entries WHERE id > :w"),
                              {"w": rollups.watermark()}) > 0
-    check_everything(creators, fans, operator, today)          # rollups + a tail
+    check_everything(creators, everyone, operator, today)      # rollups + a tail
     months_spending(fans[1], today)
+    months_spending(debtor, today)
     rollups.run(wait_seconds=10)
-    check_everything(creators, fans, operator, today)
+    check_everything(creators, everyone, operator, today)
     months_spending(fans[2], today)
+    # The history held every new kind of move, so none of the comparisons was vacuous.
+    kinds = set(db.session.scalars(text("SELECT DISTINCT kind FROM ledger_transfers WHERE id > :t"),
+                                   {"t": first_transfer}))
+    assert {"call_refund", "payout", "payout_paid", "payout_return", "purchase_reversal",
+            "purchase_restore"} <= kinds, kinds
+    assert any(k.refunded for c in creators for k in service.call_revenue(c, "all", limit=1000))
+    assert ledger.verify() == []
 
 
 def test_a_day_with_no_earnings_is_a_zero_day_and_all_starts_at_the_first_earning(ctx, clock, history, make_fan,
@@ -222,8 +276,8 @@ def test_top_fans_stay_exact_when_the_windows_lag_move_or_money_is_taken_back(ct
     rollups.run(wait_seconds=10)
     check(True)
 
-    # Money taken back from the creator's earnings (no such flow exists yet; the
-    # figures must stay right if one does): a negative tail, then a zero window row.
+    # Money taken back from the creator's earnings, as a call block's refund does (here
+    # from a tip, so the amounts stay this test's): a negative tail, then a zero window row.
     earnings, wallet = ledger.account_for(creator.id, "earnings"), ledger.account_for(fans[0].id, "wallet")
     ledger.transfer("tip", f"reversal-{uuid.uuid4()}", [ledger.Leg(earnings, -80), ledger.Leg(wallet, 80)])
     db.session.commit()

@@ -19,7 +19,6 @@ from app.extensions import db
 from app.streams import service as streams
 from app.streams import tickets
 from app.tips import service as tips
-from tests.conftest import csrf_from
 
 HTMX = {"HX-Request": "true"}
 HOSTILE = '<script>alert("x")</script>'
@@ -28,18 +27,6 @@ CREATOR_ONLY = "This is for creators. Become a creator from your account page."
 
 
 # ---- helpers ------------------------------------------------------------------
-
-@pytest.fixture()
-def browser_for(new_client):
-    """browser_for(user) → a test client logged in as `user` (its own cookies)."""
-    def _open(user):
-        c = new_client()
-        resp = c.post("/login", data={"email": user.email, "password": user.test_password,
-                                      "csrf_token": csrf_from(c, "/login")})
-        assert resp.status_code == 303, resp.get_data(as_text=True)
-        return c
-    return _open
-
 
 def get(client, path, status=200, **kw) -> str:
     resp = client.get(path, **kw)
@@ -104,14 +91,6 @@ def history(ctx, make_creator, make_fan, make_call, make_stream):
     # streams, live first, and later suites look for theirs there.
     db.session.rollback()
     streams.change_status(creator, public.id, "end")
-
-
-@pytest.fixture()
-def operator(make_user):
-    user = make_user("fan", name="Olga Operator")
-    user.is_operator = True
-    db.session.commit()
-    return user
 
 
 # ---- who sees what -----------------------------------------------------------
@@ -314,7 +293,9 @@ def test_platform_figures_are_the_service_figures(history, browser_for, operator
         assert figure(html, f"fees-{source}") == p.fees_by_source[source]
     assert figure(html, "fees-total") == sum(p.fees_by_source.values())
     assert figure(html, "tokens-sold") == p.tokens_sold
+    assert figure(html, "tokens-taken-back") == p.tokens_taken_back
     assert figure(html, "tokens-outstanding") == p.tokens_outstanding
+    assert figure(html, "debt-outstanding") == p.debt_outstanding
     assert figure(html, "escrow-held") == p.escrow_held
     verify = re.search(r'data-testid="last-verify">(.*?)</p>', html, re.S).group(1)
     if p.last_verify is None:

@@ -45,15 +45,37 @@ def direct_total(w: int) -> list:
          WHERE e.id <= :w GROUP BY 1, 2"""), {"w": w}))
 
 
+# Who an entry's money is with: on a fan's wallet or debt, the creator owning the
+# transfer's earnings or escrow leg; on earnings, the one fan owning its wallet and debt
+# legs (a block refund may repay debt only). Per entry (id, user).
+_COUNTERPARTY = """
+    SELECT e.id, CASE WHEN a.kind IN ('wallet', 'debt') THEN creator.user_id
+                      WHEN a.kind = 'earnings' THEN fan.user_id END AS user_id
+      FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+      LEFT JOIN (SELECT e2.transfer_id, min(a2.user_id) AS user_id FROM ledger_entries e2
+                   JOIN ledger_accounts a2 ON a2.id = e2.account_id AND a2.kind IN ('earnings', 'escrow')
+                  GROUP BY 1) creator ON creator.transfer_id = e.transfer_id
+      LEFT JOIN (SELECT e2.transfer_id, min(a2.user_id) AS user_id FROM ledger_entries e2
+                   JOIN ledger_accounts a2 ON a2.id = e2.account_id AND a2.kind IN ('wallet', 'debt')
+                  GROUP BY 1 HAVING count(DISTINCT a2.user_id) = 1) fan ON fan.transfer_id = e.transfer_id"""
+
+
+def direct_pair(w: int) -> list:
+    """rollup_daily_pair straight from the entries with id <= w (`_COUNTERPARTY`)."""
+    return sorted(tuple(r) for r in db.session.execute(text(f"""
+        SELECT e.account_id, (e.created_at AT TIME ZONE 'UTC')::date, cp.user_id, t.kind, sum(e.amount)
+          FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
+          JOIN ({_COUNTERPARTY}) cp ON cp.id = e.id AND cp.user_id IS NOT NULL
+         WHERE e.id <= :w GROUP BY 1, 2, 3, 4"""), {"w": w}))
+
+
 def direct_window(w: int, day) -> list:
     """rollup_pair_window for window day `day`, straight from the entries with id <= w:
-    per earnings account, fan (the one wallet of the transfer) and span, non-zero sums."""
-    return sorted(tuple(r) for r in db.session.execute(text("""
-        SELECT e.account_id, s.span, fan.user_id, sum(e.amount)
+    per earnings account, fan (`_COUNTERPARTY`) and span, non-zero sums."""
+    return sorted(tuple(r) for r in db.session.execute(text(f"""
+        SELECT e.account_id, s.span, cp.user_id, sum(e.amount)
           FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'earnings'
-          JOIN (SELECT e2.transfer_id, min(a2.user_id) AS user_id FROM ledger_entries e2
-                  JOIN ledger_accounts a2 ON a2.id = e2.account_id AND a2.kind = 'wallet'
-                 GROUP BY 1 HAVING count(*) = 1) fan ON fan.transfer_id = e.transfer_id
+          JOIN ({_COUNTERPARTY}) cp ON cp.id = e.id AND cp.user_id IS NOT NULL
           JOIN (VALUES (1), (7), (30)) AS s(span)
             ON (e.created_at AT TIME ZONE 'UTC')::date BETWEEN CAST(:d AS date) - s.span + 1 AND CAST(:d AS date)
          WHERE e.id <= :w GROUP BY 1, 2, 3 HAVING sum(e.amount) <> 0"""), {"w": w, "d": day}))
@@ -61,8 +83,9 @@ def direct_window(w: int, day) -> list:
 
 def direct_ref(w: int) -> list:
     """rollup_daily_ref from the entries with id <= w: earnings entries of a show's
-    settlement (the stream row naming the transfer), of a call's blocks (its billing
-    events naming the transfer) and of tips sent during a stream or a call (tip row)."""
+    settlement (the stream row naming the transfer), of a call's blocks and their
+    refunds (its billing events naming the transfer) and of tips sent during a
+    stream or a call (tip row)."""
     return sorted(tuple(r) for r in db.session.execute(text("""
         SELECT e.account_id, ref.ref_type, ref.ref_id, (e.created_at AT TIME ZONE 'UTC')::date, t.kind,
                sum(e.amount), count(*)
@@ -71,7 +94,8 @@ def direct_ref(w: int) -> list:
           JOIN (SELECT settlement_transfer_id AS transfer_id, 'stream' AS ref_type, id AS ref_id FROM streams
                  WHERE settlement_transfer_id IS NOT NULL
                 UNION ALL
-                SELECT transfer_id, 'call', call_id FROM billing_events WHERE type = 'block_charged'
+                SELECT transfer_id, 'call', call_id FROM billing_events
+                 WHERE type IN ('block_charged', 'block_refunded') AND transfer_id IS NOT NULL
                 UNION ALL
                 SELECT transfer_id, CASE WHEN stream_id IS NOT NULL THEN 'stream' ELSE 'call' END,
                        coalesce(stream_id, call_id) FROM tips WHERE coalesce(stream_id, call_id) IS NOT NULL) ref
@@ -84,6 +108,7 @@ def assert_rollups_are_direct_sums(w: int) -> None:
     assert got["rollup_daily"] == direct_daily(w)
     assert got["rollup_total"] == direct_total(w)
     assert got["rollup_kind_daily"] == direct_kind_daily(w)
+    assert got["rollup_daily_pair"] == direct_pair(w)
     assert got["rollup_pair_window"] == direct_window(w, got["window_day"][0][0])
     assert got["rollup_daily_ref"] == direct_ref(w)
 
@@ -251,3 +276,64 @@ def test_the_worker_runs_rollups_every_minute(app):
 
 
 _ = CliRunner
+
+
+def test_refunds_payouts_and_card_reversals_roll_up_as_their_entries_and_read_the_same(ctx, clock, history,
+                                                                                       make_fan, make_creator,
+                                                                                       operator):
+    """Block refunds (one repaying only a fan's debt, one split between debt and wallet,
+    one to a wallet, one on a later day), payouts and card reversals: every rollup equals
+    the direct sums of the entries, a rebuild equals the incremental runs, and every
+    figure reads the same from the entries (tail) as from the rollups."""
+    from app import ledger
+    from app.dashboard import service
+    from tests.dashboard.conftest import day_start, timedelta
+
+    h = history(15)
+    creator, fan, debtor = make_creator(), make_fan(balance=2000), make_fan(balance=100)
+    midnight = day_start(clock.now)
+    paid_call = h.call(fan, creator, 3, rate=40)               # 3 blocks of 20 tokens
+    debt_call = h.call(debtor, creator, 3, rate=40)
+    h.tip(fan, creator, 500)
+    h.at(midnight - timedelta(days=2))
+    h.take_back(debtor, 65)                                    # the wallet's 40, and 25 owed
+    assert h.refund(debt_call, [0]) == [0]                     # debt only
+    assert h.refund(paid_call, [2]) == [2]                     # wallet only
+    h.payout(creator, 100, "paid")
+    h.payout(creator, 30, "failed")
+    h.at(midnight - timedelta(days=1))
+    assert h.refund(debt_call, [1]) == [1]                     # 5 debt, 15 wallet
+    h.payout(creator, 20, "requested")
+    key = h.take_back(fan, 30, dispute=True)
+    h.dispute_won(fan, key)
+    h.at(midnight + timedelta(seconds=1))
+    assert ledger.verify() == []
+
+    def figures():
+        out = []
+        for range_ in service.RANGES:
+            out.append((service.creator_earnings(creator, range_), service.earnings_by_day(creator, range_),
+                        service.top_fans(creator, range_), service.call_revenue(creator, range_),
+                        service.platform_overview(operator, range_).fees_by_source,
+                        [(service.fan_spending(f, range_), service.spending_lines(f, range_)) for f in (fan, debtor)]))
+        return out
+
+    from_entries = figures()
+    run = rollups.run(wait_seconds=10)
+    assert run["deferred"] is False
+    assert figures() == from_entries
+    db.session.rollback()
+    w = rollups.watermark()
+    assert_rollups_are_direct_sums(w)
+    incremental = snapshot()
+    rollups.rebuild()
+    assert snapshot() == incremental
+    assert figures() == from_entries
+    # The refunds' counterparties are in the pair rollups: the debtor (whose first refund
+    # had no wallet leg) on the creator's earnings, the creator on the debtor's debt.
+    earnings, debt = ledger.account_for(creator.id, "earnings"), ledger.account_for(debtor.id, "debt")
+    pairs: dict = {}
+    for a, _, cp, kind, amount in incremental["rollup_daily_pair"]:
+        pairs[(a, cp, kind)] = pairs.get((a, cp, kind), 0) + amount
+    assert pairs[(earnings.id, debtor.id, "call_refund")] == -16 * 2
+    assert pairs[(debt.id, creator.id, "call_refund")] == 20 + 5
