@@ -11,6 +11,7 @@ from app import idempotency, ledger, validation
 from app.errors import NotFound
 from app.extensions import db
 from app.ledger.models import LedgerEntry, LedgerTransfer
+from app.wallet import reversals
 from app.wallet.models import Purchase
 from app.payments.providers import price_cents, provider as get_provider
 
@@ -137,6 +138,8 @@ class HistoryPage:
 
 def describe(kind: str, metadata: dict, amount: int) -> str:
     """The reason a person reads next to a wallet entry (plain text: templates escape it)."""
+    if kind in reversals.KINDS:
+        return reversals.describe(kind, metadata, amount)
     if kind == ledger.TransferKind.PURCHASE:
         suffix = " (test mode)" if metadata.get("provider") == "demo" else ""
         return f"Bought {amount:,} tokens{suffix}"
