@@ -73,13 +73,14 @@ def refund_now(purchase: Purchase, amount_refunded: int) -> None:
     db.session.commit()
 
 
-def indebted_fan(make_fan, make_creator, owed_tokens: int, *, extra: int = 0):
-    """(fan, creator, purchase): a fan who bought `owed_tokens + extra` (demo), spent all of
-    it on tips to `creator`, then had `owed_tokens` of it refunded, and so owes that many."""
+def indebted_fan(make_fan, make_creator, owed_tokens: int, *, held: int = 0):
+    """(fan, creator, purchase): a fan who bought `owed_tokens + held` (demo), tipped
+    `creator` all but `held` of it, then had the whole purchase refunded: the wallet
+    gave its `held`, and the fan owes the rest."""
     fan, creator = make_fan(), make_creator()
-    purchase = paid_purchase(fan, owed_tokens + extra, provider="demo")
-    spend(fan, creator, owed_tokens + extra)
-    refund_now(purchase, owed_tokens)
+    purchase = paid_purchase(fan, owed_tokens + held, provider="demo")
+    spend(fan, creator, owed_tokens)
+    refund_now(purchase, owed_tokens + held)
     assert owed(fan.id) == owed_tokens and wallet_of(fan.id) == 0
     return fan, creator, purchase
 
