@@ -65,11 +65,20 @@ def spend(user, creator, tokens: int) -> None:
     tips.send_tip(user, creator.id, tokens, "", None, f"spend-{uuid.uuid4()}")
 
 
+def _locked(purchase: Purchase) -> Purchase:
+    return db.session.execute(select(Purchase).where(Purchase.id == purchase.id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+
+
 def refund_now(purchase: Purchase, amount_refunded: int) -> None:
     """Apply a refund as the webhook would (purchase row locked); commits."""
-    locked = db.session.execute(select(Purchase).where(Purchase.id == purchase.id).with_for_update()
-                                .execution_options(populate_existing=True)).scalar_one()
-    reversals.apply_refund(locked, amount_refunded)
+    reversals.apply_refund(_locked(purchase), amount_refunded)
+    db.session.commit()
+
+
+def dispute_now(purchase: Purchase, dispute_id: str) -> None:
+    """Open a dispute as the webhook would; commits."""
+    reversals.open_dispute(_locked(purchase), dispute_id)
     db.session.commit()
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from app.extensions import db
 from app.ledger.verify import verify
+from app.wallet.models import Purchase
 from tests.conftest import fresh_client
 from tests.helpers import run_together
 from tests.wallet.reversal_helpers import fresh, owed, paid_purchase, post_event, spend, wallet_of
@@ -192,10 +193,10 @@ def test_a_refund_and_a_dispute_racing_take_back_at_most_the_purchase(stripe, st
 # ---- what is refused -------------------------------------------------------------------
 
 def test_events_for_an_unknown_or_pending_purchase_are_refused_and_change_nothing(stripe, make_fan):
-    from app.wallet.models import Purchase
     client, standin = stripe
     fan = make_fan()
-    pending = Purchase(user_id=fan.id, amount_tokens=50, amount_cents=50, provider="stripe", payment_intent="pi_pending")
+    pending = Purchase(user_id=fan.id, amount_tokens=50, amount_cents=50, provider="stripe",
+                       payment_intent="pi_pending")
     db.session.add(pending)
     db.session.commit()
     standin.charges["pi_pending"] = {"id": "ch_pending", "object": "charge", "payment_intent": "pi_pending",
