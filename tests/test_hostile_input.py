@@ -169,7 +169,9 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
                                        "csrf_token": csrf_from(other_browser, "/login")})
     their = {kind: db.session.scalar(text(f"SELECT max(id) FROM {table} WHERE user_id = :u"), {"u": other_fan.id})
              for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
+    purchase_id = db.session.scalar(text("SELECT id FROM purchases WHERE user_id = :u LIMIT 1"), {"u": other_fan.id})
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
+            "purchase_id": str(purchase_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
             **{kind: str(value) for kind, value in their.items()}}
 

@@ -28,11 +28,13 @@ bp = Blueprint("wallet_platform", __name__)
 @login_required
 def purchases():
     """The section (htmx); `?q=` searches by purchase id or e-mail, `?refund=<id>`
-    opens that purchase's refund form. A plain visit goes to /platform, which holds it."""
+    opens that purchase's refund form. A plain visit (a link followed before htmx took
+    it) goes to /platform with the same arguments: the page loads the section with them."""
     reversals.require_operator(current_user)
+    query, selected = request.args.get("q") or "", int_arg(request.args, "refund")
     if not is_htmx():
-        return redirect_to(url_for("dashboard.platform"))
-    return _section(request.args.get("q", ""), int_arg(request.args, "refund"))
+        return redirect_to(url_for("dashboard.platform", q=query[:reversals.SEARCH_MAX] or None, refund=selected))
+    return _section(query, selected)
 
 
 @bp.post("/platform/purchases/<int:purchase_id>/refund")
