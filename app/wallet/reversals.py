@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
 from flask import Flask
 from sqlalchemy import func, or_, select
 
