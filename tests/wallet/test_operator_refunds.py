@@ -17,7 +17,7 @@ from app.extensions import db
 from app.ledger.verify import verify
 from app.wallet.models import Purchase
 from tests.conftest import csrf_from, fresh_client
-from tests.helpers import assert_error
+from tests.helpers import assert_error, run_together
 from tests.wallet.reversal_helpers import (dispute_now, fresh, make_operator, owed, paid_purchase, post_event, spend,
                                            wallet_of)
 
@@ -314,4 +314,21 @@ def test_hostile_form_fields_and_queries_from_an_operator_get_no_5xx_and_move_no
             resp = client.get(f"/platform/purchases?{as_query([(name, value)])}", headers=HTMX)
             assert resp.status_code < 500, (name, value[:40], resp.status_code)
     assert (fresh(purchase.id).refunded_tokens, wallet_of(fan.id)) == (0, 10)
+    assert verify() == []
+
+
+def test_concurrent_demo_refunds_never_refund_more_than_the_purchase(app, operator, make_fan, api_headers):
+    """Ten operators' requests at once (real threads): with ten keys, three 30-token refunds
+    fit in 100 tokens and the rest are refused; with one key, one refund happens."""
+    fan = make_fan()
+    purchase = paid_purchase(fan, 100, provider="demo")
+    headers = api_headers(operator)
+    answers = run_together(app, 10, lambda i: refund_api(fresh_client(app), headers, purchase.id,
+                                                         {"amountCents": 30}).status_code)
+    assert sorted(answers) == [200] * 3 + [422] * 7
+    assert (fresh(purchase.id).refunded_tokens, wallet_of(fan.id)) == (90, 10)
+    answers = run_together(app, 10, lambda i: refund_api(fresh_client(app), headers, purchase.id,
+                                                         {"amountCents": 5}, key="one-key").status_code)
+    assert answers == [200] * 10
+    assert (fresh(purchase.id).refunded_tokens, wallet_of(fan.id)) == (95, 5)
     assert verify() == []
