@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from app.wallet.reversals import format_money
 from tests.browser.pages import Page, axe_violations
 from tests.wallet.reversal_helpers import indebted_fan
 
@@ -97,7 +98,7 @@ def test_an_operator_refunds_a_spent_purchase_from_the_platform_page_and_the_fan
     expect(section.get_by_test_id("purchase-row")).to_have_count(1)
     section.get_by_role("link", name=f"Refund purchase #{purchase.id}").click()
     panel = page.get_by_test_id("refund-panel")
-    expect(panel).to_contain_text("Everything left: 100 tokens (1.00 USD)")
+    expect(panel).to_contain_text(f"Everything left: 100 tokens ({format_money(100, 'usd')})")
     panel.get_by_role("button", name="Refund").click()
     expect(panel.get_by_test_id("refund-error")).to_have_text("Tick the box to confirm the refund.")
     assert axe_violations(page) == []
@@ -105,7 +106,8 @@ def test_an_operator_refunds_a_spent_purchase_from_the_platform_page_and_the_fan
                      animations="disabled")
     page.get_by_test_id("refund-panel").get_by_role("checkbox").check()
     page.get_by_test_id("refund-panel").get_by_role("button", name="Refund").click()
-    expect(page.get_by_test_id("refund-notice")).to_contain_text(f"Purchase #{purchase.id}: 1.00 USD refunded")
+    expect(page.get_by_test_id("refund-notice")).to_contain_text(
+        f"Purchase #{purchase.id}: {format_money(100, 'usd')} refunded")
     expect(page.get_by_test_id("purchase-status")).to_have_text("refunded (test)")
     expect(page.get_by_test_id("purchase-refunded")).to_have_text("100")
     assert axe_violations(page) == []

@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.ledger.verify import verify
+from app.wallet import reversals
 from app.wallet.models import Purchase
 from tests.conftest import csrf_from, fresh_client
 from tests.helpers import assert_error, run_together
@@ -26,6 +27,11 @@ HTMX = {"HX-Request": "true"}
 
 def visible(html: str) -> str:
     return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def money(cents: int) -> str:
+    """How the app writes an amount of dollars (the one money format)."""
+    return reversals.format_money(cents, "usd")
 
 
 def log_in(client, user) -> str:
@@ -102,7 +108,7 @@ def test_the_platform_section_refunds_through_stripe_and_says_it_waits_for_strip
     page = resp.get_data(as_text=True)
     assert resp.status_code == 200, page[:800]
     notice = visible(re.search(r'data-testid="refund-notice">(.*?)</div>', page, re.S).group(1))
-    assert notice.startswith(f"Refund of 0.25 USD for purchase #{purchase.id} requested — waiting for Stripe.")
+    assert notice.startswith(f"Refund of {money(25)} for purchase #{purchase.id} requested — waiting for Stripe.")
     assert standin.calls("POST", "/v1/refunds")[0].params["amount"] == "25"
     assert wallet_of(fan.id) == 100
     post_event(client, standin.charge_refunded(purchase.payment_intent, 25))
@@ -192,7 +198,7 @@ def test_the_platform_section_lists_searches_and_refunds_in_test_mode(client, op
     assert long.status_code == 422 and "at most 254 characters" in long.get_data(as_text=True)
 
     form = client.get(f"/platform/purchases?refund={purchase.id}", headers=HTMX).get_data(as_text=True)
-    assert "Refund purchase #" in form and "Everything left: 100 tokens (1.00 USD)" in visible(form)
+    assert "Refund purchase #" in form and f"Everything left: 100 tokens ({money(100)})" in visible(form)
     key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)
 
     def submit(**fields):
@@ -203,7 +209,7 @@ def test_the_platform_section_lists_searches_and_refunds_in_test_mode(client, op
         ({"choice": "full"}, 422, "Tick the box to confirm the refund."),
         ({"choice": "part", "partTokens": "", "confirm": "yes"}, 422, "Enter an amount of tokens."),
         ({"choice": "part", "partTokens": "1.5", "confirm": "yes"}, 422, "Enter a whole number of tokens"),
-        ({"choice": "part", "partTokens": "101", "confirm": "yes"}, 422, "Only 100 tokens (1.00 USD)"),
+        ({"choice": "part", "partTokens": "101", "confirm": "yes"}, 422, f"Only 100 tokens ({money(100)})"),
     ]:
         resp = submit(**fields)
         assert resp.status_code == status, fields
@@ -214,7 +220,7 @@ def test_the_platform_section_lists_searches_and_refunds_in_test_mode(client, op
     done = submit(choice="full", confirm="yes")
     assert done.status_code == 200
     notice = visible(re.search(r'data-testid="refund-notice">(.*?)</div>', done.get_data(as_text=True), re.S).group(1))
-    assert notice == (f"Purchase #{purchase.id}: 1.00 USD refunded (test mode, no money moved); "
+    assert notice == (f"Purchase #{purchase.id}: {money(100)} refunded (test mode, no money moved); "
                       "its tokens were taken back.")
     assert (fresh(purchase.id).status, wallet_of(fan.id)) == ("refunded", 0)
     # The same form sent again (a double click) refunds nothing more; the row has no Refund button now.
