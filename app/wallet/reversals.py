@@ -36,7 +36,7 @@ import hashlib
 from dataclasses import dataclass
 
 from flask import Flask
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from app import idempotency, ledger, validation
 from app.auth.models import User
@@ -290,17 +290,20 @@ def format_money(cents: int, currency: str) -> str:
 
 def recent_purchases(operator, query: str | None = None, limit: int = RECENT_PURCHASES) -> list[PurchaseRow]:
     """The latest purchases, newest first, optionally those matching `query`: a
-    purchase id ("42" or "#42") or part of the buyer's e-mail address. Operators
-    only (`Forbidden`); `InvalidValue` for a query longer than an e-mail address."""
+    number is a purchase id ("42" or "#42"), anything else part of the buyer's
+    e-mail address. Operators only (`Forbidden`); `InvalidValue` for a query
+    longer than an e-mail address."""
     require_operator(operator)
     q = select(Purchase, User.email, User.display_name).join(User, User.id == Purchase.user_id)
     query = (query or "").strip()
     if len(query) > SEARCH_MAX:
         raise InvalidValue(f"Search for at most {SEARCH_MAX} characters.", field="q")
-    if query:
-        as_id = validation.ascii_int(query.removeprefix("#"))
+    as_id = validation.ascii_int(query.removeprefix("#"))
+    if as_id is not None:
+        q = q.where(Purchase.id == as_id)
+    elif query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(or_(Purchase.id == as_id, User.email.ilike(pattern)) if as_id else User.email.ilike(pattern))
+        q = q.where(User.email.ilike(pattern))
     return [PurchaseRow(*row) for row in db.session.execute(q.order_by(Purchase.id.desc()).limit(limit))]
 
 
