@@ -58,6 +58,7 @@ def test_a_restricted_fan_sees_why_they_cannot_tip_and_finds_the_debt_on_the_wal
     link = notice.get_by_role("link", name="Buy tokens to repay them.")
     expect(link).to_have_attribute("href", "/wallet")
     assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     page.screenshot(path=f"/tmp/restricted-tip-{viewport['width']}.png", caret="initial", animations="disabled")
 
     link.click()
@@ -68,6 +69,7 @@ def test_a_restricted_fan_sees_why_they_cannot_tip_and_finds_the_debt_on_the_wal
     expect(debt.get_by_role("link", name="Buy tokens to repay")).to_be_visible()
     expect(page.locator("#wallet-history")).to_contain_text("Taken back: purchase #")
     assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]  # nothing scrolls sideways
     page.screenshot(path=f"/tmp/restricted-wallet-{viewport['width']}.png", full_page=True, caret="initial",
                     animations="disabled")
     p.assert_clean(allowed=(REFUSED_403,))
@@ -111,6 +113,8 @@ def test_an_operator_refunds_a_spent_purchase_from_the_platform_page_and_the_fan
     expect(page.get_by_test_id("purchase-status")).to_have_text("refunded (test)")
     expect(page.get_by_test_id("purchase-refunded")).to_have_text("100")
     assert axe_violations(page) == []
+    # The section fits the screen: only its table scrolls sideways, inside it.
+    assert page.evaluate("(s => s.scrollWidth <= s.clientWidth)(document.getElementById('platform-purchases'))")
     page.screenshot(path=f"/tmp/platform-refund-{viewport['width']}.png", full_page=True, caret="initial",
                     animations="disabled")
     assert owed(fan.id) == 60
