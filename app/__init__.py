@@ -181,11 +181,12 @@ def _register_blueprints(app: Flask) -> None:
     from app.tips.api import bp as tips_api
     from app.tips.routes import bp as tips_routes
     from app.wallet.api import bp as wallet_api
+    from app.wallet.platform_routes import bp as wallet_platform
     from app.wallet.routes import bp as wallet_routes
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
-               payments_webhooks, payouts_routes, payouts_api):
+               payments_webhooks, payouts_routes, payouts_api, wallet_platform):
         app.register_blueprint(bp)
 
 
@@ -208,9 +209,10 @@ def _register_live(app: Flask) -> None:
 def _register_payments(app: Flask) -> None:
     """Each feature's share of Stripe's webhook events (app/payments/webhooks.py)."""
     from app.payouts import stripe_events as payouts_events
+    from app.wallet import reversals
     from app.wallet import stripe_events as wallet_events
 
-    for feature in (wallet_events, payouts_events):
+    for feature in (wallet_events, reversals, payouts_events):
         feature.init_app(app)
 
 

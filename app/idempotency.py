@@ -51,19 +51,20 @@ class Claim:
     user_id: int
     key: str
     fresh: bool
-    resource_id: int
+    resource_id: int | None
 
 
 def fingerprint(scope: str, params: dict) -> str:
     return hashlib.sha256(json.dumps([scope, params], sort_keys=True).encode()).hexdigest()
 
 
-def claim(user_id: int, key: str, scope: str, params: dict, id_sequence: str) -> Claim:
+def claim(user_id: int, key: str, scope: str, params: dict, id_sequence: str | None) -> Claim:
     """Claim `key` for this request or find the request that already used it.
 
     A fresh claim reserves `resource_id` from `id_sequence` (e.g. `tips_id_seq`):
     the caller creates its row with that id, in the same transaction, so the
-    key and the resource are written once each. Raises `Conflict`
+    key and the resource are written once each. A request that creates no row
+    of its own (an operator's refund) passes None: `resource_id` is None. Raises `Conflict`
     (idempotency_key_reused) when the key was used with other parameters.
     """
     fresh, resource_id, conflict = db.session.execute(

@@ -21,7 +21,7 @@ from flask_login import current_user, login_required
 from app import validation
 from app.auth.models import User
 from app.calls import display, refunds, service
-from app.errors import BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
+from app.errors import AccountRestricted, BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
 from app.http import int_arg, is_htmx, redirect_to, render, request_idempotency_key
 from app.tips.service import recent_tips
@@ -53,7 +53,7 @@ def _modal(creator: User, status: int = 200, **extra):
     context = dict(creator=creator, rate=rate, taking_calls=bool(creator.calls_enabled and rate),
                    minimum=service.minimum_balance(rate) if rate else None,
                    block_seconds=current_app.config["BILLING_BLOCK_SECONDS"],
-                   balance=wallet_balance(current_user), error=None, shortfall=None, open_call_id=None)
+                   balance=wallet_balance(current_user), error=None, shortfall=None, open_call_id=None, owed=None)
     context.update(extra)
     return render_template("calls/_modal.html", **context), status
 
@@ -77,6 +77,8 @@ def request_call():
         call = service.init_call(current_user, creator.id, rate)
     except InsufficientFunds as err:
         return _modal(creator, err.status, error=err.message, shortfall=err.required)
+    except AccountRestricted as err:
+        return _modal(creator, err.status, owed=err.owed)
     except (Conflict, InvalidValue) as err:
         db.session.refresh(creator)  # show the rate as it is now
         return _modal(creator, err.status, error=err.message, open_call_id=err.extra.get("callId"))

@@ -33,6 +33,7 @@ from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, Not
 from app.extensions import db, driver_connection
 from app.realtime.bus import Publisher
 from app.wallet.pushes import balance_changed, balance_messages
+from app.wallet.reversals import refuse_if_owing
 
 OPEN_STATUSES = ("requested", "active", "paused")
 REQUEST_TIMEOUT = timedelta(minutes=2)  # an unanswered request expires
@@ -70,7 +71,9 @@ def minimum_balance(rate: int) -> int:
 
 def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     """A fan asks a creator for a call at the creator's current rate; commits and
-    notifies the creator. `confirmed_rate`, when given, must equal that rate."""
+    notifies the creator. `confirmed_rate`, when given, must equal that rate.
+    Raises `InsufficientFunds` below the first two blocks' price and `AccountRestricted`
+    while the fan owes tokens after a refund or chargeback."""
     validation.record_id(creator_id, "creatorId", "creatorId must be a creator's id.")
     if creator_id == fan.id:
         raise InvalidValue("You can't call yourself.", "self_call", field="creatorId")
@@ -91,6 +94,7 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     needed = minimum_balance(rate)
     balance = ledger.balance_of(ledger.account_for(fan.id, "wallet"))
     if balance < needed:
+        refuse_if_owing(fan.id)  # a fan who owes has an empty wallet: asked only once it is short
         raise InsufficientFunds(required=needed - balance, message=(
             f"A call needs {needed:,} tokens to start (its first two blocks): {needed - balance:,} more needed."))
     # The fan's row lock makes "no open call yet" hold until this one is written (a

@@ -83,7 +83,7 @@ __all__ = [
     "Account", "Leg", "TransferKind", "TransferResult", "LedgerError", "split", "transfer", "open_account",
     "open_escrow", "escrow_account", "accounts_for", "TransferRequest", "transfer_many", "CreatorPayment",
     "creator_payment", "RequestTransfer", "transfer_for_request", "account_for", "system_account", "balance_of",
-    "verify", "Holder", "lock_holder", "holder_credit", "holder_take_back", "owed_by", "lock_account",
+    "verify", "Holder", "lock_holder", "lock_holders", "holder_credit", "holder_take_back", "owed_by", "lock_account",
 ]
 
 
@@ -255,12 +255,30 @@ def lock_holder(user_id: int) -> Holder:
     order as `ledger_post` locks, and read their balances. Take this lock before
     building `holder_credit` or `holder_take_back` legs, so the split between
     wallet and debt cannot go stale before the transfer posts."""
-    wallet = account_for(user_id, "wallet") or open_account("wallet", user_id)
-    debt = account_for(user_id, "debt") or open_account("debt", user_id)
+    return lock_holders([user_id])[user_id]
+
+
+def lock_holders(user_ids) -> dict[int, Holder]:
+    """`lock_holder` for many users at once (a show's refund batch): opens the
+    missing wallet and debt accounts in one statement, then locks every row in one
+    query, in account-id order (as `ledger_post` does, so two batches sharing users
+    cannot deadlock). Returns a `Holder` per user."""
+    ids = sorted(set(user_ids))
+    found = {kind: accounts_for(ids, kind) for kind in ("wallet", "debt")}
+    missing = [(kind, u) for kind in found for u in ids if u not in found[kind]]
+    if missing:
+        db.session.execute(
+            text("INSERT INTO ledger_accounts (kind, user_id, cached) "
+                 "SELECT k, u, true FROM unnest(CAST(:k AS text[]), CAST(:u AS bigint[])) AS m(k, u) "
+                 "ON CONFLICT DO NOTHING"),
+            {"k": [k for k, _ in missing], "u": [u for _, u in missing]})
+        found = {kind: accounts_for(ids, kind) for kind in found}
+    wallets, debts = found["wallet"], found["debt"]
     balances = dict(db.session.execute(
-        text("SELECT id, balance FROM ledger_accounts WHERE id IN (:w, :d) ORDER BY id FOR UPDATE"),
-        {"w": wallet.id, "d": debt.id}).all())
-    return Holder(user_id, wallet, debt, int(balances[wallet.id]), -int(balances[debt.id]))
+        text("SELECT id, balance FROM ledger_accounts WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        {"ids": [a.id for a in (*wallets.values(), *debts.values())]}).all())
+    return {u: Holder(u, wallets[u], debts[u], int(balances[wallets[u].id]), -int(balances[debts[u].id]))
+            for u in ids}
 
 
 def holder_credit(holder: Holder, amount: int) -> list[Leg]:

@@ -69,6 +69,10 @@ class DemoProvider:
     def start_checkout(self, purchase, *, success_url: str, cancel_url: str) -> Checkout:
         return Checkout(completed=True, reference=f"demo_{uuid.uuid4().hex}")
 
+    def refund(self, purchase, *, amount_cents: int, key: str) -> str:
+        """Nothing to send back: the caller applies the refund to the ledger at once."""
+        return f"re_demo_{uuid.uuid4().hex}"
+
     def create_account(self, user) -> str:
         return f"acct_demo_{user.id}"
 

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from app import ledger
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import AppError, Forbidden, InsufficientFunds
+from app.errors import AccountRestricted, AppError, Forbidden, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
 from app.streams import media, service, tickets
@@ -43,6 +43,8 @@ def buy_ticket(stream_id):
     except InsufficientFunds as err:
         return render_template("streams/_show.html", **_show_context(
             stream, gate_error=err.message, shortfall=err.required)), 402
+    except AccountRestricted as err:
+        return render_template("streams/_show.html", **_show_context(stream, owed=err.owed)), err.status
     except AppError as err:
         context = _show_context(stream, gate_error=err.message)
         if not is_htmx() or context["has_access"]:

@@ -17,7 +17,8 @@ Money path (DESIGN.md §4, §5):
   gives every valid ticket back. `refund_show` works in batches: each batch
   locks the next tickets still valid (in id order), moves their money from
   escrow to their fans in one transfer `stream:<id>:refund:<first ticket id>`
-  and marks them refunded, all in one transaction. So running it twice, at
+  (each fan's share repays what they owe first, `ledger.holder_credit`) and
+  marks them refunded, all in one transaction. So running it twice, at
   the same time, or again after it was killed half way refunds every ticket
   exactly once: a ticket is either still valid (and will be refunded) or
   refunded together with its money.
@@ -29,10 +30,11 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, select, text
 
 from app import ledger
-from app.errors import Conflict, Forbidden
+from app.errors import Conflict, Forbidden, InsufficientFunds
 from app.extensions import db
 from app.streams.models import Stream, Ticket
 from app.wallet.pushes import balance_changed
+from app.wallet.reversals import refuse_if_owing
 
 REFUND_BATCH = 200
 
@@ -69,7 +71,8 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
     (`created=False`) and moves nothing.
 
     Raises `Forbidden` (own show), `Conflict` (public, ended or canceled
-    show) and `InsufficientFunds` (with the shortfall).
+    show), `InsufficientFunds` (with the shortfall) and `AccountRestricted` (the
+    fan owes tokens after a refund or chargeback).
     """
     if stream.creator_id == fan.id:
         raise Forbidden("You can't buy a ticket to your own show.", "own_stream")
@@ -99,6 +102,10 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
                         transfer_id=moved.transfer_id)
         db.session.add(ticket)
         db.session.commit()
+    except InsufficientFunds:
+        db.session.rollback()
+        refuse_if_owing(fan.id)  # a fan who owes has an empty wallet: asked only once it said no
+        raise
     except Exception:
         db.session.rollback()  # a refused checkout leaves nothing behind
         raise
@@ -145,9 +152,10 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
                 stream.refunded_at = func.now()
             db.session.commit()
             return refunded
-        wallets = {t.id: ledger.account_for(t.fan_id, "wallet") for t in batch}
+        # Each fan is credited debt first (what a refund or chargeback left them owing).
+        holders = ledger.lock_holders([t.fan_id for t in batch])
         legs = [ledger.Leg(ledger.escrow_account(stream.escrow_account_id), -sum(t.price for t in batch))]
-        legs += [ledger.Leg(wallets[t.id], t.price) for t in batch]
+        legs += [leg for t in batch for leg in ledger.holder_credit(holders[t.fan_id], t.price)]
         moved = ledger.transfer(ledger.TransferKind.TICKET_REFUND, f"stream:{stream_id}:refund:{batch[0].id}", legs,
                                 {"streamId": stream_id, "streamTitle": stream.title,
                                  "reason": stream.cancel_reason or "creator"})
@@ -159,7 +167,8 @@ def refund_show(stream_id: int, batch_size: int = REFUND_BATCH) -> int:
         db.session.commit()
         refunded += len(batch)
         for t in batch:
-            balance_changed(t.fan_id, moved.balances[wallets[t.id].id])
+            holder = holders[t.fan_id]
+            balance_changed(t.fan_id, moved.balances.get(holder.wallet.id, holder.wallet_balance))
 
 
 def has_valid_ticket_left(stream_id: int) -> bool:

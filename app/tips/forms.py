@@ -20,12 +20,12 @@ def creator_share_for(form) -> int | None:
 
 
 def tip_modal_context(creator, *, stream_id=None, call_id=None, amount_choice="100", custom="", message="",
-                      error=None, field=None, shortfall=None) -> dict:
+                      error=None, field=None, shortfall=None, owed=None) -> dict:
     return {
         "creator": creator, "stream_id": stream_id, "call_id": call_id, "presets": TIP_PRESETS,
         "message_max": MESSAGE_MAX,
         "amount_choice": amount_choice, "custom": custom, "message": message, "error": error,
-        "error_field": field, "shortfall": shortfall,
+        "error_field": field, "shortfall": shortfall, "owed": owed,
         "creator_share": creator_share_for({"amountTokens": amount_choice, "customAmount": custom}),
         "idempotency_key": str(uuid.uuid4()),
     }

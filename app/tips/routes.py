@@ -3,7 +3,7 @@ from flask import Blueprint, g, make_response, render_template, request
 from flask_login import current_user, login_required
 
 from app.auth.models import User
-from app.errors import AppError, InsufficientFunds, NotFound
+from app.errors import AccountRestricted, AppError, InsufficientFunds, NotFound
 from app.extensions import db
 from app.http import int_arg, request_idempotency_key
 from app.tips import service
@@ -51,6 +51,8 @@ def send():
     except InsufficientFunds as err:
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, error=err.message, field="amountTokens", shortfall=err.required, **state)), 402
+    except AccountRestricted as err:
+        return render_template("tips/_modal.html", **tip_modal_context(creator, owed=err.owed, **state)), err.status
     except AppError as err:
         field = err.field if err.field in ("message", "amountTokens") else "amountTokens"
         return render_template("tips/_modal.html", **tip_modal_context(

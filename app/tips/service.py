@@ -15,12 +15,13 @@ from sqlalchemy import select
 from app import ledger, validation
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import Conflict, Forbidden, InvalidValue, NotFound
+from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
 from app.streams.models import Stream
 from app.streams.service import can_view
 from app.tips import pushes
 from app.tips.models import Tip
+from app.wallet.reversals import refuse_if_owing
 
 MESSAGE_MAX = 280
 TIP_PRESETS = (50, 100, 250, 500)
@@ -126,11 +127,18 @@ def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str
 
     Raises `InvalidValue` (bad creator/self/message), `NotFound` (unknown
     creator or context), `Forbidden` (context of another creator),
-    `InsufficientFunds` (with the shortfall) and `Conflict` (key reused with
-    other parameters). A replay of `key` returns the first tip, moving nothing.
+    `InsufficientFunds` (with the shortfall), `AccountRestricted` (the sender owes
+    tokens after a refund or chargeback) and `Conflict` (key reused with other
+    parameters). A replay of `key` returns the first tip, moving nothing.
     """
     try:
         return _send_tip(sender, to_creator_id, amount, message, context, key)
+    except InsufficientFunds:
+        # Only now ask whether the sender owes: a user in debt has an empty wallet, so
+        # every tip of theirs ends here and the hot path never pays for the question.
+        db.session.rollback()
+        refuse_if_owing(sender.id)
+        raise
     except Exception:
         db.session.rollback()  # a refused tip leaves nothing behind, not even the key claim
         raise

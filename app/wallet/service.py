@@ -23,7 +23,7 @@ from app.errors import BadRequest, NotFound
 from app.extensions import db
 from app.ledger.models import LedgerEntry, LedgerTransfer
 from app.payments.providers import format_money, price_cents, provider as get_provider
-from app.wallet import pushes
+from app.wallet import pushes, reversals
 from app.wallet.models import Purchase
 
 log = logging.getLogger(__name__)
@@ -354,6 +354,8 @@ class HistoryPage:
 
 def describe(kind: str, metadata: dict, amount: int) -> str:
     """The reason a person reads next to a wallet entry (plain text: templates escape it)."""
+    if kind in reversals.KINDS:
+        return reversals.describe(kind, metadata, amount)
     if kind == ledger.TransferKind.PURCHASE:
         suffix = " (test mode)" if metadata.get("provider") == "demo" else ""
         bought = metadata.get("amountTokens")
