@@ -24,6 +24,13 @@ TOKEN_PREFIX = "pm_"
 _BAD_CREDENTIALS = "Email or password is incorrect."
 
 
+def require_operator(user, what: str) -> None:
+    """`Forbidden` (not_an_operator), saying "<what> is for operators.", unless
+    `user` runs the platform (`is_operator`): the one check of every operator action."""
+    if not getattr(user, "is_operator", False):
+        raise Forbidden(f"{what} is for operators.", "not_an_operator")
+
+
 def register(email, password, display_name, role="fan") -> User:
     """Create a user with a wallet (and earnings account for creators); commits.
 

@@ -5,6 +5,7 @@ import secrets
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
+from app.auth.service import require_operator
 from app.calls import refunds, service
 from app.errors import Forbidden, Unauthorized
 from app.http import public, request_idempotency_key
@@ -52,7 +53,7 @@ def history(call_id):
 def refund(call_id):
     """Operators: `{blocks?: [blockIndex]}` (left out: every charged block not refunded yet)
     → `{call, refunded: [blockIndex]}`; `Idempotency-Key` required. An empty body counts as `{}`."""
-    refunds.require_operator(current_user)  # before the body and key: others learn nothing more
+    require_operator(current_user, "Refunding calls")  # before the body and key: others learn nothing more
     data = json_body(request) if request.get_data() else {}
     result = refunds.refund_blocks(current_user, call_id, data.get("blocks"), request_idempotency_key())
     return jsonify(call=result.call.to_dict(), refunded=result.refunded)

@@ -44,9 +44,10 @@ from sqlalchemy import select, text
 
 from app import clock, idempotency, ledger, validation
 from app.auth.models import User
+from app.auth.service import require_operator
 from app.calls import pushes
 from app.calls.models import BLOCK_RECEIPTS, BillingEvent, Call, locked_call
-from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
+from app.errors import Conflict, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
 from app.ledger.models import LedgerTransfer
 from app.wallet.pushes import balance_changed
@@ -78,14 +79,9 @@ class Refund:
 
 # ---- who may, and which blocks -------------------------------------------------------------------
 
-def require_operator(user) -> None:
-    if not getattr(user, "is_operator", False):
-        raise Forbidden("Refunding calls is for operators.", "not_an_operator")
-
-
 def call_for_operator(operator, call_id) -> Call:
     """Any call, for an operator (`Forbidden` for anyone else, `NotFound` for an unknown id)."""
-    require_operator(operator)
+    require_operator(operator, "Refunding calls")
     call = db.session.get(Call, call_id) if validation.is_record_id(call_id) else None
     if call is None:
         raise NotFound("No such call.", "call_not_found")

@@ -20,6 +20,7 @@ from flask_login import current_user, login_required
 
 from app import validation
 from app.auth.models import User
+from app.auth.service import require_operator
 from app.calls import display, refunds, service
 from app.errors import AccountRestricted, BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
@@ -146,7 +147,7 @@ def _platform(status: int = 200, **context):
 @login_required
 def platform_calls():
     """Operators only: the Calls section, with `?call=<number>` looked up."""
-    refunds.require_operator(current_user)
+    require_operator(current_user, "Refunding calls")
     raw = request.args.get("call", "").strip().lstrip("#")
     if not raw:
         return _platform()

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app import ledger
+from app.auth.service import require_operator
 from app.dashboard import queries
 from app.dashboard.ranges import DayTotals, days, parse_range, start_day
 from app.dashboard.sources import FEE_KINDS, by_source
-from app.errors import Forbidden
 from app.ledger import TransferKind
 from app.ledger.verify import VerifyRun, last_run
 
@@ -32,8 +32,7 @@ def platform_overview(user, range_: str) -> Platform:
     tokens outstanding in wallets, held in escrow and owed by fans now, and the
     last `flask ledger verify` result. Raises Forbidden ("not_an_operator") unless
     `user.is_operator`, InvalidValue for a bad range."""
-    if not getattr(user, "is_operator", False):
-        raise Forbidden("The platform view is for operators.", "not_an_operator")
+    require_operator(user, "The platform view")
     range_ = parse_range(range_)
     start = start_day(range_)
     fees_id = ledger.system_account("platform_fees").id

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, flash, render_template, request, url_f
 from flask_login import current_user, login_required
 
 from app import clock
-from app.auth.service import require_creator
+from app.auth.service import require_creator, require_operator
 from app.errors import AppError, InvalidValue
 from app.http import is_htmx, redirect_to, render, request_idempotency_key
 from app.payouts import service
@@ -99,7 +99,7 @@ def platform_queue():
 @bp.post("/platform/payouts/<int:payout_id>/approve")
 @login_required
 def approve(payout_id):
-    service.require_operator(current_user)
+    require_operator(current_user, "Deciding payouts")
     try:
         payout = service.approve(current_user, payout_id)
     except AppError as err:
@@ -110,7 +110,7 @@ def approve(payout_id):
 @bp.post("/platform/payouts/<int:payout_id>/reject")
 @login_required
 def reject(payout_id):
-    service.require_operator(current_user)
+    require_operator(current_user, "Deciding payouts")
     raw = request.form.get("reason", "")
     try:
         payout = service.reject(current_user, payout_id, raw)

@@ -37,8 +37,8 @@ from sqlalchemy import select, text
 
 from app import clock, idempotency, ledger, validation
 from app.auth.models import User
-from app.auth.service import require_creator
-from app.errors import Conflict, Forbidden, InsufficientFunds, NotFound
+from app.auth.service import require_creator, require_operator
+from app.errors import Conflict, InsufficientFunds, NotFound
 from app.extensions import db
 from app.payments.providers import ProviderError, format_money, payout_cents, provider
 from app.payouts.models import Payout, PayoutAccount
@@ -350,15 +350,9 @@ class QueuedPayout:
     creator_name: str
 
 
-def require_operator(user) -> None:
-    """`Forbidden` (not_an_operator) unless `user` is an operator."""
-    if not getattr(user, "is_operator", False):
-        raise Forbidden("Deciding payouts is for operators.", "not_an_operator")
-
-
 def approval_queue(user, limit: int = QUEUE_LIMIT) -> list[QueuedPayout]:
     """Payouts awaiting a decision, oldest first, with their creator's name (operators only)."""
-    require_operator(user)
+    require_operator(user, "Deciding payouts")
     rows = db.session.execute(select(Payout, User.display_name).join(User, User.id == Payout.user_id)
                               .where(Payout.status == "requested").order_by(Payout.id).limit(limit)).all()
     return [QueuedPayout(p, name) for p, name in rows]
@@ -382,7 +376,7 @@ def _decide(user, payout_id: int) -> Payout:
 def approve(user, payout_id: int) -> Payout:
     """An operator clears a requested payout for sending; commits and queues it.
     Raises `Forbidden` (not an operator), `NotFound`, `Conflict` (not `requested`)."""
-    require_operator(user)
+    require_operator(user, "Deciding payouts")
     try:
         payout = _decide(user, payout_id)
         payout.status = "approved"
@@ -398,7 +392,7 @@ def reject(user, payout_id: int, raw_reason) -> Payout:
     """An operator turns a requested payout down with a reason: the tokens go back to
     the creator's earnings; commits. Raises `Forbidden`, `InvalidValue` (reason),
     `NotFound`, `Conflict` (not `requested`)."""
-    require_operator(user)
+    require_operator(user, "Deciding payouts")
     reason = reject_reason(raw_reason)
     try:
         payout = _decide(user, payout_id)

@@ -15,6 +15,7 @@ from flask import Blueprint, flash, jsonify, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import validation
+from app.auth.service import require_operator
 from app.errors import AppError, Conflict, InvalidValue
 from app.http import int_arg, is_htmx, redirect_to, request_idempotency_key
 from app.payments.client import ProviderError
@@ -30,7 +31,7 @@ def purchases():
     """The section (htmx); `?q=` searches by purchase id or e-mail, `?refund=<id>`
     opens that purchase's refund form. A plain visit (a link followed before htmx took
     it) goes to /platform with the same arguments: the page loads the section with them."""
-    reversals.require_operator(current_user)
+    require_operator(current_user, "Purchases and refunds")
     query, selected = request.args.get("q") or "", int_arg(request.args, "refund")
     if not is_htmx():
         return redirect_to(url_for("dashboard.platform", q=query[:reversals.SEARCH_MAX] or None, refund=selected))
@@ -42,7 +43,7 @@ def purchases():
 def refund(purchase_id):
     """The refund form: everything left or part of it, in whole tokens, once confirmed.
     Errors come back in the form; success shows what happens next above the list."""
-    reversals.require_operator(current_user)
+    require_operator(current_user, "Purchases and refunds")
     form = request.form
     query = (form.get("q") or "")[:reversals.SEARCH_MAX]
     reversals.purchase_row(current_user, purchase_id)  # 404 before reading the rest
@@ -77,7 +78,7 @@ def _done(result: reversals.RefundResult) -> str:
 def api_refund(purchase_id):
     """`{amountCents}` (+ Idempotency-Key) → 202 `{refund: {id, amountCents, status}}` while
     Stripe has it, or 200 `{purchase}` when the refund applied at once (demo)."""
-    reversals.require_operator(current_user)
+    require_operator(current_user, "Purchases and refunds")
     data = validation.json_body(request)
     result = reversals.request_refund(current_user, purchase_id, request_idempotency_key(),
                                       amount_cents=reversals.refund_cents(data.get("amountCents")))

@@ -40,7 +40,8 @@ from sqlalchemy import func, select
 
 from app import idempotency, ledger, validation
 from app.auth.models import User
-from app.errors import AccountRestricted, BadRequest, Conflict, Forbidden, InvalidValue, NotFound
+from app.auth.service import require_operator
+from app.errors import AccountRestricted, BadRequest, Conflict, InvalidValue, NotFound
 from app.extensions import db
 from app.ledger.models import LedgerEntry, LedgerTransfer
 from app.payments.providers import DemoProvider, format_money, provider as get_provider
@@ -288,7 +289,7 @@ def recent_purchases(operator, query: str | None = None, limit: int = RECENT_PUR
     number is a purchase id ("42" or "#42"), anything else part of the buyer's
     e-mail address. Operators only (`Forbidden`); `InvalidValue` for a query
     longer than an e-mail address."""
-    require_operator(operator)
+    require_operator(operator, "Purchases and refunds")
     q = select(Purchase, User.email, User.display_name).join(User, User.id == Purchase.user_id)
     query = (query or "").strip()
     if len(query) > SEARCH_MAX:
@@ -304,7 +305,7 @@ def recent_purchases(operator, query: str | None = None, limit: int = RECENT_PUR
 
 def purchase_row(operator, purchase_id: int) -> PurchaseRow:
     """One purchase as the list shows it, or `NotFound`; operators only."""
-    require_operator(operator)
+    require_operator(operator, "Purchases and refunds")
     row = db.session.execute(select(Purchase, User.email, User.display_name).join(User, User.id == Purchase.user_id)
                              .where(Purchase.id == purchase_id)).one_or_none()
     if row is None:
@@ -336,7 +337,7 @@ def request_refund(operator, purchase_id: int, key: str, *, amount_cents: int | 
     more than is left), `Conflict` (key reused with other parameters) and
     `ProviderError` (Stripe refused or is down; nothing changed).
     """
-    require_operator(operator)
+    require_operator(operator, "Purchases and refunds")
     try:
         return _request_refund(operator, purchase_id, key, amount_cents, amount_tokens)
     except Exception:
@@ -409,11 +410,6 @@ def _refusal(purchase: Purchase, provider_name: str | None = None) -> str | None
     if purchase.provider != DemoProvider.name and not purchase.payment_intent:
         return f"Purchase {purchase.id} has no payment at Stripe to refund."
     return None
-
-
-def require_operator(user) -> None:
-    if not getattr(user, "is_operator", False):
-        raise Forbidden("Purchases and refunds are for operators.", "not_an_operator")
 
 
 # ---- the wallet history's words ---------------------------------------------------------------
