@@ -71,11 +71,13 @@ def statement_lines(user, month: Month) -> list[tuple[str, int]]:
         rows = db.session.execute(_SUMS, {"a": earnings.id, "start": month.start, "end": month.end})
         sums = {r.kind: int(r.tokens) for r in rows}
     opening = sums.pop(None, 0)
+    # Taken first: a refunded call block counts against "calls" on the dashboards, but
+    # the statement shows what was clawed back on its own line.
+    others = [(label, sum(sums.pop(k, 0) for k in kinds)) for label, kinds in OTHER_LINES]
     lines = [("opening balance", opening)]
     for source in SOURCES:
         lines.append((f"earnings: {source}", sum(sums.pop(k, 0) for k, s in EARNING_KINDS.items() if s == source)))
-    for label, kinds in OTHER_LINES:
-        lines.append((label, sum(sums.pop(k, 0) for k in kinds)))
+    lines += others
     lines.append(("other", sum(sums.values())))
     lines.append(("closing balance", sum(tokens for _, tokens in lines)))
     return lines

@@ -191,3 +191,23 @@ def test_a_hostile_range_shows_its_error_by_the_switcher_and_a_fan_is_refused(op
     for path in ("/dashboard", "/platform"):
         answer = f.page.goto(path)
         assert answer is not None and answer.status == 403, path
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1280, 900)], ids=["phone", "desktop"])
+def test_the_operators_platform_page_loads_every_money_section_and_fits_a_phone(open_page, make_user, size):
+    """/platform with its sections (purchases, calls, payouts: each loaded from its
+    feature's own route) fits the screen at phone and desktop sizes, axe clean."""
+    from app.extensions import db
+    from tests.browser.pages import axe_violations
+    operator = make_user("fan", name="Olga Operator")
+    operator.is_operator = True
+    db.session.commit()
+    p = open_page(operator, "/platform")
+    p.page.set_viewport_size({"width": size[0], "height": size[1]})
+    for heading in ("Purchases", "Calls", "Payouts"):
+        expect(p.page.get_by_role("heading", name=re.compile(f"^{heading}"))).to_be_visible()
+    expect(p.page.get_by_test_id("debt-outstanding")).to_be_visible()
+    assert p.page.evaluate("document.documentElement.scrollWidth") <= size[0]
+    assert axe_violations(p.page) == []
+    p.page.screenshot(path=f"/tmp/platform-{size[0]}.png", full_page=True, animations="disabled")
+    p.assert_clean()

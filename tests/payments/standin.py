@@ -366,7 +366,8 @@ def start() -> tuple[StandIn, callable]:
     standin = StandIn()
     server = make_server("127.0.0.1", 0, standin, threaded=True)
     standin.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: `stop` (shutdown) waits up to one interval, once per test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
 
     def stop():
