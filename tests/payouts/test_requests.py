@@ -150,6 +150,32 @@ def test_ten_concurrent_requests_never_take_more_than_is_available(app, ctx, pay
     assert ledger.verify() == []
 
 
+def test_a_payout_racing_a_real_chargeback_of_the_tips_it_pays_out_leaves_the_books_verified(
+        app, ctx, make_fan, make_creator, clock):
+    """The fan whose purchase paid the creator's tips disputes it (`charge.dispute.created`,
+    as the webhook applies it) while the creator takes a payout: both go through (the
+    chargeback takes the fan's tokens back — here all debt, the wallet was spent — and
+    never the creator's earnings), and the books verify after every round."""
+    from tests.payouts.helpers import make_ready
+    from tests.wallet.reversal_helpers import dispute_now, owed, paid_purchase, spend
+    for _ in range(4):
+        fan, creator = make_fan(), make_creator()
+        purchase = paid_purchase(fan, 5000, provider="demo")
+        spend(fan, creator, 5000)  # the creator earns 4,000
+        make_ready(creator)
+        clock.advance(days=8)
+
+        def act(i, creator_id=creator.id, purchase=purchase):
+            if i == 0:
+                return service.request_payout(fresh_user(creator_id), 3000, f"race-{uuid.uuid4()}").payout.status
+            dispute_now(purchase, f"dp_{uuid.uuid4().hex[:12]}")
+            return "disputed"
+        results = run_together(app, 2, act)
+        assert results[1] == "disputed" and results[0] in ("requested", "approved", "paid"), results
+        assert owed(fan.id) == 5000 and earnings_of(creator.id) == 1000
+        assert ledger.verify() == []
+
+
 def test_a_payout_racing_a_chargeback_leaves_the_books_verified(app, ctx, payee):
     """A refund-style debit of the creator's earnings (a call refund takes the same
     lock) racing a payout: together they ask for more than there is, so one of
