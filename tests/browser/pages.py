@@ -58,23 +58,37 @@ class Page:
         assert not other, f"console errors on {where}: {other}"
 
 
-def logged_in_pages(browser, base_url: str, timeout_ms: int, init_script: str, log_in):
-    """The `open_page` fixtures' body: yields open(user, path) → a Page in a fresh context
-    of `browser`, logged in through /login and on `path`; closes every context afterwards."""
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def fresh_pages(browser, base_url: str, timeout_ms: int, init_script: str | None = None):
+    """The `browse` fixtures' body: yields open(viewport=DESKTOP) → a Page in a fresh
+    context of `browser` (no one logged in); closes every context afterwards."""
     contexts = []
 
-    def _open(user, path) -> Page:
-        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    def _open(viewport=DESKTOP) -> Page:
+        context = browser.new_context(base_url=base_url, viewport=viewport)
         context.set_default_timeout(timeout_ms)
-        context.add_init_script(init_script)
+        if init_script:
+            context.add_init_script(init_script)
         contexts.append(context)
-        p = Page(context.new_page())
-        log_in(p, user, path)
-        return p
+        return Page(context.new_page())
 
     yield _open
     for context in contexts:
         context.close()
+
+
+def logged_in_pages(browser, base_url: str, timeout_ms: int, init_script: str, log_in):
+    """The `open_page` fixtures' body: yields open(user, path, viewport=DESKTOP) → a Page
+    in a fresh context of `browser`, logged in through /login and on `path`; closes
+    every context afterwards."""
+    for open_fresh in fresh_pages(browser, base_url, timeout_ms, init_script):
+        def _open(user, path, viewport=DESKTOP) -> Page:
+            p = open_fresh(viewport)
+            log_in(p, user, path)
+            return p
+        yield _open
 
 
 _AXE = None

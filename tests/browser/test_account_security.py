@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import Page, axe_violations
+from tests.browser.pages import Page, axe_violations, fresh_pages
 
 TIMEOUT = 5_000
 PHONE = {"width": 390, "height": 844}
@@ -18,16 +18,8 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture()
 def browse(browser, live_server):
     """browse(viewport=PHONE) → a Page in a fresh browser context; all closed afterwards."""
-    contexts = []
-
-    def _open(viewport=PHONE) -> Page:
-        context = browser.new_context(base_url=live_server, viewport=viewport)
-        context.set_default_timeout(TIMEOUT)
-        contexts.append(context)
-        return Page(context.new_page())
-    yield _open
-    for context in contexts:
-        context.close()
+    for open_fresh in fresh_pages(browser, live_server, TIMEOUT):
+        yield lambda viewport=PHONE: open_fresh(viewport)
 
 
 def log_in(p: Page, user, password=None) -> None:

@@ -13,7 +13,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import Page, axe_violations
+from tests.browser.pages import Page, axe_violations, logged_in_pages
 from tests.browser.test_tips_live import WS_PROBE, log_in, wait_listening
 from tests.wallet.stripe_helpers import purchase_row, stripe_server, wallet_of  # noqa: F401 (a fixture)
 
@@ -24,20 +24,8 @@ VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, 
 @pytest.fixture()
 def open_wallet(browser, stripe_server):
     """open_wallet(user, viewport) → a Page logged in on `stripe_app`'s /wallet."""
-    contexts = []
-
-    def _open(user, viewport, path="/wallet") -> Page:
-        context = browser.new_context(base_url=stripe_server, viewport=VIEWPORTS[viewport])
-        context.set_default_timeout(TIMEOUT)
-        context.add_init_script(WS_PROBE)
-        contexts.append(context)
-        p = Page(context.new_page())
-        log_in(p, user, path)
-        return p
-
-    yield _open
-    for context in contexts:
-        context.close()
+    for open_page in logged_in_pages(browser, stripe_server, TIMEOUT, WS_PROBE, log_in):
+        yield lambda user, viewport, path="/wallet": open_page(user, path, VIEWPORTS[viewport])
 
 
 def assert_accessible(p: Page) -> None:

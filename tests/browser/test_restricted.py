@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.wallet.reversals import format_money
-from tests.browser.pages import Page, axe_violations
+from tests.browser.pages import axe_violations, fresh_pages
 from tests.wallet.reversal_helpers import indebted_fan
 
 TIMEOUT = 5_000
@@ -20,16 +20,7 @@ OWED = 75
 @pytest.fixture()
 def browse(browser, live_server):
     """browse(viewport) → a Page in a fresh browser context; all closed afterwards."""
-    contexts = []
-
-    def _open(viewport) -> Page:
-        context = browser.new_context(base_url=live_server, viewport=viewport)
-        context.set_default_timeout(TIMEOUT)
-        contexts.append(context)
-        return Page(context.new_page())
-    yield _open
-    for context in contexts:
-        context.close()
+    yield from fresh_pages(browser, live_server, TIMEOUT)
 
 
 @pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 900}],
