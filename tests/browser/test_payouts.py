@@ -9,11 +9,9 @@ script errors and axe-core violations, at phone and desktop sizes."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from app.payouts.jobs import pay_payout
 from app.tips import pushes
@@ -23,6 +21,7 @@ from tests.browser.test_tips_live import log_in
 from tests.clock import install_clock, restore_clock
 from tests.payouts.conftest import earn  # noqa: F401  (the fixture)
 from tests.payouts.helpers import earnings_of, payouts_of
+from tests.wallet.stripe_helpers import serve
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1280, "height": 900}
@@ -34,13 +33,7 @@ def stripe_server(stripe_app, stripe_standin, clock):
     """The Stripe-provider app served over HTTP (threaded), the stand-in's webhooks
     pointed at it, on the session's clock (moved on by the test)."""
     previous = install_clock(stripe_app, clock)
-    server = make_server("127.0.0.1", 0, stripe_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    stripe_standin.webhook_url = f"{url}/webhooks/stripe"
-    yield url
-    server.shutdown()
+    yield from serve(stripe_app, stripe_standin)
     restore_clock(stripe_app, previous)
 
 

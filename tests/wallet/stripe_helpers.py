@@ -82,14 +82,20 @@ def event_outcome(event_id: str) -> str | None:
     return db.session.scalar(text("SELECT outcome FROM stripe_events WHERE id = :id"), {"id": event_id})
 
 
-@pytest.fixture()
-def stripe_server(stripe_app, stripe_standin):
-    """`stripe_app` served over real HTTP (threaded, like live_server), with the
-    stand-in's hosted Checkout delivering its webhooks there; yields the base URL."""
+def serve(stripe_app, standin):
+    """Serve `stripe_app` over real HTTP (threaded, like live_server), with the
+    stand-in's hosted pages delivering their webhooks there; yields the base URL
+    (a generator for fixtures to `yield from`)."""
     server = make_server("127.0.0.1", 0, stripe_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
-    stripe_standin.webhook_url = f"{base}/webhooks/stripe"
+    standin.webhook_url = f"{base}/webhooks/stripe"
     yield base
     server.shutdown()
+
+
+@pytest.fixture()
+def stripe_server(stripe_app, stripe_standin):
+    """`stripe_app` served over real HTTP; yields the base URL (see `serve`)."""
+    yield from serve(stripe_app, stripe_standin)
