@@ -77,7 +77,7 @@ def _assert_none_left(instance_dir, timeout=90):
     deadline = time.monotonic() + timeout
     while (left := _instance_processes(instance_dir)) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert not left, [" ".join(p.cmdline()) for p in left if p.is_running()]
+    assert not left, [" ".join(_cmdline(p)) for p in left if p.is_running()]
 
 
 def _stop(proc, sig=signal.SIGTERM, timeout=90):
@@ -99,16 +99,25 @@ def _wait_for(predicate, what, timeout=90):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _cmdline(process) -> list[str]:
+    """A process's command line; [] if it ended meanwhile (RQ forks a short-lived
+    work horse for each cron job, which may finish between listing and asking)."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_launcher_runs_everything_embedded_and_stops_it_all(instance):
     proc, port = _start(instance)
     try:
         status, body = _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
         assert status == 200 and body == {"db": "ok", "redis": "ok"}
         family = psutil.Process(proc.pid).children(recursive=True)
-        cmdlines = [" ".join(p.cmdline()) for p in family]
+        cmdlines = [" ".join(_cmdline(p)) for p in family]
         assert any("worker.py" in c for c in cmdlines), cmdlines
         assert any("redis-server" in c for c in cmdlines), cmdlines
-        postgres = [p for p in _instance_processes(instance) if "postgres" in " ".join(p.cmdline())]
+        postgres = [p for p in _instance_processes(instance) if "postgres" in " ".join(_cmdline(p))]
         assert postgres, "embedded PostgreSQL is not running from the instance dir"
     finally:
         output = _stop(proc)

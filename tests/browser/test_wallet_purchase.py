@@ -91,6 +91,9 @@ def test_fractional_custom_amount_shows_inline_error(fan_page):
     sign_up(p)
     page.locator('#buy-sheet button[data-pack="500"]').click()
     expect(balance(page)).to_have_text("500", timeout=TIMEOUT)
+    # The balance may arrive first over /ws/me; the sheet is swapped when the answer
+    # lands, so type only into the new one.
+    expect(page.locator("#buy-sheet .alert.success")).to_contain_text("Added 500 tokens", timeout=TIMEOUT)
 
     page.locator("#custom-amount").fill("1.5")
     page.locator("#buy-sheet form.custom-amount").get_by_role("button", name="Buy", exact=True).click()
