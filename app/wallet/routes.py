@@ -35,10 +35,11 @@ def _wallet_context(highlight: int | None = None) -> dict:
 @bp.get("/wallet")
 @login_required
 def wallet():
-    """The wallet; `?purchase=<id>` (Checkout's way back) highlights that purchase."""
+    """The wallet; `?purchase=<id>` (Checkout's way back) highlights that purchase,
+    and `?next=<path>` offers to go back to the page the tokens were bought from."""
     prefill = int_arg(request.args, "topup", maximum=999_999)
     return render_template("wallet/wallet.html", **_wallet_context(int_arg(request.args, "purchase")),
-                           **buy_sheet_context(prefill=prefill))
+                           back_to=service.back_path(request.args.get("next")), **buy_sheet_context(prefill=prefill))
 
 
 @bp.get("/wallet/history")
@@ -74,7 +75,9 @@ def purchase():
     on_wallet_page = is_htmx() and _htmx_page_path() == "/wallet"
     try:
         amount = service.purchase_amount(raw, from_form=True)
-        result = service.purchase_tokens(current_user, amount, request_idempotency_key())
+        # The sheet opened inside a stream's or a call's modal: Checkout's way back offers that page.
+        result = service.purchase_tokens(current_user, amount, request_idempotency_key(),
+                                         return_to=_htmx_page_path() if is_htmx() else None)
     except AppError as err:
         return render("wallet/wallet.html", "wallet/_buy_sheet.html", err.status, **_wallet_context(),
                       **buy_sheet_context(error=err.message, custom_value=raw[:32]))

@@ -77,8 +77,10 @@ def price_of(amount_tokens: int) -> str:
     return format_money(price_cents(amount_tokens), current_app.config["CURRENCY"])
 
 
-def purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
+def purchase_tokens(user, amount_tokens: int, key: str, return_to: str | None = None) -> PurchaseResult:
     """Buy `amount_tokens` for `user` at `price_cents` in `CURRENCY`, idempotent on `key`; commits.
+    `return_to`: the page the buyer was on (a stream, a call), offered on /wallet
+    when Checkout sends them back (`back_path`); ignored unless a local path.
 
     Demo: the wallet is credited at once (`new_balance`). Stripe: the purchase is
     stored `pending` with its Checkout Session (`checkout_url`: send the buyer
@@ -89,7 +91,7 @@ def purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     keeps nothing: no purchase, and the key is free for a retry.
     """
     try:
-        result = _purchase_tokens(user, amount_tokens, key)
+        result = _purchase_tokens(user, amount_tokens, key, return_to)
     except Exception:
         db.session.rollback()  # a refused purchase leaves nothing behind
         raise
@@ -98,7 +100,7 @@ def purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     return result
 
 
-def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
+def _purchase_tokens(user, amount_tokens: int, key: str, return_to: str | None) -> PurchaseResult:
     claim = idempotency.claim(user.id, key, PURCHASE_SCOPE, {"amountTokens": amount_tokens}, "purchases_id_seq")
     if not claim.fresh:
         db.session.rollback()  # end the claim's transaction: nothing to write
@@ -112,7 +114,7 @@ def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
                         provider=provider.name, status="pending")
     # Stripe is asked while the claim is held (uncommitted): a concurrent retry of
     # the key waits for this answer, and a failure rolls the claim back with the rest.
-    checkout = provider.start_checkout(purchase, **_return_urls(purchase.id))
+    checkout = provider.start_checkout(purchase, **_return_urls(purchase.id, back_path(return_to)))
     purchase.provider_ref, purchase.checkout_url = checkout.reference, checkout.url
     new_balance = _credit(purchase) if checkout.completed else None
     db.session.add(purchase)
@@ -120,16 +122,25 @@ def _purchase_tokens(user, amount_tokens: int, key: str) -> PurchaseResult:
     return PurchaseResult(purchase, new_balance, replayed=False)
 
 
-def _return_urls(purchase_id: int) -> dict:
+def back_path(raw) -> str | None:
+    """The page a buyer came from, if it is worth going back to: a local path (see
+    `validation.is_local_path`), short, and not the wallet itself; else None."""
+    if not (validation.is_local_path(raw) and len(raw) <= 200) or raw.split("?")[0].startswith("/wallet"):
+        return None
+    return raw
+
+
+def _return_urls(purchase_id: int, back: str | None = None) -> dict:
     """Where Checkout sends the buyer back: /wallet, highlighting the purchase (or
-    /wallet alone when they cancel). Absolute, as Stripe requires, built from the
-    request's host (behind a proxy: TRUSTED_PROXIES). Outside a request (seeding)
-    there is no host: empty, which only the demo provider, which sends nobody
-    anywhere, accepts."""
+    /wallet alone when they cancel), with `next` naming the page they bought from,
+    which /wallet offers to go back to. Absolute, as Stripe requires, built from
+    the request's host (behind a proxy: TRUSTED_PROXIES). Outside a request
+    (seeding) there is no host: empty, which only the demo provider, which sends
+    nobody anywhere, accepts."""
     if not has_request_context():
         return {"success_url": "", "cancel_url": ""}
-    return {"success_url": url_for("wallet.wallet", purchase=purchase_id, _external=True),
-            "cancel_url": url_for("wallet.wallet", _external=True)}
+    return {"success_url": url_for("wallet.wallet", purchase=purchase_id, next=back, _external=True),
+            "cancel_url": url_for("wallet.wallet", next=back, _external=True)}
 
 
 def _credit(purchase: Purchase) -> int:

@@ -176,8 +176,8 @@ def _logged_in(stripe_app, user):
     return client, re.search(r'name="csrf_token" value="([^"]+)"', html).group(1), _KEY.search(html).group(1)
 
 
-def _sheet_post(client, csrf, key, amount, htmx):
-    headers = {"HX-Request": "true", "HX-Current-URL": "http://localhost/wallet"} if htmx else {}
+def _sheet_post(client, csrf, key, amount, htmx, page="/wallet"):
+    headers = {"HX-Request": "true", "HX-Current-URL": f"http://localhost{page}"} if htmx else {}
     return client.post("/wallet/purchase", data={"csrf_token": csrf, "idempotency_key": key, "amountTokens": amount},
                        headers=headers)
 
@@ -242,6 +242,38 @@ def test_back_from_checkout_the_wallet_highlights_the_pending_purchase(stripe_ap
     assert f'href="{stripe_standin.url}/pay/{purchase["sessionId"]}"' in row.group(1)
     assert "$10.00" in row.group(1)
     assert "You pay on Stripe" in html and "Test mode" not in html
+
+
+def test_bought_from_a_stream_checkout_leads_back_to_it_through_the_wallet(stripe_app, stripe_standin, make_fan):
+    """The sheet opened in a stream's tip modal: Checkout's success and cancel URLs
+    carry the stream's path, and /wallet offers one step back to it."""
+    from urllib.parse import parse_qs, urlsplit
+    user = make_fan()
+    client, csrf, key = _logged_in(stripe_app, user)
+    assert _sheet_post(client, csrf, key, "500", htmx=True, page="/streams/42").status_code == 200
+    [session] = stripe_standin.sessions.values()
+    for url in (session["success_url"], session["cancel_url"]):
+        assert parse_qs(urlsplit(url).query)["next"] == ["/streams/42"], url
+    back = urlsplit(session["success_url"])
+    html = client.get(f"{back.path}?{back.query}").get_data(as_text=True)
+    assert re.search(r'<a class="button primary" href="/streams/42" data-testid="back-to">', html), html
+
+
+@pytest.mark.parametrize("hostile", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "/wallet?x=1",
+                                     "/streams/1\t", "javascript:alert(1)"])
+def test_the_wallet_offers_no_way_back_to_anything_but_a_page_of_this_site(stripe_app, make_fan, hostile):
+    user = make_fan()
+    client, _, _ = _logged_in(stripe_app, user)
+    resp = client.get("/wallet", query_string={"next": hostile})
+    assert resp.status_code == 200 and 'data-testid="back-to"' not in resp.get_data(as_text=True)
+
+
+def test_bought_on_the_wallet_itself_checkout_comes_back_without_a_detour(stripe_app, stripe_standin, make_fan):
+    user = make_fan()
+    client, csrf, key = _logged_in(stripe_app, user)
+    _sheet_post(client, csrf, key, "500", htmx=True)
+    [session] = stripe_standin.sessions.values()
+    assert "next=" not in session["success_url"] and "next=" not in session["cancel_url"]
 
 
 def _form_action(resp) -> str:
