@@ -61,6 +61,13 @@ class Page:
 DESKTOP = {"width": 1280, "height": 900}
 
 
+def wait_htmx_ready(page) -> None:
+    """Wait until htmx has processed the page (its deferred script ran and it walked the
+    body): a click on an hx-get button before that does nothing. htmx keeps its data on
+    each element it processed, under 'htmx-internal-data'."""
+    page.wait_for_function("() => window.htmx && document.body && document.body['htmx-internal-data'] !== undefined")
+
+
 def fresh_pages(browser, base_url: str, timeout_ms: int, init_script: str | None = None):
     """The `browse` fixtures' body: yields open(viewport=DESKTOP) → a Page in a fresh
     context of `browser` (no one logged in); closes every context afterwards."""

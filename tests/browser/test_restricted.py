@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.wallet.reversals import format_money
-from tests.browser.pages import axe_violations, fresh_pages
+from tests.browser.pages import axe_violations, fresh_pages, wait_htmx_ready
 from tests.wallet.reversal_helpers import indebted_fan
 
 TIMEOUT = 5_000
@@ -37,6 +37,7 @@ def test_a_restricted_fan_sees_why_they_cannot_tip_and_finds_the_debt_on_the_wal
     page.get_by_role("button", name="Log in", exact=True).click()
     expect(page).to_have_url(re.compile(rf"/streams/{stream.id}$"))
     page.wait_for_load_state("load")
+    wait_htmx_ready(page)
 
     page.get_by_test_id("tip-button").click()
     dialog = page.get_by_role("dialog")

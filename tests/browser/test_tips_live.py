@@ -20,8 +20,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.tips.models import Tip
-from tests.browser.pages import axe_violations
-from tests.browser.pages import Page
+from tests.browser.pages import Page, axe_violations, wait_htmx_ready
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 POP_LATENCY = 1.0  # s: a tip reaches every viewer within this
@@ -87,6 +86,7 @@ def log_in(p: Page, user, path: str) -> None:
     # htmx sends us there by setting location: the URL changes before the new page's deferred
     # scripts ran, and a click before htmx initialised would do nothing.
     page.wait_for_load_state("load")
+    wait_htmx_ready(page)
     expect(page.get_by_role("link", name=user.display_name, exact=True)).to_be_visible()
 
 
