@@ -61,11 +61,15 @@ class Page:
 DESKTOP = {"width": 1280, "height": 900}
 
 
-def wait_htmx_ready(page) -> None:
-    """Wait until htmx has processed the page (its deferred script ran and it walked the
-    body): a click on an hx-get button before that does nothing. htmx keeps its data on
-    each element it processed, under 'htmx-internal-data'."""
-    page.wait_for_function("() => window.htmx && document.body && document.body['htmx-internal-data'] !== undefined")
+def wait_htmx_ready(page, selector: str = "body") -> None:
+    """Wait until htmx has processed `selector`'s element (its deferred script ran and
+    walked the page): a click on an hx-get button before that does nothing. htmx keeps
+    its data on each element it initialised, with an `initHash`, under 'htmx-internal-data'."""
+    page.wait_for_function("""(selector) => {
+        const el = window.htmx && document.querySelector(selector);
+        const data = el && el['htmx-internal-data'];
+        return selector === 'body' ? data !== undefined : Boolean(data && data.initHash);
+    }""", arg=selector)
 
 
 def fresh_pages(browser, base_url: str, timeout_ms: int, init_script: str | None = None):

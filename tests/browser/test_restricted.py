@@ -4,11 +4,12 @@ repay it. On a phone and on a desktop; axe-core finds no violations."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
-from app.wallet.reversals import format_money
+from app.payments.providers import format_money
 from tests.browser.pages import axe_violations, fresh_pages, wait_htmx_ready
 from tests.wallet.reversal_helpers import indebted_fan
 
@@ -37,9 +38,11 @@ def test_a_restricted_fan_sees_why_they_cannot_tip_and_finds_the_debt_on_the_wal
     page.get_by_role("button", name="Log in", exact=True).click()
     expect(page).to_have_url(re.compile(rf"/streams/{stream.id}$"))
     page.wait_for_load_state("load")
-    wait_htmx_ready(page)
+    wait_htmx_ready(page, '[data-testid="tip-button"]')
 
-    page.get_by_test_id("tip-button").click()
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/tips/new") as answer:
+        page.get_by_test_id("tip-button").click()
+    assert answer.value.status == 200
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     dialog.get_by_text("50", exact=True).click()
