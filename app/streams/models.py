@@ -35,6 +35,9 @@ class Stream(db.Model):
     settlement_transfer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_transfers.id"))
     # Set once every ticket of a canceled show has been refunded.
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Since when the creator's encoder has been publishing to the media server;
+    # None while it is not (app.streams.media). Only the player's wording uses it.
+    broadcasting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from app import ledger
 from app.auth.models import User
 from app.auth.service import require_creator
-from app.errors import AccountRestricted, AppError, Forbidden, InsufficientFunds
+from app.errors import AccountRestricted, AppError, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
 from app.streams import media, service, tickets
@@ -58,11 +58,7 @@ def buy_ticket(stream_id):
 @bp.get("/streams/<int:stream_id>/playback-token")
 def playback_token(stream_id):
     """A fresh media-server read token for the player (it renews before expiry)."""
-    stream = service.get_stream(stream_id)
-    if not service.can_view(current_user, stream):
-        raise Forbidden("You don't have access to this stream.", "no_access")
-    return jsonify(token=media.playback_token(current_user, stream), url=media.playback_url(stream),
-                   expiresIn=current_app.config["PLAYBACK_TOKEN_TTL_SECONDS"])
+    return jsonify(media.issue_playback(current_user, service.get_stream(stream_id)))
 
 
 @bp.post("/media/auth")
@@ -78,6 +74,39 @@ def media_auth():
 
 
 media_auth.csrf_exempt = True
+
+
+# nginx-rtmp's callbacks and auth_request (deploy/nginx-rtmp.conf). Server to
+# server like /media/auth: no session, no CSRF. nginx only looks at the status.
+
+@bp.post("/media/nginx/publish")
+def nginx_publish():
+    """on_publish / on_update: 2xx lets the encoder publish (or keep publishing)."""
+    allowed, reason = media.nginx_publish(request.form)
+    if allowed:
+        return "", 204
+    return jsonify(error="Not allowed by the app.", code=reason), 403
+
+
+@bp.post("/media/nginx/publish-done")
+def nginx_publish_done():
+    """on_publish_done: the encoder went away (harmless: only the player's wording)."""
+    media.nginx_publish_done(request.form)
+    return "", 204
+
+
+@bp.get("/media/nginx/play")
+def nginx_play():
+    """auth_request for each HLS playlist or segment: 2xx serves it, 403 refuses it."""
+    allowed, reason = media.nginx_read(request.headers.get("X-Original-URI"), request.headers.get("Authorization"),
+                                       request.headers.get("X-Playback-Token"))
+    if allowed:
+        return "", 200
+    return jsonify(error="Not allowed by the app.", code=reason), 403
+
+
+for _view in (nginx_publish, nginx_publish_done):
+    _view.csrf_exempt = True
 
 
 @bp.route("/creator/streams", methods=["GET", "POST"])

@@ -24,6 +24,7 @@ from tests.helpers import assert_error
 
 AUTH = "/media/auth"
 HLS_BASE = "http://media.test:8888"
+JSON = {"Accept": "application/json"}
 
 
 # ---- helpers ----------------------------------------------------------------
@@ -308,14 +309,21 @@ def test_an_expired_token_is_refused(media_client, broadcaster, ctx, monkeypatch
 
 def test_a_token_only_reads_while_the_stream_is_live(client, media_client, broadcaster, make_fan):
     creator, stream_id = broadcaster.creator, broadcaster.scheduled_id
-    log_in(client, make_fan())
-    token = fetch_token(client, stream_id)["token"]  # public: a token even before it starts
+    fan = make_fan()
+    log_in(client, fan)
+    resp = client.get(f"/streams/{stream_id}/playback-token", headers=JSON)  # the player gets none before the start…
+    assert resp.status_code == 409 and resp.get_json()["code"] == "not_live"
+    # … and a token signed anyway (one from before a restart, say) does not read either.
+    token = media.playback_token(fan, db.session.get(Stream, stream_id))
     path = f"stream/{stream_id}"
     refused(ask(media_client, mtx_body("read", path, token=token)), "not_live")
     streams.change_status(creator, stream_id, "start")
     allowed(ask(media_client, mtx_body("read", path, token=token)))
+    assert fetch_token(client, stream_id)["expiresIn"] > 0
     streams.change_status(creator, stream_id, "end")
     refused(ask(media_client, mtx_body("read", path, token=token)), "not_live")
+    resp = client.get(f"/streams/{stream_id}/playback-token", headers=JSON)  # the player stops: no token after the end
+    assert resp.status_code == 409 and resp.get_json()["code"] == "not_live"
 
 
 def test_a_canceled_stream_cannot_be_read(media_client, broadcaster):

@@ -266,6 +266,7 @@ def test_a_live_public_stream_has_the_player_and_the_csp_lets_it_reach_the_media
                                                                                          make_stream):
     creator = make_creator()
     s = make_stream(creator, title="On air", live=True)
+    media.set_broadcasting(s, True)
     resp = fresh_client(media_app).get(f"/streams/{s.id}")
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)
@@ -281,22 +282,31 @@ def test_a_live_public_stream_has_the_player_and_the_csp_lets_it_reach_the_media
     assert media.playback_token(None, s)[:20] not in html
 
 
-def test_the_player_appears_only_while_live(media_app, make_creator, make_stream):
+def test_the_player_appears_only_while_live_and_on_air(media_app, make_creator, make_stream):
     creator = make_creator()
     s = make_stream(creator, title="Soon")
     browser = fresh_client(media_app)
-    assert video_of(page(browser, f"/streams/{s.id}")) is None
+    media.set_broadcasting(s, True)  # the creator's encoder may connect before the show starts
+    html = page(browser, f"/streams/{s.id}")
+    assert video_of(html) is None and f"Waiting for {creator.display_name} to go live" in html
     streams.change_status(creator, s.id, "start")
     assert video_of(page(browser, f"/streams/{s.id}"))
-    streams.change_status(creator, s.id, "end")
+    media.set_broadcasting(s, False)
     html = page(browser, f"/streams/{s.id}")
     assert video_of(html) is None and "index.m3u8" not in html
+    assert "The creator is offline right now" in html and 'data-key="live-off-air"' in html
+    media.set_broadcasting(s, True)
+    assert 'data-key="live-on-air"' in page(browser, f"/streams/{s.id}")
+    streams.change_status(creator, s.id, "end")
+    html = page(browser, f"/streams/{s.id}")
+    assert video_of(html) is None and "index.m3u8" not in html and "This stream has ended." in html
 
 
 def test_a_private_show_has_the_player_for_holders_and_the_creator_only(media_app, show, make_fan):
     holder = make_fan(balance=PRICE)
     tickets.checkout(holder, db.session.get(streams.Stream, show.id))
     streams.change_status(show.creator, show.id, "start")
+    media.set_broadcasting(db.session.get(streams.Stream, show.id), True)
     hls = f"{HLS_BASE}/stream/{show.id}/index.m3u8"
     for viewer in (holder, show.creator):
         browser = fresh_client(media_app)
