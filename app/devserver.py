@@ -2,8 +2,12 @@
 
 Starts embedded PostgreSQL and Redis under `instance/` when `DATABASE_URL` /
 `REDIS_URL` are unset, applies migrations, seeds the demo users, then runs
-the web server and `worker.py` as child processes. Ctrl-C or SIGTERM stops
-everything it started, embedded servers included:
+the web server and `worker.py` as child processes. When Debian's nginx and
+its RTMP module are installed and no media server is configured
+(`MEDIA_HLS_BASE_URL` / `MEDIA_INGEST_URL` unset), it also starts nginx-rtmp
+(app/mediaserver.py) and prints where OBS publishes the demo stream; without
+them it says how to get video. Ctrl-C or SIGTERM stops everything it started,
+embedded servers included:
 
 - one launcher per instance dir: it holds `instance/launcher.lock` for its
   whole life (the kernel drops the lock when it dies, however it dies); a
@@ -20,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from app import embedded
+from app import embedded, mediaserver
 from app.config import Config
 
 
@@ -103,11 +108,38 @@ def _web_command(cfg: Config, host: str) -> list[str]:
             "--no-reload", "--with-threads", "--no-debugger"]
 
 
+def _print_video(cfg: Config, app, video: mediaserver.MediaServer | None, origin: str) -> None:
+    """How to get live video on screen: OBS's settings for the demo stream when
+    nginx-rtmp runs, the one install line when it can't."""
+    if cfg.MEDIA_HLS_BASE_URL or cfg.MEDIA_INGEST_URL:
+        print("  live video: the media server in MEDIA_HLS_BASE_URL / MEDIA_INGEST_URL")
+        return
+    if video is None:
+        print(f"  live video: off (needs {' and '.join(mediaserver.missing())}). To watch streams here:\n"
+              f"    {mediaserver.INSTALL_HINT}   then make run again")
+        return
+    from app.auth.models import User
+    from app.extensions import db
+    from app.seed import demo_stream
+    from app.streams.media import stream_key
+    with app.app_context():
+        stream = demo_stream()
+        key = stream_key(db.session.get(User, stream.creator_id))
+        stream_id = stream.id
+    print(f"  live video: nginx-rtmp (RTMP {video.ingest_url}, HLS {video.hls_base_url})\n"
+          f"    OBS → Settings → Stream → Custom…  Server: {video.ingest_url}/stream"
+          f"   Stream Key: {stream_id}?token={key}\n"
+          f"    or a test picture from ffmpeg:\n"
+          f"      {shlex.join(mediaserver.publish_command(video.ingest_url, stream_id, key))}\n"
+          f"    then watch {origin}/streams/{stream_id} (any browser, no login needed)")
+
+
 def main() -> int:
     stop = _Stop()
     cfg = Config.from_env()
     _lock_instance(cfg.INSTANCE_DIR)
-    started: list[subprocess.Popen] = []  # stopped in reverse: web and worker before their Redis
+    # Stopped in reverse: web and worker before their Redis and the media server.
+    started: list[subprocess.Popen | mediaserver.MediaServer] = []
     try:
         with stop.deferred():
             db_url = cfg.DATABASE_URL or embedded.postgres_url(cfg.INSTANCE_DIR)
@@ -128,13 +160,20 @@ def main() -> int:
             demo = seed_demo()
 
         host = os.environ.get("HOST", "127.0.0.1")
-        print("\n  Pro Monetization is starting on "
-              f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{cfg.PORT}/  (APP_ENV={cfg.APP_ENV})")
+        origin = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{cfg.PORT}"
+        video = None
+        if not (cfg.MEDIA_HLS_BASE_URL or cfg.MEDIA_INGEST_URL) and not mediaserver.missing():
+            with stop.deferred():
+                video = mediaserver.start(f"127.0.0.1:{cfg.PORT}", origin)
+            started.append(video)
+            env.update(MEDIA_HLS_BASE_URL=video.hls_base_url, MEDIA_INGEST_URL=video.ingest_url)
+        print(f"\n  Pro Monetization is starting on {origin}/  (APP_ENV={cfg.APP_ENV})")
         print(f"  database: {'embedded (instance/pgdata)' if not cfg.DATABASE_URL else 'DATABASE_URL'}"
               f" · redis: {'embedded (instance/redis)' if not cfg.REDIS_URL else 'REDIS_URL'}")
         print("  demo accounts:")
         for role, email, password in demo:
             print(f"    {role:<8} {email:<22} password: {password}")
+        _print_video(cfg, app, video, origin)
         print("  Ctrl-C stops everything.\n", flush=True)
 
         children = []
@@ -149,7 +188,7 @@ def main() -> int:
     finally:
         stop.begin()
         for proc in reversed(started):
-            embedded.stop(proc)
+            proc.stop() if isinstance(proc, mediaserver.MediaServer) else embedded.stop(proc)
         # Embedded PostgreSQL stops when this process exits (pgserver's atexit).
 
 

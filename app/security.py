@@ -8,7 +8,7 @@ from app.payments.providers import provider
 # htmx runs from /static with its inline indicator styles disabled
 # (see base.html's htmx-config), so no 'unsafe-inline' is needed anywhere.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src {connect}; media-src {media}; font-src 'self'; "
+        "connect-src {connect}; media-src {media}; worker-src 'self' blob:; font-src 'self'; "
         "object-src 'none'; base-uri 'self'; form-action {form}; frame-ancestors {ancestors}")
 
 
@@ -20,6 +20,9 @@ def content_security_policy() -> str:
       else — and the media server's origin (hls.js fetches over XHR);
     - media-src: blob: (hls.js feeds <video> a MediaSource URL) and the media
       server's origin (Safari plays HLS natively);
+    - worker-src: blob: — hls.js transmuxes video in a Web Worker it starts from
+      a blob: URL of its own code (off the main thread, which matters on phones);
+      scripts themselves stay 'self' only;
     - form-action: the payment provider's hosted pages (Stripe Checkout): a
       plain buy form is answered with a redirect there, which browsers check;
     - frame-ancestors: * on the one framable page (the OBS overlay, `g.framable`),

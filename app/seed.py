@@ -1,4 +1,5 @@
-"""`flask seed demo`: the demo creator and fan printed by `make run`."""
+"""`flask seed demo`: the demo creator and fan printed by `make run`, and the
+demo creator's live public stream (what `make run` prints the OBS settings for)."""
 import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
@@ -17,6 +18,29 @@ DEMO_USERS = (
 seed_cli = AppGroup("seed", help="Demo data.")
 
 
+DEMO_STREAM_TITLE = "Demo Creator's live room"
+
+
+def demo_stream():
+    """The demo creator's live public stream, created (and started) if they have no
+    open stream yet; None if the demo creator does not exist."""
+    from app.streams import service as streams
+    from app.streams.models import Stream
+
+    creator = db.session.scalar(select(User).where(func.lower(User.email) == DEMO_USERS[0][0]))
+    if creator is None:
+        return None
+    stream = db.session.scalar(select(Stream).where(Stream.creator_id == creator.id, Stream.type == "public",
+                                                    Stream.status.in_(("live", "scheduled")))
+                               .order_by(Stream.status, Stream.id))
+    if stream is None:
+        stream = streams.create_stream(creator, "public", DEMO_STREAM_TITLE, None, None)
+    if stream.status == "scheduled":
+        streams.change_status(creator, stream.id, "start")
+        db.session.refresh(stream)
+    return stream
+
+
 def seed_demo() -> list[tuple[str, str, str]]:
     """Create the demo users if missing (idempotent); returns (role, email, password)."""
     out = []
@@ -27,6 +51,7 @@ def seed_demo() -> list[tuple[str, str, str]]:
                 user.is_operator = True
                 db.session.commit()
         out.append((role, email, password))
+    demo_stream()
     return out
 
 

@@ -396,6 +396,35 @@ def live_server(app):
     server.shutdown()
 
 
+@pytest.fixture(scope="module")
+def media_stack(app, services):
+    """Live video for real (tests/media_stack.py): nginx-rtmp on free ports and a second
+    app on this session's database, configured with its URLs and short playback tokens,
+    served over HTTP. One per test module; encoders a test started are stopped after it."""
+    from werkzeug.serving import make_server
+
+    from app.extensions import limiter
+    from tests import media_stack as stack_module
+
+    def configured(**overrides):
+        return create_app(make_config(services, **overrides))
+
+    stack = stack_module.start(configured, lambda application, port: make_server("127.0.0.1", port, application,
+                                                                                 threaded=True))
+    yield stack
+    stack_module.stop(stack)
+    with stack.app.app_context():
+        db.engine.dispose()
+    limiter.init_app(app)  # Flask-Limiter keeps the last app's storage: give it back to the session app
+
+
+@pytest.fixture()
+def on_air(media_stack):
+    """The media stack, with every encoder a test started stopped after it."""
+    yield media_stack
+    media_stack.stop_encoders()
+
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -28,6 +28,8 @@ def test_csp_names_no_bare_scheme_and_no_origin_but_its_own(client):
     csp = _csp(client.get("/"))
     assert csp["connect-src"] == ["'self'", "ws://localhost"]
     assert csp["media-src"] == ["'self'", "blob:"]
+    assert csp["worker-src"] == ["'self'", "blob:"]  # hls.js's worker; scripts stay 'self'
+    assert csp["script-src"] == ["'self'"]
     assert [src for sources in csp.values() for src in sources
             if re.fullmatch(r"[a-z][a-z0-9+.-]*:", src) and src not in ("data:", "blob:")] == []
 
