@@ -72,8 +72,15 @@
       if (this.hls) { this.hls.destroy(); this.hls = null; }
       this.video.removeAttribute("src");
       if (message && this.video.isConnected) {
-        this.show(message);
+        this.show(this.played ? `The video stopped. ${message}` : message);
         this.status.querySelector(".player-spinner")?.remove();
+        // A next step: the reloaded page shows what is possible now (the ticket gate, the end).
+        const reload = document.createElement("button");
+        reload.type = "button";
+        reload.className = "button small";
+        reload.textContent = "Reload";
+        reload.addEventListener("click", () => window.location.reload());
+        this.status.append(reload);
         this.video.hidden = true;
         this.unmute.hidden = true;
       }
@@ -154,7 +161,7 @@
         this.show("Checking your access…");
         this.later(async () => {
           if (!(await this.renewToken())) return;
-          if (this.refusals > 3) { this.stop("The video stopped: you no longer have access to it."); return; }
+          if (this.refusals > 3) { this.stop("The media server refuses the video. Try again later."); return; }
           this.load();
         }, this.refusals === 1 ? 0 : this.backoff());
         return;
@@ -172,7 +179,7 @@
     bindVideo() {
       const video = this.video;
       const syncUnmute = () => { this.unmute.hidden = !video.muted || this.stopped; };
-      video.addEventListener("playing", () => { this.status.hidden = true; });
+      video.addEventListener("playing", () => { this.played = true; this.status.hidden = true; });
       video.addEventListener("waiting", () => { if (!this.stopped) this.show("Loading the video…"); });
       video.addEventListener("volumechange", syncUnmute);
       this.unmute.addEventListener("click", () => { video.muted = false; this.play(); syncUnmute(); });
