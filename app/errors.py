@@ -116,9 +116,9 @@ _HTTP_MESSAGES = {
 
 
 def wants_json() -> bool:
-    """API, webhook and health routes answer JSON, as does any request that sent JSON
-    (the media server's hook); pages answer HTML."""
-    if request.path.startswith(("/api/", "/webhooks/")) or request.path == "/healthz" or request.is_json:
+    """API, webhook, media-server and health routes answer JSON, as does any request
+    that sent JSON; pages answer HTML."""
+    if request.path.startswith(("/api/", "/webhooks/", "/media/")) or request.path == "/healthz" or request.is_json:
         return True
     return request.accept_mimetypes.best == "application/json"
 

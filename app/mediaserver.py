@@ -26,8 +26,9 @@ from pathlib import Path
 
 from app import embedded
 
-NGINX = "/usr/sbin/nginx"
-RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+# Debian's paths; NGINX_BIN / NGINX_RTMP_MODULE point elsewhere (another build, or none).
+NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+RTMP_MODULE = os.environ.get("NGINX_RTMP_MODULE", "/usr/lib/nginx/modules/ngx_rtmp_module.so")
 FFMPEG = "ffmpeg"
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx-rtmp.conf"
 INSTALL_HINT = "sudo apt-get install nginx libnginx-mod-rtmp ffmpeg"

@@ -2,12 +2,16 @@
 demo users, web + worker; SIGTERM stops every process it started."""
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -54,6 +58,31 @@ def _start(instance_dir, command=LAUNCHER):
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     return proc, port
+
+
+def _read_banner(proc) -> list[str]:
+    """The launcher's output up to its "Ctrl-C stops everything." line (read as it
+    comes, on a thread: the rest keeps flowing while the test goes on)."""
+    lines: list[str] = []
+    done = threading.Event()
+
+    def _read():
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if "Ctrl-C stops everything." in line:
+                done.set()
+        done.set()
+    threading.Thread(target=_read, daemon=True).start()
+    assert done.wait(120), f"no banner from the launcher:\n{lines}"
+    return list(lines)
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
 
 
 def _instance_processes(instance_dir):
@@ -187,7 +216,8 @@ def test_children_die_with_a_sigkilled_launcher_and_the_next_launcher_stops_what
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", first)
         children = psutil.Process(first.pid).children()
-        assert len(children) == 3, [c.cmdline() for c in children]  # redis, web, worker
+        # redis, nginx-rtmp (installed here and on CI), web, worker
+        assert len(children) == 4, [c.cmdline() for c in children]
     finally:
         _stop(first, signal.SIGKILL)
     _wait_for(lambda: not _running(children), "the launcher's children to exit")
@@ -219,5 +249,72 @@ def test_a_launcher_owns_its_instance_dir(instance):
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
     finally:
         embedded.stop(leftover)
+        _stop(proc)
+    _assert_none_left(instance)
+
+
+def test_make_run_starts_nginx_rtmp_and_what_it_prints_puts_video_on_the_demo_stream(instance):
+    """A newcomer's path: the printed ffmpeg line (OBS's server and key) publishes the
+    demo stream, whose page, open to anyone, now has the player, and nginx serves its
+    playlist to the player's token. SIGTERM stops nginx with everything else."""
+    proc, port = _start(instance)
+    encoder = None
+    try:
+        banner = _read_banner(proc)
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        text = "\n".join(banner)
+        assert re.search(r"Server: rtmp://127\.0\.0\.1:\d+/stream\s+Stream Key: \d+\?token=sk_", text), text
+        command = next(line.strip() for line in banner if line.strip().startswith("ffmpeg "))
+        watch = re.search(r"then watch (http://\S+/streams/(\d+))", text)
+        assert watch, text
+        page_url, stream_id = watch.group(1), watch.group(2)
+        encoder = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:  # the player appears once the encoder is on air (on_publish)
+            status, html = _get(page_url)
+            if status == 200 and b'class="player-video"' in html:
+                break
+            assert time.monotonic() < deadline, html.decode()[-2000:]
+            time.sleep(0.5)
+        hls = re.search(rb'data-hls-src="([^"]+)"', html).group(1).decode()
+        status, body = _get(f"http://127.0.0.1:{port}/streams/{stream_id}/playback-token",
+                            {"Accept": "application/json"})
+        assert status == 200, body
+        token = json.loads(body)["token"]
+        while True:
+            status, playlist = _get(hls, {"Authorization": f"Bearer {token}"})
+            if status == 200 and playlist.count(b".ts") >= 2:
+                break
+            assert time.monotonic() < deadline, (status, playlist[:300])
+            time.sleep(0.5)
+        assert _get(hls)[0] == 403  # no token, no video
+        family = [" ".join(_cmdline(p)) for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert any(c.startswith("nginx") for c in family), family
+    finally:
+        if encoder is not None:
+            encoder.kill()
+            encoder.wait()
+        _stop(proc)
+    _assert_none_left(instance)
+
+
+def test_without_the_rtmp_module_make_run_says_how_to_get_video_and_the_page_says_so(instance, monkeypatch):
+    monkeypatch.setenv("NGINX_RTMP_MODULE", str(instance / "no-such-module.so"))
+    proc, port = _start(instance)
+    try:
+        banner = "\n".join(_read_banner(proc))
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        assert "live video: off (needs libnginx-mod-rtmp)" in banner, banner
+        assert "sudo apt-get install nginx libnginx-mod-rtmp ffmpeg" in banner
+        stream_id = re.search(r"/streams/(\d+)", banner)
+        assert stream_id is None, banner  # no OBS settings to print
+        status, html = _get(f"http://127.0.0.1:{port}/")
+        assert status == 200
+        live = re.search(rb'href="/streams/(\d+)"', html)
+        assert live, html.decode()[-2000:]  # the seeded demo stream is listed as live
+        status, html = _get(f"http://127.0.0.1:{port}/streams/{live.group(1).decode()}")
+        assert b"Video appears here once the operator connects a media server" in html
+    finally:
         _stop(proc)
     _assert_none_left(instance)

@@ -571,6 +571,127 @@ def test_playback_token_json_with_a_media_server(make_app, media_client, broadca
     assert anon["url"] == body["url"] and anon["token"] != body["token"]
 
 
+# ---- nginx-rtmp's callbacks and auth_request ---------------------------------------------------------
+
+def rtmp_form(stream_id, key=None, call="publish", app="stream", **extra) -> dict:
+    """What nginx-rtmp POSTs (form-encoded) to on_publish / on_update / on_publish_done;
+    the stream name's query (`?token=<key>`) arrives as its own field."""
+    form = {"call": call, "addr": "127.0.0.1", "clientid": "7", "app": app, "flashver": "FMLE/3.0",
+            "swfurl": "", "tcurl": f"rtmp://127.0.0.1:1935/{app}", "pageurl": "", "name": str(stream_id),
+            "type": "live", **extra}
+    if key is not None:
+        form["token"] = key
+    return form
+
+
+def nginx_play(client, uri, token=None, query_token=None, scheme="Bearer"):
+    headers = {} if uri is None else {"X-Original-URI": uri}
+    if token is not None:
+        headers["Authorization"] = f"{scheme} {token}"
+    if query_token is not None:
+        headers["X-Playback-Token"] = query_token
+    return client.get("/media/nginx/play", headers=headers)
+
+
+def broadcasting(stream_id: int):
+    return db.session.scalar(text("SELECT broadcasting_since FROM streams WHERE id = :s"), {"s": stream_id})
+
+
+@pytest.mark.parametrize("call", ["publish", "update_publish"])
+@pytest.mark.parametrize("which", ["scheduled_id", "live_id"])
+def test_nginx_publish_with_the_stream_key_is_allowed_and_marks_the_broadcast(media_client, broadcaster, call, which):
+    stream_id = getattr(broadcaster, which)
+    resp = media_client.post("/media/nginx/publish", data=rtmp_form(stream_id, broadcaster.key, call=call))
+    assert resp.status_code == 204, resp.get_data(as_text=True)
+    assert broadcasting(stream_id) is not None
+    assert media_client.post("/media/nginx/publish-done", data=rtmp_form(stream_id, call="publish_done")).status_code == 204
+    assert broadcasting(stream_id) is None
+
+
+def test_nginx_publish_key_as_key_field_too(media_client, broadcaster):
+    form = {**rtmp_form(broadcaster.live_id), "key": broadcaster.key}
+    assert media_client.post("/media/nginx/publish", data=form).status_code == 204
+
+
+@pytest.mark.parametrize("case", ["wrong_key", "no_key", "other_app", "no_app", "name_with_query", "name_path",
+                                  "arabic_digits", "unknown_id", "huge_id", "empty_name", "huge_key"])
+def test_nginx_publish_refusals_are_403_and_change_nothing(media_client, broadcaster, case):
+    sid = broadcaster.live_id
+    form = {"wrong_key": rtmp_form(sid, "sk_wrong"), "no_key": rtmp_form(sid),
+            "other_app": rtmp_form(sid, broadcaster.key, app="live"), "no_app": rtmp_form(sid, broadcaster.key, app=""),
+            "name_with_query": rtmp_form(f"{sid}?token={broadcaster.key}"),
+            "name_path": rtmp_form(f"{sid}/../{sid}", broadcaster.key),
+            "arabic_digits": rtmp_form("".join(chr(0x660 + int(d)) for d in str(sid)), broadcaster.key),
+            "unknown_id": rtmp_form(99999999, broadcaster.key), "huge_id": rtmp_form(10 ** 30, broadcaster.key),
+            "empty_name": rtmp_form("", broadcaster.key), "huge_key": rtmp_form(sid, "k" * 100_000)}[case]
+    resp = media_client.post("/media/nginx/publish", data=form)
+    body = assert_error(resp, 413 if case == "huge_key" else 403)
+    if case != "huge_key":
+        assert body["code"] in ("bad_stream_key", "unknown_path")
+    assert broadcasting(sid) is None
+
+
+def test_nginx_update_drops_the_encoder_once_the_show_ended_or_the_key_changed(media_client, broadcaster):
+    sid = broadcaster.live_id
+    assert media_client.post("/media/nginx/publish", data=rtmp_form(sid, broadcaster.key)).status_code == 204
+    media.regenerate_stream_key(broadcaster.creator)
+    resp = media_client.post("/media/nginx/publish", data=rtmp_form(sid, broadcaster.key, call="update_publish"))
+    assert_error(resp, 403, "bad_stream_key")
+    new_key = key_in_db(broadcaster.creator.id)
+    assert media_client.post("/media/nginx/publish", data=rtmp_form(sid, new_key, call="update_publish")).status_code == 204
+    streams.change_status(broadcaster.creator, sid, "end")
+    resp = media_client.post("/media/nginx/publish", data=rtmp_form(sid, new_key, call="update_publish"))
+    assert_error(resp, 403, "stream_closed")
+
+
+def test_nginx_publish_done_for_anything_is_harmless(media_client, broadcaster):
+    for form in (rtmp_form(99999999, call="publish_done"), rtmp_form("x", call="publish_done"), {},
+                 rtmp_form(broadcaster.live_id, app="other", call="publish_done")):
+        assert media_client.post("/media/nginx/publish-done", data=form).status_code == 204
+    assert media_client.get("/media/nginx/publish-done").status_code == 405
+
+
+def test_nginx_play_allows_a_valid_token_for_that_very_stream(media_client, broadcaster, make_fan):
+    stream = db.session.get(Stream, broadcaster.live_id)
+    token = media.playback_token(make_fan(), stream)
+    for file in ("index.m3u8", "0.ts", "123.ts"):
+        resp = nginx_play(media_client, f"/stream/{stream.id}/{file}", token)
+        assert resp.status_code == 200 and resp.get_data() == b""
+    assert nginx_play(media_client, f"/stream/{stream.id}/0.ts", token, scheme="bearer").status_code == 200
+    assert nginx_play(media_client, f"/stream/{stream.id}/0.ts", query_token=token).status_code == 200
+
+
+@pytest.mark.parametrize("uri", [None, "", "stream/{sid}/index.m3u8", "/stream/{sid}", "/stream/{sid}/",
+                                 "/stream/{sid}/../{other}/index.m3u8", "/stream/{other}/../{sid}/index.m3u8",
+                                 "/stream/{sid}/x/index.m3u8", "/stream/+{sid}/index.m3u8", "/STREAM/{sid}/a.ts",
+                                 "/stream/٣/a.ts", "/stream/99999999999999999999999/a.ts", "/hls/{sid}/a.ts",
+                                 "/stream/{sid}%2F..%2F{other}/a.ts"])
+def test_nginx_play_refuses_uris_that_are_not_one_streams_file(media_client, broadcaster, make_fan, uri):
+    stream = db.session.get(Stream, broadcaster.live_id)
+    other = broadcaster.scheduled_id
+    token = media.playback_token(make_fan(), stream)
+    resp = nginx_play(media_client, None if uri is None else uri.format(sid=stream.id, other=other), token)
+    assert_error(resp, 403)
+
+
+@pytest.mark.parametrize("case", ["none", "empty", "basic", "garbage", "other_stream", "expired", "huge", "foreign"])
+def test_nginx_play_refuses_bad_tokens(media_client, broadcaster, make_fan, make_stream, monkeypatch, ctx, case):
+    stream = db.session.get(Stream, broadcaster.live_id)
+    fan = make_fan()
+    other = make_stream(live=True)
+    expired = _token_issued_seconds_ago(monkeypatch, fan, stream, ctx.config["PLAYBACK_TOKEN_TTL_SECONDS"] + 5)
+    headers = {"none": {}, "empty": {"Authorization": "Bearer "},
+               "basic": {"Authorization": "Basic " + media.playback_token(fan, stream)},
+               "garbage": {"Authorization": "Bearer not-a-token"},
+               "other_stream": {"Authorization": "Bearer " + media.playback_token(fan, other)},
+               "expired": {"Authorization": "Bearer " + expired},
+               "huge": {"Authorization": "Bearer " + "a" * 5000},
+               "foreign": {"Authorization": "Bearer " + URLSafeTimedSerializer("another-key", salt="playback-token")
+                           .dumps({"s": stream.id, "u": fan.id})}}[case]
+    resp = media_client.get("/media/nginx/play", headers={"X-Original-URI": f"/stream/{stream.id}/0.ts", **headers})
+    assert_error(resp, 403)
+
+
 @pytest.fixture(autouse=True)
 def _leave_streams_as_found(leave_streams_as_found):
     """Every test here leaves no open stream behind (see tests/streams/conftest.py)."""
