@@ -192,13 +192,32 @@ def test_the_player_recovers_after_a_network_blip(open_page, on_air, show):
     holder_page.assert_clean(allowed=(NETWORK_FAILED,))
 
 
-def test_ending_the_show_stops_the_video_for_everyone(open_page, on_air, show):
+def test_waiting_for_the_stream_until_the_media_server_has_a_playlist(open_page, on_air, show):
+    """The encoder is on air but no playlist is cut yet (nginx answers 404): the player
+    says so and asks again by itself. The 404s are made here, for 3 s, so the state is
+    seen every time (with a real encoder it lasts about a second)."""
+    publish(on_air, show.id, show.key)
+    playlist = f"{on_air.media.hls_base_url}/stream/{show.id}/index.m3u8"
+    holder_page = open_page(show.holder, "/wallet")
+    page = holder_page.page
+    page.route(playlist, lambda route: route.fulfill(status=404, body="", headers={
+        "Access-Control-Allow-Origin": on_air.base, "Content-Type": "text/plain"}))
+    page.goto(f"/streams/{show.id}")
+    expect(status_line(holder_page)).to_contain_text("Waiting for the stream…")
+    time.sleep(3)
+    page.unroute(playlist)
+    assert_plays(holder_page)
+    expect(status_line(holder_page)).to_be_hidden()
+    holder_page.assert_clean(allowed=(r"status of 404",))
+
+
+@pytest.mark.parametrize("action, says", [("end", "This stream has ended."), ("cancel", "This stream was canceled.")])
+def test_ending_or_canceling_the_show_stops_the_video_for_everyone(open_page, on_air, show, action, says):
     publish(on_air, show.id, show.key)
     holder_page = open_page(show.holder, f"/streams/{show.id}")
     assert_plays(holder_page)
-    streams.change_status(show.creator, show.id, "end")
-    expect(holder_page.page.locator(".player-placeholder")).to_have_text("This stream has ended.",
-                                                                         timeout=PLAYBACK_TTL * 1000)
+    streams.change_status(show.creator, show.id, action)
+    expect(holder_page.page.locator(".player-placeholder")).to_have_text(says, timeout=PLAYBACK_TTL * 1000)
     assert holder_page.page.locator("video").count() == 0
     holder_page.assert_clean(allowed=(REFUSED, NETWORK_FAILED))
 
