@@ -138,8 +138,8 @@ def main() -> int:
     stop = _Stop()
     cfg = Config.from_env()
     _lock_instance(cfg.INSTANCE_DIR)
-    # Stopped in reverse: web and worker before their Redis and the media server.
-    started: list[subprocess.Popen | mediaserver.MediaServer] = []
+    started: list[subprocess.Popen] = []  # stopped in reverse: web and worker before their Redis
+    video: mediaserver.MediaServer | None = None  # stopped after them
     try:
         with stop.deferred():
             db_url = cfg.DATABASE_URL or embedded.postgres_url(cfg.INSTANCE_DIR)
@@ -165,7 +165,6 @@ def main() -> int:
         if not (cfg.MEDIA_HLS_BASE_URL or cfg.MEDIA_INGEST_URL) and not mediaserver.missing():
             with stop.deferred():
                 video = mediaserver.start(f"127.0.0.1:{cfg.PORT}", origin)
-            started.append(video)
             env.update(MEDIA_HLS_BASE_URL=video.hls_base_url, MEDIA_INGEST_URL=video.ingest_url)
         print(f"\n  Pro Monetization is starting on {origin}/  (APP_ENV={cfg.APP_ENV})")
         print(f"  database: {'embedded (instance/pgdata)' if not cfg.DATABASE_URL else 'DATABASE_URL'}"
@@ -188,7 +187,9 @@ def main() -> int:
     finally:
         stop.begin()
         for proc in reversed(started):
-            proc.stop() if isinstance(proc, mediaserver.MediaServer) else embedded.stop(proc)
+            embedded.stop(proc)
+        if video is not None:
+            video.stop()
         # Embedded PostgreSQL stops when this process exits (pgserver's atexit).
 
 

@@ -32,7 +32,7 @@ def demo_stream():
         return None
     stream = db.session.scalar(select(Stream).where(Stream.creator_id == creator.id, Stream.type == "public",
                                                     Stream.status.in_(("live", "scheduled")))
-                               .order_by(Stream.status, Stream.id))
+                               .order_by(Stream.status, Stream.id))  # "live" sorts before "scheduled"
     if stream is None:
         stream = streams.create_stream(creator, "public", DEMO_STREAM_TITLE, None, None)
     if stream.status == "scheduled":
@@ -42,7 +42,8 @@ def demo_stream():
 
 
 def seed_demo() -> list[tuple[str, str, str]]:
-    """Create the demo users if missing (idempotent); returns (role, email, password)."""
+    """Create the demo users and the demo stream if missing (idempotent); returns
+    (role, email, password) of each user."""
     out = []
     for email, password, name, role in DEMO_USERS:
         if db.session.scalar(select(User.id).where(func.lower(User.email) == email)) is None:

@@ -46,8 +46,8 @@ import secrets
 from urllib.parse import parse_qs
 
 from flask import current_app
-from sqlalchemy import func, update
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, update
 
 from app import validation
 from app.auth.models import User
@@ -132,7 +132,12 @@ def _credentials(request: dict) -> list[str]:
     query = request.get("query") if isinstance(request.get("query"), str) else ""
     parsed = parse_qs(query[:2048])
     found = [request.get("token"), request.get("password"), *parsed.get("token", []), *parsed.get("key", [])]
-    return [c for c in found if isinstance(c, str) and 0 < len(c) <= 512 and _encodable(c)]
+    return [c for c in found if _is_secret(c)]
+
+
+def _is_secret(value) -> bool:
+    """Could `value` be a stream key or a playback token? (A string of sane length UTF-8 can carry.)"""
+    return isinstance(value, str) and 0 < len(value) <= 512 and _encodable(value)
 
 
 def _encodable(value: str) -> bool:
@@ -208,7 +213,7 @@ def nginx_publish(form) -> tuple[bool, str]:
     arrives as the stream name's query (`<id>?token=<key>`), which nginx appends
     to the form. Viewers' `update_play` never happens (`deny play all`)."""
     stream = _rtmp_stream(form)
-    credentials = [c for c in (form.get("token"), form.get("key")) if _usable(c)]
+    credentials = [c for c in (form.get("token"), form.get("key")) if _is_secret(c)]
     allowed, reason = decide("publish", stream, credentials)
     if allowed:
         set_broadcasting(stream, True)
@@ -230,19 +235,15 @@ def nginx_read(uri, authorization, token_query=None) -> tuple[bool, str]:
     at another stream than the file served) and the Authorization header the
     player sent (`Bearer <playback token>`); the URI's `token` query (from
     X-Playback-Token) is accepted too, for players that cannot set headers."""
-    if not _usable(uri) or not uri.startswith("/"):
+    if not isinstance(uri, str) or not uri.startswith("/") or len(uri) > 2048 or not _encodable(uri):
         return False, "unknown_path"
     stream_path, _, file = uri[1:].rpartition("/")
     if not file or "/" in stream_path[len(PATH_PREFIX):]:
         return False, "unknown_path"
-    credentials = [token_query] if _usable(token_query) and len(token_query) <= 512 else []
-    if _usable(authorization) and authorization[:7].lower() == "bearer ":
-        credentials.insert(0, authorization[7:].strip())
+    bearer = authorization[7:].strip() if isinstance(authorization, str) and authorization[:7].lower() == "bearer " \
+        else None
+    credentials = [c for c in (bearer, token_query) if _is_secret(c)]
     return decide("read", _stream_for_path(stream_path), credentials)
-
-
-def _usable(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 2048 and _encodable(value)
 
 
 def set_broadcasting(stream: Stream, on: bool) -> None:
