@@ -1,7 +1,7 @@
 """Pages: /streams/<id> (the show, or its ticket gate), /creator/streams (create,
 go live, end, cancel), the player's playback token, and the media server's
 auth hook (/media/auth)."""
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import ledger

@@ -18,13 +18,13 @@ from playwright.sync_api import expect
 
 from app.auth.models import User
 from app.extensions import db
-from app.streams import media, tickets
+from app.streams import media
 from app.streams import service as streams
 from app.streams.models import Stream
 from tests.browser.pages import DESKTOP, Page, axe_violations, fresh_pages, logged_in_pages
 from tests.browser.test_tips_live import WS_PROBE, log_in, wait_listening
 from tests.media_stack import PLAYBACK_TTL
-from tests.streams.test_live_video import refund_one_ticket
+from tests.streams.test_live_video import refund_one_ticket, show  # noqa: F401 (show: a fixture)
 
 TIMEOUT = 10_000  # ms: the first segments take a couple of seconds to be cut
 PHONE = {"width": 390, "height": 844}
@@ -42,18 +42,6 @@ def open_page(browser, on_air):
 @pytest.fixture()
 def open_anonymous(browser, on_air):
     yield from fresh_pages(browser, on_air.base, TIMEOUT, WS_PROBE)
-
-
-@pytest.fixture()
-def show(make_creator, make_fan, make_stream):
-    """A live private show, its creator's stream key, and a fan holding a ticket."""
-    creator = make_creator()
-    key = media.stream_key(creator)
-    stream = make_stream(creator, "private", title="VIP night", ticket_price=300)
-    holder = make_fan(balance=1000)
-    tickets.checkout(holder, stream)
-    streams.change_status(creator, stream.id, "start")
-    return type("Show", (), dict(creator=creator, key=key, id=stream.id, holder=holder))
 
 
 def publish(stack, stream_id: int, key: str):
