@@ -238,3 +238,8 @@ def test_a_public_stream_plays_for_a_visitor_who_is_not_logged_in(on_air, make_c
     segment = on_air.hls(f"/stream/{stream.id}/{playlist.segments()[-1]}", token)
     assert segment.status == 200 and segment.body[0] == MPEG_TS_SYNC
     assert on_air.playlist(stream.id, None).status == 403  # still a token, even for public streams
+
+
+@pytest.fixture(autouse=True)
+def _leave_streams_as_found(leave_streams_as_found):
+    """Every test here leaves no open stream behind (see tests/streams/conftest.py)."""
