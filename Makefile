@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks bench-hls-auth clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -44,6 +44,9 @@ bench-dashboard: install
 
 bench-webhooks: install
 	$(BIN)/python bench/webhooks.py
+
+bench-hls-auth: install
+	$(BIN)/python bench/hls_auth.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor
