@@ -164,7 +164,8 @@ def main() -> int:
         video = None
         if not (cfg.MEDIA_HLS_BASE_URL or cfg.MEDIA_INGEST_URL) and not mediaserver.missing():
             with stop.deferred():
-                video = mediaserver.start(f"127.0.0.1:{cfg.PORT}", origin)
+                video = mediaserver.start(f"127.0.0.1:{cfg.PORT}", origin,
+                                          mediaserver.auth_cache_seconds(cfg.PLAYBACK_TOKEN_TTL_SECONDS))
             env.update(MEDIA_HLS_BASE_URL=video.hls_base_url, MEDIA_INGEST_URL=video.ingest_url)
         print(f"\n  Pro Monetization is starting on {origin}/  (APP_ENV={cfg.APP_ENV})")
         print(f"  database: {'embedded (instance/pgdata)' if not cfg.DATABASE_URL else 'DATABASE_URL'}"

@@ -33,8 +33,16 @@ FFMPEG = "ffmpeg"
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx-rtmp.conf"
 INSTALL_HINT = "sudo apt-get install nginx libnginx-mod-rtmp ffmpeg"
 PLACEHOLDER = re.compile(r"\$\{(PM_[A-Z_]+)\}")
-# How long nginx keeps an access decision per token and stream (deploy/nginx-rtmp.conf).
-AUTH_CACHE_SECONDS = 2
+# How long nginx keeps a yes per token and stream (deploy/nginx-rtmp.conf): the player's
+# token renewal period (half of PLAYBACK_TOKEN_TTL_SECONDS's default 120 s), so each
+# token is checked about once; see auth_cache_seconds.
+AUTH_CACHE_SECONDS = 60
+
+
+def auth_cache_seconds(token_ttl: int) -> int:
+    """The cache period for tokens living `token_ttl` seconds: half of it (the player
+    renews then, and access then ends within one token lifetime)."""
+    return max(1, token_ttl // 2)
 
 
 def missing() -> list[str]:

@@ -24,6 +24,7 @@ from app import mediaserver
 from app.mediaserver import MediaServer
 
 # Short enough that "within one token lifetime" is seconds; the player renews at half life (≥ 5 s).
+# nginx caches a yes for half of it, as make run does (mediaserver.auth_cache_seconds).
 PLAYBACK_TTL = 8
 SEGMENT = re.compile(r"^[^#\s].*\.ts$", re.MULTILINE)
 
@@ -109,7 +110,8 @@ def start(services_config, make_server_for) -> MediaStack:
     require_media_tools()
     from app import embedded
     port = embedded.free_port()
-    media = mediaserver.start(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}")
+    media = mediaserver.start(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}",
+                              mediaserver.auth_cache_seconds(PLAYBACK_TTL))
     try:
         app = services_config(MEDIA_HLS_BASE_URL=media.hls_base_url, MEDIA_INGEST_URL=media.ingest_url,
                               PLAYBACK_TOKEN_TTL_SECONDS=PLAYBACK_TTL)

@@ -152,7 +152,7 @@ def _encodable(value: str) -> bool:
 def decide(action, stream: Stream | None, credentials: list[str]) -> tuple[bool, str]:
     """The media server's question, answered: may the holder of `credentials`
     `action` ("publish" or "read") this stream now? (allowed, reason code)."""
-    from app.streams.service import can_view
+    from app.streams.service import can_view_as
 
     if stream is None:
         return False, "unknown_path"
@@ -174,10 +174,9 @@ def decide(action, stream: Stream | None, credentials: list[str]) -> tuple[bool,
                 return False, "token_expired"
             except BadSignature:
                 continue
-            if not isinstance(claims, dict) or claims.get("s") != stream.id:
+            if not isinstance(claims, dict) or claims.get("s") != stream.id or not isinstance(claims.get("u"), int):
                 return False, "token_for_another_stream"
-            viewer = db.session.get(User, claims.get("u")) if claims.get("u") else None
-            if not can_view(viewer, stream):
+            if not can_view_as(claims["u"], stream):
                 return False, "no_access"
             return True, "ok"
         return False, "bad_token"

@@ -170,17 +170,26 @@ def can_view(user, stream: Stream, ticket=_LOOK_IT_UP) -> bool:
     """The access rule: the creator always; public streams everyone; private
     shows the holders of a valid (not refunded) ticket. Pass the user's `ticket`
     (or None) when the caller has it already, to skip the lookup."""
-    from app.streams.tickets import has_valid_ticket
-
     if stream.type == "public":
         return True
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    if user.id == stream.creator_id:
-        return True
     if ticket is _LOOK_IT_UP:
-        return has_valid_ticket(user.id, stream.id)
-    return ticket is not None and ticket.status == "valid"
+        return can_view_as(user.id, stream)
+    return user.id == stream.creator_id or (ticket is not None and ticket.status == "valid")
+
+
+def can_view_as(user_id: int | None, stream: Stream) -> bool:
+    """`can_view` for a viewer known only by id (None or 0: logged out), as the media
+    server's checks know them (app.streams.media): no user row is read, and no
+    query at all for a public stream."""
+    from app.streams.tickets import has_valid_ticket
+
+    if stream.type == "public":
+        return True
+    if not user_id:
+        return False
+    return user_id == stream.creator_id or has_valid_ticket(user_id, stream.id)
 
 
 def live_and_upcoming(limit: int = 50) -> list[Stream]:

@@ -5,8 +5,8 @@ currentTime advances by at least 2 s; "stops" means it no longer does and
 the page says why.
 
 Playback tokens live PLAYBACK_TTL (8 s) here; the player renews them at half
-life, and nginx caches each decision 2 s: "within one token lifetime" is
-what every stop is held to.
+life, and nginx caches a yes for as long: "within one token lifetime" is what
+every stop is held to.
 """
 from __future__ import annotations
 

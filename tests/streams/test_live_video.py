@@ -7,9 +7,9 @@ browser's player does with it is in tests/browser/test_live_video.py.
 Tokens here come from the player's own endpoint (/streams/<id>/playback-token,
 logged in on the stack's app) or are signed with the app's key where a test
 needs one the endpoint would no longer give (an expired one, another
-stream's). nginx caches each decision for 2 s (app/mediaserver.py), so every
-"refused after …" waits at most one token lifetime (PLAYBACK_TTL), as the
-issue allows, and says how long it actually took.
+stream's). nginx caches a yes for half a token's lifetime, as make run does
+(app/mediaserver.py), so every "refused after …" waits at most one token
+lifetime (PLAYBACK_TTL), as the issue allows.
 """
 from __future__ import annotations
 
