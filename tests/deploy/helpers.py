@@ -64,8 +64,8 @@ def start_production_server(name: str, services, workdir: Path, **settings: str)
 
 def documented_variables() -> str:
     """The variable list of the envsubst command README.md tells operators to run."""
-    match = re.search(r"^envsubst '([^']+)'", README.read_text(), re.MULTILINE)
-    assert match, "README.md shows no `envsubst '<variables>'` command for deploy/nginx.conf"
+    match = re.search(r"^envsubst '([^']+)' \\\n\s+< deploy/nginx\.conf", README.read_text(), re.MULTILINE)
+    assert match, "README.md shows no `envsubst '<variables>' < deploy/nginx.conf` command"
     return match.group(1)
 
 
