@@ -98,6 +98,24 @@ def fresh_services():
         embedded.stop(redis_proc)
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (gunicorn + workers, nginx master + workers)."""
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class WebServer:
     """gunicorn with the repo's gunicorn.conf.py (the production config) on a free port."""
 
@@ -127,16 +145,7 @@ class WebServer:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the gunicorn master and its workers."""
-        import psutil
-        root = psutil.Process(self.proc.pid)
-        total = 0.0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return tree_cpu(self.proc.pid)
 
     def stop(self) -> None:
         embedded.stop(self.proc, timeout=20)

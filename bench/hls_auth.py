@@ -111,7 +111,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import WebServer, api, fresh_services, libpq_url, register, server_url  # noqa: E402
+from _common import WebServer, api, fresh_services, libpq_url, register, server_url, tree_cpu  # noqa: E402
 
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
@@ -350,23 +350,6 @@ def status_of(url: str, token: str | None = None) -> int:
             return resp.status
     except urllib.error.HTTPError as err:
         return err.code
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its children (nginx master + worker, gunicorn + workers)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def postgres_cpu() -> dict[int, float]:
