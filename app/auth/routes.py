@@ -12,11 +12,14 @@ from app.http import is_htmx, redirect_to, render
 bp = Blueprint("auth", __name__)
 
 
-def _next_url() -> str:
+def _next_url(user) -> str:
     """Where to go after logging in or signing up: `next` when it is a path on
-    this site (never an open redirect), else the wallet."""
+    this site (never an open redirect), else home: a creator's dashboard (their
+    earnings), a fan's wallet (their tokens)."""
     target = request.args.get("next") or request.form.get("next") or ""
-    return target if validation.is_local_path(target) else url_for("wallet.wallet")
+    if validation.is_local_path(target):
+        return target
+    return url_for("dashboard.creator") if user.is_creator else url_for("wallet.wallet")
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -31,7 +34,7 @@ def signup():
             return render("auth/signup.html", "auth/_signup_form.html", err.status, form=form)
         login_succeeded()
         sessions.log_in(user)
-        return redirect_to(_next_url())
+        return redirect_to(_next_url(user))
     return render("auth/signup.html", "auth/_signup_form.html", form=form)
 
 
@@ -47,7 +50,7 @@ def login():
             return render("auth/login.html", "auth/_login_form.html", err.status, form=form)
         login_succeeded()
         sessions.log_in(user)
-        return redirect_to(_next_url())
+        return redirect_to(_next_url(user))
     return render("auth/login.html", "auth/_login_form.html", form=form)
 
 

@@ -311,6 +311,23 @@ def test_login_next_pointing_off_site_goes_to_wallet(client, make_fan, target):
     assert path_of(resp.headers["Location"]) == "/wallet"
 
 
+def test_a_creator_lands_on_their_dashboard_after_login_and_signup(client, new_client, make_creator, ctx):
+    """A creator's home is their earnings, not a wallet to buy tokens with; a `next` still wins."""
+    creator = make_creator()
+    resp = client.post("/login", data={"email": creator.email, "password": creator.test_password,
+                                       "csrf_token": csrf_from(client, "/login")})
+    assert resp.status_code == 303 and path_of(resp.headers["Location"]) == "/dashboard"
+    assert client.get("/dashboard").status_code == 200
+    other = new_client()
+    resp = other.post("/signup", data=signup_form(csrf_from(other, "/signup"), role="creator"))
+    assert resp.status_code == 303 and path_of(resp.headers["Location"]) == "/dashboard"
+    again = new_client()
+    resp = again.post("/login", query_string={"next": "/creator/streams"},
+                      data={"email": creator.email, "password": creator.test_password,
+                            "csrf_token": csrf_from(again, "/login")})
+    assert path_of(resp.headers["Location"]) == "/creator/streams"
+
+
 @pytest.mark.parametrize("target", OFFSITE)
 def test_signup_next_pointing_off_site_goes_to_wallet(client, ctx, target):
     data = signup_form(csrf_from(client, "/signup"), next=target)

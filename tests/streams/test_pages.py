@@ -391,6 +391,22 @@ def test_discover_lists_live_and_scheduled_streams_with_titles_escaped(client, m
     assert live.channel not in html and scheduled.channel not in html
 
 
+def test_discover_keeps_starting_soon_shows_out_of_live_now(client, make_creator, make_stream):
+    creator = make_creator()
+    live = make_stream(creator, title="On air", live=True)
+    soon = make_stream(creator, "private", title="Later tonight", ticket_price=40,
+                       starts_at=(datetime.now(UTC) + timedelta(hours=2)).isoformat())
+    html = page(client, "/")
+    live_now = re.search(r'data-testid="live-now">(.*?)</ul>', html, re.S).group(1)
+    starting = re.search(r'<h2 id="upcoming-heading">Starting soon</h2>.*?data-testid="starting-soon">(.*?)</ul>',
+                         html, re.S).group(1)
+    assert f'href="/streams/{live.id}"' in live_now and f'href="/streams/{soon.id}"' not in live_now
+    assert f'href="/streams/{soon.id}"' in starting and f'href="/streams/{live.id}"' not in starting
+    assert "UTC</time>" in starting
+    streams.change_status(creator, live.id, "end")
+    streams.change_status(creator, soon.id, "cancel")  # leave Discover as we found it for other tests
+
+
 def test_discover_lists_live_streams_first_even_among_many_scheduled(client, make_creator, make_stream):
     """Discover is "live streams" first: a crowd of scheduled shows must not push a live one off the page."""
     creator = make_creator()
