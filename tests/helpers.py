@@ -1,6 +1,9 @@
-"""Helpers shared by tests of several packages: API error assertions, threads released together."""
+"""Helpers shared by tests of several packages: API error assertions, threads released
+together, logging a test client in, the text a person reads on a page."""
 from __future__ import annotations
 
+import html as htmllib
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,3 +43,17 @@ def run_together(app, n, fn):
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         return list(pool.map(worker, range(n)))
+
+
+def log_in(client, user) -> str:
+    """Log `user` in through /login on `client` (of any app); returns the session's CSRF token."""
+    from tests.conftest import csrf_from
+    token = csrf_from(client, "/login")
+    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    return csrf_from(client, "/wallet")
+
+
+def visible(html: str) -> str:
+    """The text a person reads: tags removed, entities decoded, whitespace collapsed."""
+    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())

@@ -17,23 +17,12 @@ from app.calls.models import Call
 from app.extensions import db
 from tests.calls.helpers import fresh_call
 from tests.conftest import csrf_from
+from tests.helpers import log_in, visible
 
 HTMX = {"HX-Request": "true"}
 
 
 # ---- helpers ----------------------------------------------------------------
-
-def visible(html: str) -> str:
-    """The text a person reads: tags removed, entities decoded, whitespace collapsed."""
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
-def log_in(client, user) -> str:
-    token = csrf_from(client, "/login")
-    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return csrf_from(client, "/wallet")
-
 
 def get(client, path, status=200, **kw) -> str:
     resp = client.get(path, **kw)

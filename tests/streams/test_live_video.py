@@ -25,8 +25,8 @@ from app.streams import media, tickets
 from app.streams import service as streams
 from app.streams.models import Stream, Ticket
 from tests.conftest import fresh_client
+from tests.helpers import log_in
 from tests.media_stack import PLAYBACK_TTL
-from tests.streams.test_media import log_in
 
 JSON = {"Accept": "application/json"}
 MPEG_TS_SYNC = 0x47

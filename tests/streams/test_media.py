@@ -19,8 +19,8 @@ from app.extensions import db
 from app.streams import media, tickets
 from app.streams import service as streams
 from app.streams.models import Stream
-from tests.conftest import csrf_from, fresh_client
-from tests.helpers import assert_error
+from tests.conftest import fresh_client
+from tests.helpers import assert_error, log_in
 
 AUTH = "/media/auth"
 HLS_BASE = "http://media.test:8888"
@@ -49,14 +49,6 @@ def allowed(resp) -> None:
 
 def refused(resp, code: str | None = None) -> dict:
     return assert_error(resp, 401, code)
-
-
-def log_in(client, user) -> str:
-    """Log `user` in on `client` (any app); returns the session's CSRF token."""
-    token = csrf_from(client, "/login")
-    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return csrf_from(client, "/wallet")
 
 
 def key_in_db(user_id: int) -> str | None:

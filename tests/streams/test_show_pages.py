@@ -15,6 +15,7 @@ from app.streams import media, tickets
 from app.streams import service as streams
 from app.wallet.service import wallet_balance
 from tests.conftest import csrf_from, fresh_client
+from tests.helpers import log_in
 
 HTMX = {"HX-Request": "true"}
 HLS_BASE = "http://media.test:8888"
@@ -29,14 +30,6 @@ def page(client, path, status=200, **kw) -> str:
     resp = client.get(path, **kw)
     assert resp.status_code == status, (path, resp.status_code, resp.get_data(as_text=True)[:500])
     return resp.get_data(as_text=True)
-
-
-def log_in(client, user) -> str:
-    """Log `user` in on `client` (of any app); returns the session's CSRF token."""
-    token = csrf_from(client, "/login")
-    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return csrf_from(client, "/wallet")
 
 
 def balance_of(user) -> int:

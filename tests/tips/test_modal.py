@@ -13,17 +13,13 @@ from sqlalchemy import text
 from app import ledger
 from app.extensions import db
 from app.wallet import service as wallet
+from tests.helpers import visible
 
 HTMX = {"HX-Request": "true"}
 _KEY = re.compile(r'<input type="hidden" name="idempotency_key" value="([^"]+)">')
 
 
 # ---- helpers ----------------------------------------------------------------
-
-def visible(html: str) -> str:
-    """The text a person reads: tags removed, entities decoded, whitespace collapsed."""
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
 
 def modal_key(html: str) -> str:
     keys = _KEY.findall(html)

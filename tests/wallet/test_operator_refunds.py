@@ -4,7 +4,6 @@ webhook takes the tokens back; the demo provider refunds at once."""
 from __future__ import annotations
 
 import hashlib
-import html as htmllib
 import re
 import threading
 import time
@@ -17,28 +16,17 @@ from app.payments.providers import format_money
 from app.extensions import db
 from app.ledger.verify import verify
 from app.wallet.models import Purchase
-from tests.conftest import csrf_from, fresh_client
-from tests.helpers import assert_error, run_together
+from tests.conftest import fresh_client
+from tests.helpers import assert_error, log_in, run_together, visible
 from tests.wallet.reversal_helpers import (dispute_now, fresh, make_operator, owed, paid_purchase, post_event, spend,
                                            wallet_of)
 
 HTMX = {"HX-Request": "true"}
 
 
-def visible(html: str) -> str:
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
 def money(cents: int) -> str:
     """How the app writes an amount of dollars (the one money format)."""
     return format_money(cents, "usd")
-
-
-def log_in(client, user) -> str:
-    token = csrf_from(client, "/login")
-    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return csrf_from(client, "/wallet")
 
 
 def refund_api(client, headers, purchase_id, body, key=None):

@@ -3,7 +3,6 @@
 (DESIGN.md §11)."""
 from __future__ import annotations
 
-import html as htmllib
 import re
 import uuid
 from types import SimpleNamespace
@@ -18,25 +17,13 @@ from app.ledger.verify import verify
 from app.streams import service as streams
 from app.streams import tickets
 from app.wallet import service as wallet
-from tests.conftest import csrf_from
-from tests.helpers import assert_error
+from tests.helpers import assert_error, log_in, visible
 from tests.wallet.reversal_helpers import indebted_fan, owed, paid_purchase, refund_now, wallet_of
 
 HTMX = {"HX-Request": "true"}
 OWED = 40
 RESTRICTED = (f"Your account is restricted: {OWED} tokens are owed after a refund or chargeback. "
               "Buy tokens to repay them.")
-
-
-def visible(html: str) -> str:
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
-def log_in(client, user) -> str:
-    token = csrf_from(client, "/login")
-    resp = client.post("/login", data={"email": user.email, "password": user.test_password, "csrf_token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return csrf_from(client, "/wallet")
 
 
 def counts(fan_id: int) -> tuple:
