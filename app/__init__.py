@@ -155,10 +155,14 @@ def _import_models() -> None:
     from app.auth import models as _auth  # noqa: F401
     from app.calls import models as _calls  # noqa: F401
     from app.dashboard import models as _dashboard  # noqa: F401
+    from app.follows import models as _follows  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
+    from app.notifications import models as _notifications  # noqa: F401
     from app.payments import models as _payments  # noqa: F401
     from app.payouts import models as _payouts  # noqa: F401
+    from app.profiles import models as _profiles  # noqa: F401
+    from app.push import models as _push  # noqa: F401
     from app.streams import models as _streams  # noqa: F401
     from app.tips import models as _tips  # noqa: F401
     from app.wallet import models as _wallet  # noqa: F401

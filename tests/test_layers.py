@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).resolve().parents[1] / "app"
-FEATURES = ("auth", "calls", "creator", "dashboard", "main", "payouts", "streams", "tips", "wallet")
+FEATURES = ("auth", "calls", "creator", "dashboard", "follows", "main", "notifications", "payouts", "profiles", "push",
+            "streams", "tips", "wallet")
 # app/payments talks to the provider and routes webhook events to the handlers
 # features register; it moves no tokens and knows no feature.
 BELOW_THE_FEATURES = ("ledger", "payments", "jobs.py", "clock.py")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -28,11 +28,19 @@ class User(UserMixin, db.Model):
     calls_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
     # Operators see the platform view (/dashboard/platform); set by hand or by the seed.
     is_operator: Mapped[bool] = mapped_column(server_default=text("false"))
+    # The creator page's address, /c/<handle> (DESIGN.md §13): [a-z0-9_]{3,30}, unique. Every
+    # creator gets one at sign-up (app.profiles.service.assign_default_handle); fans have none.
+    handle: Mapped[str | None] = mapped_column(String(30))
+    bio: Mapped[str] = mapped_column(String(500), server_default="")
+    # None: no avatar. Bumped on each upload so the image URL changes (app.profiles).
+    avatar_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         CheckConstraint(f"role IN {ROLES!r}", name="role"),
         Index("uq_users_email_lower", func.lower(email), unique=True),
+        Index("uq_users_handle", "handle", unique=True),
+        CheckConstraint("handle ~ '^[a-z0-9_]{3,30}$'", name="handle_form"),
         CheckConstraint("call_rate_tokens_per_min IS NULL OR call_rate_tokens_per_min BETWEEN 1 AND 100000",
                         name="call_rate_range"),
     )

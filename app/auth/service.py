@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app import ledger, validation
 from app.auth import sessions
 from app.auth.models import ROLES, ApiToken, User
+from app.profiles import service as profiles
 from app.errors import Conflict, Forbidden, InvalidValue, NotFound, Unauthorized
 from app.extensions import db
 from app.realtime.bus import credentials_ended
@@ -59,6 +60,7 @@ def register(email, password, display_name, role="fan") -> User:
     ledger.open_account("wallet", user.id)
     if user.is_creator:
         ledger.open_account("earnings", user.id)
+        profiles.assign_default_handle(user)
     db.session.commit()
     return user
 

@@ -1,0 +1,1 @@
+"""Fans follow creators (DESIGN.md §13)."""

@@ -1,0 +1,1 @@
+"""Creator pages (`/c/<handle>`): handle, bio and avatar (DESIGN.md §13)."""
