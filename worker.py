@@ -23,6 +23,7 @@ from app import create_app, embedded
 from app.calls import cron as calls_cron
 from app.dashboard import cron as dashboard_cron
 from app.jobs import queue_name
+from app.notifications import cron as notifications_cron
 from app.payouts import cron as payouts_cron
 from app.streams import cron as streams_cron
 from app.wallet import cron as wallet_cron
@@ -33,7 +34,7 @@ log = logging.getLogger("worker")
 def cron_jobs() -> list:
     """(job, interval in seconds) of every feature's periodic jobs. Needs an app context."""
     return [*streams_cron.schedule(), *calls_cron.schedule(), *dashboard_cron.schedule(), *wallet_cron.schedule(),
-            *payouts_cron.schedule()]
+            *payouts_cron.schedule(), *notifications_cron.schedule()]
 
 
 def _start_cron(connection: Redis, queue: str, jobs: list) -> None:

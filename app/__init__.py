@@ -177,6 +177,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard.api import bp as dashboard_api
     from app.dashboard.routes import bp as dashboard_routes
     from app.main.routes import bp as main_routes
+    from app.notifications.api import bp as notifications_api
+    from app.notifications.routes import bp as notifications_routes
     from app.payments.webhooks import bp as payments_webhooks
     from app.payouts.api import bp as payouts_api
     from app.payouts.routes import bp as payouts_routes
@@ -190,7 +192,8 @@ def _register_blueprints(app: Flask) -> None:
 
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
-               payments_webhooks, payouts_routes, payouts_api, wallet_platform):
+               payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
+               notifications_api):
         app.register_blueprint(bp)
 
 
@@ -200,13 +203,14 @@ def _register_live(app: Flask) -> None:
     so the transport's checks run after every other `before_request` hook: a
     socket's Origin and access are checked once its credentials are known."""
     from app.calls import live as calls_live
+    from app.notifications import live as notifications_live
     from app.realtime import sockets
     from app.streams import live as streams_live
     from app.tips import live as tips_live
     from app.wallet import live as wallet_live
 
     sockets.init_app(app)
-    for feature in (wallet_live, tips_live, calls_live, streams_live):
+    for feature in (wallet_live, tips_live, calls_live, streams_live, notifications_live):
         feature.init_app(app)
 
 

@@ -30,3 +30,8 @@ class Notification(db.Model):
         Index("uq_notifications_user_id_dedupe_key", "user_id", "dedupe_key", unique=True),
         Index("ix_notifications_unread", "user_id", postgresql_where=sql_text("read_at IS NULL")),
     )
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "type": self.type, "text": self.text, "url": self.url,
+                "createdAt": self.created_at.isoformat() if self.created_at else None,
+                "readAt": self.read_at.isoformat() if self.read_at else None}

@@ -104,6 +104,7 @@ def change_status(user, stream_id: int, action: str) -> Stream:
 
 def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Stream:
     from app.jobs import enqueue
+    from app.notifications.jobs import announce_live
     from app.streams import tickets
     from app.streams.jobs import refund_show
 
@@ -135,6 +136,9 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
     pushes.stream_status_changed(stream)
     if to == "canceled" and stream.type == "private":
         enqueue(refund_show, stream.id)
+    if to == "live":
+        # Followers are told by a job, never in this request: its time must not grow with them.
+        enqueue(announce_live, stream.id)
     return stream
 
 
@@ -155,6 +159,13 @@ def cancel_no_shows() -> list[int]:
         except Conflict:
             pass  # it went live (or was canceled) in the meantime
     return canceled
+
+
+def live_since(minutes: int) -> list[int]:
+    """Ids of the streams live now that went live in the last `minutes`."""
+    return list(db.session.scalars(select(Stream.id).where(
+        Stream.status == "live", Stream.started_at > func.now() - text(f"interval '{int(minutes)} minutes'"))
+        .order_by(Stream.id)))
 
 
 def shows_awaiting_refunds() -> list[int]:
