@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import literal, select, text
 from werkzeug.datastructures import ImmutableMultiDict
 
 from app.calls import service as calls
@@ -175,6 +175,7 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
             "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
             **{kind: str(value) for kind, value in their.items()}}
+    real["notification_id"] = str(_their_notification(other_fan))
 
     def session_actor(name, user):
         client = fresh_client(app)
@@ -228,12 +229,20 @@ def _their_payout(app, creator, make_fan) -> int:
         restore_clock(app, previous)
 
 
+def _their_notification(user) -> int:
+    """A notification of `user`'s (unread), for /notifications/<id> to name."""
+    from app.notifications import service as notifications
+    notifications.notify_many(select(literal(user.id)), "live", "Their show is live", "/", f"hostile:{user.id}")
+    return db.session.scalar(text("SELECT max(id) FROM notifications WHERE user_id = :u"), {"u": user.id})
+
+
 def snapshot(fan) -> dict:
     db.session.rollback()
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
                         "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts")}
-    return {"fan balance": wallet.wallet_balance(fan), **counts}
+    unread = db.session.scalar(text("SELECT count(*) FROM notifications WHERE read_at IS NULL"))
+    return {"fan balance": wallet.wallet_balance(fan), **counts, "unread notifications": unread}
 
 
 # ---- building and sending requests -------------------------------------------------------------
