@@ -77,7 +77,9 @@ def test_going_live_rings_the_followers_bell_live_and_mark_all_read_zeroes_it(
 
     mark = page.get_by_role("button", name="Mark all as read")
     mark.click()
-    expect(page.get_by_role("status").filter(has_text="all caught up")).to_be_visible()
+    done = page.get_by_role("status").filter(has_text="all caught up")
+    expect(done).to_be_visible()
+    expect(done).to_be_focused()  # the button it replaced had the focus: a keyboard user keeps their place
     expect(page.locator(".notification.unread")).to_have_count(0)
     expect(badge).to_be_hidden()
     assert_fits(p)

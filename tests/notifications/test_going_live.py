@@ -190,3 +190,20 @@ def test_the_sweep_is_in_the_workers_schedule(app):
     import worker
     with app.app_context():
         assert (cron.sweep_live_announcements, cron.ANNOUNCE_SWEEP_SECONDS) in worker.cron_jobs()
+
+
+def test_with_redis_down_going_live_still_works_and_the_sweep_announces_it_later(make_app, services, followed,
+                                                                               make_stream):
+    from app.streams import service as streams
+    creator, fans = followed(2)
+    creator_id, fan_ids = creator.id, [fan.id for fan in fans]
+    sid = make_stream(creator).id
+    no_redis = make_app((services[0], "redis://127.0.0.1:1/0"))
+    with no_redis.app_context():
+        from app.auth.models import User
+        started = streams.change_status(db.session.get(User, creator_id), sid, "start")
+        assert started.status == "live"  # the job could not be queued: logged, not an error
+        db.session.remove()
+    assert _notified(sid) == {}
+    assert cron.sweep_live_announcements().get(sid) == 2
+    assert _notified(sid) == dict.fromkeys(fan_ids, 1)
