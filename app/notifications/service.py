@@ -34,7 +34,8 @@ def notify_many(user_ids: Select, type_: str, text: str, url: str, dedupe_key: s
     count} of the users who got one now (empty when the event was announced before)."""
     text = text if len(text) <= TEXT_MAX else text[:TEXT_MAX - 1] + "…"
     subquery = user_ids.subquery()
-    # Own rows for the duration of the statement: INSERT … SELECT … ON CONFLICT, one statement.
+    # One statement whatever the audience: INSERT … SELECT, a repeat skipped by the unique
+    # (user_id, dedupe_key); RETURNING names only the users who got a row now.
     inserted = db.session.execute(
         insert(Notification)
         .from_select(["user_id", "type", "text", "url", "dedupe_key"],
