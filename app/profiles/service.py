@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 
-from flask import url_for
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -45,7 +44,9 @@ def avatar_url(user) -> str | None:
     URL and the old one may be cached for good), or None when they have none."""
     if not user.avatar_version:
         return None
-    return url_for("profiles.avatar", user_id=user.id, v=user.avatar_version)
+    # Written out, not url_for: jobs and the CLI build profiles outside a request (the
+    # route, profiles.routes.avatar, serves exactly this path).
+    return f"/avatars/{user.id}.webp?v={user.avatar_version}"
 
 
 def profile_of(user) -> dict:
