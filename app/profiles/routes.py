@@ -17,6 +17,8 @@ AVATAR_CACHE = "public, max-age=31536000, immutable"
 
 @bp.get("/c/<handle>")
 def page(handle):
+    """A creator's page: avatar, bio, followers, live and upcoming shows, call rate; 404 for
+    a handle no creator has (or one that cannot be a handle)."""
     creator = service.creator_by_handle(handle)
     if creator is None:
         raise NotFound("No creator has that handle.", "creator_not_found")

@@ -124,3 +124,13 @@ def test_an_empty_query_shows_no_results_and_no_complaint(client):
 
 def test_nul_bytes_in_the_query_are_400(client):
     assert client.get("/search?q=a%00b", headers=HTMX).status_code == 400
+
+
+def test_discover_works_with_redis_down_and_shows_no_counts(services, make_app, make_stream):
+    """Viewer counts live in Redis: without it the cards still show, just without a count."""
+    stream = make_stream(title=f"No redis {uuid.uuid4().hex[:6]}", live=True)
+    app = make_app((services[0], "redis://127.0.0.1:1/0"))
+    resp = app.test_client().get("/")
+    assert resp.status_code == 200
+    html = card(resp.get_data(as_text=True), stream.title)
+    assert "watching" not in html

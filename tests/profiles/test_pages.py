@@ -231,3 +231,35 @@ def test_a_3mb_avatar_without_htmx_shows_the_settings_page_with_the_error(client
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
     assert 'id="call-settings"' in html and 'id="profile-avatar-error"' in html
+
+
+def test_creator_link_links_creators_and_leaves_fans_and_markup_as_text(app, make_creator, make_fan):
+    from app.profiles.routes import creator_link
+    creator, fan = make_creator(name="A & <B>"), make_fan(name="<i>fan</i>")
+    with app.test_request_context():
+        assert str(creator_link(creator)) == f'<a class="creator-link" href="/c/{creator.handle}">A &amp; &lt;B&gt;</a>'
+        assert str(creator_link(fan)) == "&lt;i&gt;fan&lt;/i&gt;"
+        assert str(creator_link("<b>x</b>", "some_handle")) == \
+            '<a class="creator-link" href="/c/some_handle">&lt;b&gt;x&lt;/b&gt;</a>'
+        assert str(creator_link("Name", None)) == "Name" and str(creator_link(None)) == ""
+
+
+def test_fan_spending_links_the_creator(client, make_creator, make_fan):
+    import uuid
+    from app.tips.service import send_tip
+    creator, fan = make_creator(), make_fan(balance=100)
+    send_tip(fan, creator.id, 10, "", None, str(uuid.uuid4()))
+    log_in(client, fan)
+    html = client.get("/spending").get_data(as_text=True)
+    assert f'<a class="creator-link" href="/c/{creator.handle}">' in html
+
+
+def test_call_page_links_the_creator_for_the_fan_only(client, new_client, make_call):
+    fan, creator, call_id = make_call(accept=False)
+    log_in(client, fan)
+    html = client.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert f'Call with <a class="creator-link" href="/c/{creator.handle}">' in html
+    other = new_client()
+    log_in(other, creator)
+    html = other.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert 'Call with <a' not in html and "creator-link" not in html.split('id="call-title"')[1][:200]
