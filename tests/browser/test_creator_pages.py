@@ -137,3 +137,21 @@ def test_a_refused_avatar_shows_its_error_next_to_the_field_and_a_visitor_is_ask
     assert "next=" in link.get_attribute("href")
     assert_fits_and_accessible(visitor)
     visitor.assert_clean()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_fan_follows_from_the_stream_page_header_and_its_name_links_to_the_creator_page(
+        open_fresh, make_creator, make_fan, make_stream, viewport):
+    creator, fan = make_creator(), make_fan()
+    stream = make_stream(creator=creator, title="Header show", live=True)
+    p = open_fresh(viewport)
+    log_in(p, fan, f"/streams/{stream.id}")
+    page = p.page
+    page.get_by_test_id("follow-button").click()
+    expect(page.get_by_test_id("follow-button")).to_contain_text("Following")
+    expect(page.get_by_test_id("follower-count")).to_have_text("1 follower")
+    assert_fits_and_accessible(p)
+    page.locator("#show").get_by_role("link", name=creator.display_name, exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/c/{creator.handle}$"))
+    expect(page.get_by_test_id("follow-button")).to_contain_text("Following")
+    p.assert_clean()
