@@ -176,12 +176,16 @@ def _register_blueprints(app: Flask) -> None:
     from app.creator.routes import bp as creator_routes
     from app.dashboard.api import bp as dashboard_api
     from app.dashboard.routes import bp as dashboard_routes
+    from app.follows.api import bp as follows_api
+    from app.follows.routes import bp as follows_routes
     from app.main.routes import bp as main_routes
     from app.notifications.api import bp as notifications_api
     from app.notifications.routes import bp as notifications_routes
     from app.payments.webhooks import bp as payments_webhooks
     from app.payouts.api import bp as payouts_api
     from app.payouts.routes import bp as payouts_routes
+    from app.profiles.api import bp as profiles_api
+    from app.profiles.routes import bp as profiles_routes
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
     from app.tips.api import bp as tips_api
@@ -193,7 +197,7 @@ def _register_blueprints(app: Flask) -> None:
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
-               notifications_api):
+               notifications_api, profiles_routes, profiles_api, follows_routes, follows_api):
         app.register_blueprint(bp)
 
 

@@ -174,6 +174,8 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
             "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
+            # A fan is no creator: following them is refused (404); the page and avatar are read-only.
+            "creator_id": str(fan.id), "handle": other_creator.handle, "user_id": str(other_creator.id),
             **{kind: str(value) for kind, value in their.items()}}
     real["notification_id"] = str(_their_notification(other_fan))
 
@@ -200,10 +202,11 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "range": "7d", "page": "1", "topup": "100", "creator": other_creator.id, "stream": stream.id,
         "call": call_id, "next": "/wallet",
         "action": "publish", "path": f"stream/{stream.id}", "token": "wrong", "user": "u", "query": "",
+        "handle": "x", "bio": "x" * 501, "q": "fuzz",  # a profile with two bad fields
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
-    anchors = {"startsAt": "soon"}
+    anchors = {"startsAt": "soon", "bio": "x" * 501}  # and "true" is a valid handle
     # A purchase has one field, and any valid amount buys: its base amount is refused too.
     base_for = {"wallet_api.purchase": {"amountTokens": 0}, "wallet.purchase": {"amountTokens": "0"}}
     yield dict(fan=fan, creator=creator, actors=actors, real=real, base=base, base_for=base_for, anchors=anchors)

@@ -180,6 +180,7 @@ def become_creator(user: User) -> User:
     """Turn a fan into a creator (idempotent); opens their earnings account."""
     if not user.is_creator:
         user.role = "creator"
+        profiles.assign_default_handle(user)  # a creator page needs a handle
     ledger.open_account("earnings", user.id)
     db.session.commit()
     return user

@@ -80,3 +80,9 @@ def tips_seen():
     require_creator(current_user)
     pushes.mark_tips_seen(current_user.id)
     return render_template("tips/_badge.html", unseen=0)
+
+
+def settings_page(status: int = 200, **section_context):
+    """The whole page, the call section as saved, for another section's form sent
+    without htmx that must show its error (app.profiles: the Profile section)."""
+    return _settings_page(status, **_call_settings_context(), **section_context)

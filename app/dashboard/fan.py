@@ -18,6 +18,7 @@ class CreatorTotal:
     creator_id: int
     display_name: str
     total: int
+    handle: str | None = None   # their page is /c/<handle>
 
 
 @dataclass
@@ -54,6 +55,7 @@ class SpendingLine:
     amount: int                 # tokens spent (a refund is negative)
     reference: str
     receipt_url: str
+    creator_handle: str | None = None
 
 
 def _accounts(user) -> list[int]:
@@ -77,8 +79,8 @@ def fan_spending(user, range_: str) -> Spending:
     by_type = _spending_from(queries.by_kind(accounts, start))
     per_creator = {cid: -amount for cid, amount in queries.by_counterparty(accounts, start, range_ == "all").items()
                    if amount}
-    names = queries.names(per_creator)
-    by_creator = [CreatorTotal(cid, names.get(cid, "?"), total)
+    names, handles = queries.names(per_creator), queries.handles(per_creator)
+    by_creator = [CreatorTotal(cid, names.get(cid, "?"), total, handles.get(cid))
                   for cid, total in sorted(per_creator.items(), key=lambda x: (-x[1], x[0]))]
     return Spending(range_, sum(by_type.values()), by_type, by_creator)
 
@@ -99,6 +101,7 @@ def spending_by_month(user, months: int = 12) -> list[MonthSpending]:
     for r in kind_rows:
         by_month.setdefault(r.month, {})[r.kind] = int(r.amount)
     names = queries.names(r.counterparty_id for r in pair_rows)
+    handles = queries.handles(r.counterparty_id for r in pair_rows)
     out = []
     for month in sorted(by_month, reverse=True):
         by_type = _spending_from(by_month[month])
@@ -107,7 +110,7 @@ def spending_by_month(user, months: int = 12) -> list[MonthSpending]:
         creators = sorted(((r.counterparty_id, -int(r.amount)) for r in pair_rows if r.month == month and r.amount),
                           key=lambda x: (-x[1], x[0]))
         out.append(MonthSpending(month, by_type["tips"], by_type["tickets"], by_type["calls"],
-                                 [CreatorTotal(cid, names.get(cid, "?"), t) for cid, t in creators]))
+                                 [CreatorTotal(cid, names.get(cid, "?"), t, handles.get(cid)) for cid, t in creators]))
     return out
 
 
@@ -144,6 +147,8 @@ def spending_lines(user, range_: str, limit: int = 50) -> list[SpendingLine]:
     rows = queries.latest_entries(accounts, start_day(range_), list(LINE_TYPES), limit)
     payments = list(islice(queries.by_transfer(rows), limit))
     names = queries.names(r.counterparty_id for r, _ in payments)
+    handles = queries.handles(r.counterparty_id for r, _ in payments)
     return [SpendingLine(r.created_at, LINE_TYPES[r.transfer_kind], names.get(r.counterparty_id, ""), -amount,
                          reference(r.transfer_kind, r.metadata or {}, amount),
-                         receipt_url(r.transfer_kind, r.transfer_id, r.metadata or {})) for r, amount in payments]
+                         receipt_url(r.transfer_kind, r.transfer_id, r.metadata or {}),
+                         handles.get(r.counterparty_id)) for r, amount in payments]

@@ -66,6 +66,16 @@ def names(user_ids) -> dict[int, str]:
     return {r.id: r.display_name for r in rows}
 
 
+def handles(user_ids) -> dict[int, str]:
+    """The creator-page handles (/c/<handle>) of those of these users that have one."""
+    ids = [i for i in set(user_ids) if i is not None]
+    if not ids:
+        return {}
+    rows = db.session.execute(text("SELECT id, handle FROM users WHERE id = ANY(:ids) AND handle IS NOT NULL"),
+                              {"ids": ids})
+    return {r.id: r.handle for r in rows}
+
+
 # ---- sums of one account ---------------------------------------------------
 
 _BY_KIND = """

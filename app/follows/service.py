@@ -56,3 +56,10 @@ def follower_ids(creator_id: int) -> Select:
     """A SELECT of the ids of everyone following `creator_id`, for set-based fan-out
     (INSERT … SELECT) without loading them into Python."""
     return select(Follow.follower_id).where(Follow.creator_id == creator_id)
+
+
+def state(user, creator_id: int) -> dict:
+    """`{following, followers}`: whether `user` (maybe logged out) follows `creator_id`,
+    and how many do; the API's answer and what the button shows."""
+    user_id = user.id if getattr(user, "is_authenticated", False) else None
+    return {"following": is_following(user_id, creator_id), "followers": follower_count(creator_id)}

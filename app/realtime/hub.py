@@ -184,6 +184,21 @@ class Hub:
         except (redis.RedisError, OSError):
             return None
 
+    def viewer_counts(self, channels) -> dict[str, int | None]:
+        """`viewer_count` of many channels in one round trip (Discover's cards); every
+        count is None while Redis is unavailable."""
+        channels = list(channels)
+        if not channels:
+            return {}
+        since = time.time() - PRESENCE_TTL
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for channel in channels:
+                pipe.zcount(self._presence_key(channel), since, "+inf")
+            return {c: int(n) for c, n in zip(channels, pipe.execute())}
+        except (redis.RedisError, OSError):
+            return dict.fromkeys(channels)
+
     def local_count(self, channel: str) -> int:
         with self._lock:
             return len(self._subs.get(channel, ()))

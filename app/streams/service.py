@@ -212,6 +212,14 @@ def live_and_upcoming(limit: int = 50) -> list[Stream]:
         .limit(limit)))
 
 
+def live_and_upcoming_of(creator_id: int, limit: int = 20) -> list[Stream]:
+    """One creator's live streams, then their scheduled ones, soonest first (their page, /c/<handle>)."""
+    return list(db.session.scalars(
+        select(Stream).where(Stream.creator_id == creator_id, Stream.status.in_(("live", "scheduled")))
+        .order_by(case((Stream.status == "live", 0), else_=1), Stream.starts_at.nulls_last(), Stream.id.desc())
+        .limit(limit)))
+
+
 def streams_of(creator) -> list[Stream]:
     return list(db.session.scalars(select(Stream).where(Stream.creator_id == creator.id)
                                    .order_by(Stream.id.desc()).limit(100)))

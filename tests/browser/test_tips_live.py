@@ -87,7 +87,9 @@ def log_in(p: Page, user, path: str) -> None:
     # scripts ran, and a click before htmx initialised would do nothing.
     page.wait_for_load_state("load")
     wait_htmx_ready(page)
-    expect(page.get_by_role("link", name=user.display_name, exact=True)).to_be_visible()
+    # In the nav: a creator's name also links to their page wherever their stream is shown.
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name=user.display_name, exact=True)) \
+        .to_be_visible()
 
 
 def wait_listening(p: Page, hub, selector: str, *, synced: bool = True) -> None:
