@@ -31,6 +31,8 @@ def b64url_decode(text: str) -> bytes:
     stripped = text.rstrip("=")
     if any(c not in _B64URL for c in stripped) or len(stripped) % 4 == 1:
         raise ValueError("not base64url text")
+    if stripped != text and (len(text) % 4 or len(text) - len(stripped) > 2):
+        raise ValueError("wrong base64 padding")
     try:
         return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
     except (binascii.Error, ValueError):
