@@ -135,7 +135,13 @@
       }
       let subscription = await currentSubscription();
       if (!subscription) {
-        subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey });
+        try {
+          subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey });
+        } catch (err) {
+          // e.g. a private window, or a browser without a push service ("Registration failed")
+          throw new Error("This browser could not set up notifications (a private window can't receive them): "
+            + (err && err.message ? err.message : "unknown error") + ".");
+        }
       }
       const topics = deviceTopics.filter((t) => !pageTopics.includes(t)).concat(chosen);
       const json = subscription.toJSON();
