@@ -109,6 +109,12 @@ def unsubscribe(user, endpoint) -> None:
         raise NotFound("This device has no push subscription here.", "subscription_not_found")
 
 
+def forget_devices(user_id: int) -> None:
+    """Delete every push subscription of a user, in the caller's transaction (no commit):
+    "log out everywhere" also stops notifications to a lost phone."""
+    db.session.execute(delete(PushSubscription).where(PushSubscription.user_id == user_id))
+
+
 def subscriptions_of(user) -> list[PushSubscription]:
     return list(db.session.scalars(select(PushSubscription).where(PushSubscription.user_id == user.id)
                                    .order_by(PushSubscription.created_at.desc(), PushSubscription.id.desc())))

@@ -52,7 +52,7 @@ class PushReceiver:
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "PushReceiver":
+    def start(self) -> PushReceiver:
         self._thread.start()
         return self
 

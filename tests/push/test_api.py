@@ -192,3 +192,19 @@ def test_production_takes_only_https_push_services_on_public_names(make_app, mak
                                          {"p256dh": _GOOD.p256dh, "auth": _GOOD.auth}, ["tips"])
         assert created and sub.user_id == creator.id
         db.session.remove()
+
+
+def test_logging_out_everywhere_stops_pushes_to_every_device_of_the_account(creator_client, new_client, make_fan,
+                                                                              receiver):
+    """A lost phone: "Log out everywhere" also forgets the account's push subscriptions (no one else's)."""
+    phone, laptop = Device(receiver.endpoint("lost-phone")), Device(receiver.endpoint("laptop"))
+    post(creator_client, phone.subscription(["tips"]))
+    post(creator_client, laptop.subscription(["calls"]))
+    other = new_client()
+    other_token = log_in(other, make_fan())
+    neighbour = Device(receiver.endpoint("neighbour"))
+    other.post(API, json=neighbour.subscription(["live"]), headers={"X-CSRFToken": other_token})
+    resp = creator_client.post("/account/logout-everywhere", data={"csrf_token": creator_client.csrf})
+    assert resp.status_code in (302, 303)
+    assert owner_of(phone.endpoint) is None and owner_of(laptop.endpoint) is None
+    assert owner_of(neighbour.endpoint) is not None

@@ -22,7 +22,7 @@ def test_the_service_worker_is_served_from_the_root_with_its_scope_allowed(clien
 def test_creator_settings_offer_tips_and_call_requests_on_this_device(app, client, make_creator):
     log_in(client, make_creator())
     html = client.get("/creator/settings").get_data(as_text=True)
-    section = re.search(r'<section class="card push-device".*?</section>', html, re.S).group(0)
+    section = re.search(r'<section class="card push-device".*?</section>', html, re.DOTALL).group(0)
     assert f'data-push-key="{app.config["VAPID_PUBLIC_KEY"]}"' in section
     assert 'value="tips"' in section and 'value="calls"' in section and 'value="live"' not in section
     assert "Notifications on this device" in visible(section)
@@ -32,7 +32,7 @@ def test_creator_settings_offer_tips_and_call_requests_on_this_device(app, clien
 def test_the_account_page_offers_went_live_to_everyone(client, make_fan):
     log_in(client, make_fan())
     html = client.get("/account").get_data(as_text=True)
-    section = re.search(r'<section class="card push-device".*?</section>', html, re.S).group(0)
+    section = re.search(r'<section class="card push-device".*?</section>', html, re.DOTALL).group(0)
     assert 'value="live"' in section and 'value="tips"' not in section
     assert "A creator I follow goes live" in visible(section)
 
