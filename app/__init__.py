@@ -78,6 +78,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(seed_cli)
     from app.dashboard.cli import rollups_cli
     app.cli.add_command(rollups_cli)
+    from app.push.cli import push_cli
+    app.cli.add_command(push_cli)
     _register_live(app)
     _register_payments(app)
     return app
@@ -186,6 +188,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.payouts.routes import bp as payouts_routes
     from app.profiles.api import bp as profiles_api
     from app.profiles.routes import bp as profiles_routes
+    from app.push.api import bp as push_api
+    from app.push.routes import bp as push_routes
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
     from app.tips.api import bp as tips_api
@@ -197,7 +201,7 @@ def _register_blueprints(app: Flask) -> None:
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
-               notifications_api, profiles_routes, profiles_api, follows_routes, follows_api):
+               notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api):
         app.register_blueprint(bp)
 
 

@@ -153,6 +153,14 @@ class Config:
     CSRF_TOKEN_TTL_SECONDS: int = 12 * 3600
     # werkzeug's scrypt by default; tests may choose a cheaper method.
     PASSWORD_HASH_METHOD: str = "scrypt"
+    # Web Push (VAPID, RFC 8292; app/push): base64url keys as `flask push keys` prints them.
+    # Development and test make one pair under INSTANCE_DIR when unset; production without
+    # them runs with push off (PUSH_ENABLED False, the settings pages say so).
+    VAPID_PUBLIC_KEY: str = ""
+    VAPID_PRIVATE_KEY: str = ""
+    # Who the push services may contact about our pushes: mailto:… or https://….
+    VAPID_SUBJECT: str = ""
+    PUSH_ENABLED: bool = False
     # Where embedded PostgreSQL/Redis keep their data (git-ignored).
     INSTANCE_DIR: str = field(default_factory=lambda: os.path.abspath("instance"))
 
@@ -203,6 +211,9 @@ class Config:
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
+            VAPID_PUBLIC_KEY=env.get("VAPID_PUBLIC_KEY", "").strip(),
+            VAPID_PRIVATE_KEY=env.get("VAPID_PRIVATE_KEY", "").strip(),
+            VAPID_SUBJECT=env.get("VAPID_SUBJECT", "").strip(),
         )
         for name in RATE_LIMIT_SETTINGS:
             if env.get(name):
@@ -233,6 +244,37 @@ class Config:
                 )
         if not self.SECRET_KEY:
             self.SECRET_KEY = _instance_secret(self.INSTANCE_DIR)
+        self._validate_vapid()
+
+    def _validate_vapid(self) -> None:
+        """Both VAPID keys or neither, a matching pair, and a subject. Without keys, development
+        and test use the pair kept under INSTANCE_DIR; production turns push off."""
+        from app.push import keys
+        if bool(self.VAPID_PRIVATE_KEY) != bool(self.VAPID_PUBLIC_KEY):
+            raise ConfigError("Set both VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY (flask push keys prints a pair), "
+                              "or neither")
+        if not self.VAPID_PRIVATE_KEY and self.APP_ENV != "production":
+            self.VAPID_PRIVATE_KEY = keys.instance_private_key(self.INSTANCE_DIR)
+            self.VAPID_PUBLIC_KEY = keys.public_key_for(self.VAPID_PRIVATE_KEY)
+        self.PUSH_ENABLED = bool(self.VAPID_PRIVATE_KEY)
+        if not self.PUSH_ENABLED:
+            return
+        try:
+            public = keys.public_key_for(self.VAPID_PRIVATE_KEY)
+        except ValueError:
+            raise ConfigError("VAPID_PRIVATE_KEY must be a base64url P-256 private key (32 bytes), "
+                              "as `flask push keys` prints it") from None
+        if public != self.VAPID_PUBLIC_KEY.rstrip("="):
+            raise ConfigError("VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY")
+        self.VAPID_PUBLIC_KEY = public
+        if not self.VAPID_SUBJECT:
+            if self.APP_ENV == "production":
+                raise ConfigError("VAPID_SUBJECT must be set with the VAPID keys: mailto:you@example.com "
+                                  "or https://your.site")
+            self.VAPID_SUBJECT = "mailto:push@localhost"
+        if not self.VAPID_SUBJECT.startswith(("mailto:", "https://")) or len(self.VAPID_SUBJECT) > 200 \
+                or any(c.isspace() for c in self.VAPID_SUBJECT):
+            raise ConfigError(f"VAPID_SUBJECT must be a mailto: or https:// address, got {self.VAPID_SUBJECT!r}")
 
     def as_flask(self) -> dict:
         """The mapping handed to `app.config.update`."""

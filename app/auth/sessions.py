@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.auth.models import ApiToken, User, UserSession
 from app.extensions import db
+from app.push import service as push
 from app.realtime.bus import credentials_ended
 
 SESSION_KEY = "sid"
@@ -70,11 +71,13 @@ def log_out() -> None:
 
 def end_all(user: User) -> None:
     """Log `user` out everywhere: every browser session and every API token
-    stops working at once (the current browser too), and the sockets opened
-    with them close; commits."""
+    stops working at once (the current browser too), the sockets opened
+    with them close, and no device of theirs gets push notifications any more;
+    commits."""
     ended = db.session.scalars(delete(UserSession).where(UserSession.user_id == user.id)
                                .returning(UserSession.id)).all()
     revoked = db.session.scalars(delete(ApiToken).where(ApiToken.user_id == user.id).returning(ApiToken.id)).all()
+    push.forget_devices(user.id)  # a lost phone stops showing this account's notifications too
     db.session.commit()
     credentials_ended("session", ended)
     credentials_ended("token", revoked)

@@ -1,9 +1,13 @@
 """What calls publish after commit: a call's new state to both call pages (they
 share the call's channel) and, while it is a request, the creator's list of
-pending requests (their `/ws/me`). The fan's new balance is the wallet's push
-(wallet.pushes)."""
+pending requests (their `/ws/me`), and a Web Push of each new request to the
+creator's devices that have `calls` on (app/push). The fan's new balance is the
+wallet's push (wallet.pushes)."""
 from __future__ import annotations
 
+from app.auth.models import User
+from app.extensions import db
+from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import publish, publish_many, user_channel
 
@@ -11,6 +15,10 @@ from app.realtime.bus import publish, publish_many, user_channel
 def call_requested(call) -> None:
     """The creator's notification of a new call request (their /ws/me)."""
     publish(user_channel(call.creator_id), fragments.render("calls/_request_push.html", call=call))
+    fan = db.session.get(User, call.fan_id)
+    push_to_users([call.creator_id], "calls", "Video call request",
+                  f"{fan.display_name} wants a video call at {call.rate:,} tokens per minute.",
+                  page_path("calls.show", call_id=call.id), tag=f"call-{call.id}")
 
 
 def call_changed(call) -> None:

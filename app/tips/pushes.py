@@ -1,6 +1,7 @@
 """What tips publish after commit: the pop on the tip's channel and on the
 creator's OBS overlay, the creator's feed and unseen-tips badge (their
-`/ws/me`), and the sender's new balance — in one round trip to Redis.
+`/ws/me`), and the sender's new balance — in one round trip to Redis; and, for
+a creator who turned it on, a Web Push to their devices (app/push).
 
 The unseen-tips badge counts in Redis (`unseen-tips:<creator id>`): a tip adds
 one, opening the tips menu clears it.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
+from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
 from app.redis_client import get_redis
@@ -34,6 +36,17 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
     if tip.channel:
         messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
+    tip_push(tip, sender)
+
+
+def tip_push(tip, sender) -> None:
+    """A push to the creator's devices that have `tips` on. One tag for every tip: a storm
+    replaces the notification on the phone instead of stacking dozens of them."""
+    body = f"{sender.display_name} tipped you {tip.amount:,} tokens"
+    if tip.message:
+        body += f": “{tip.message}”"
+    push_to_users([tip.creator_id], "tips", f"New tip: {tip.amount:,} tokens", body,
+                  page_path("dashboard.creator"), tag="tips")
 
 
 def unseen_tips(creator_id: int) -> int | None:
