@@ -18,6 +18,7 @@ from app.errors import InvalidValue, NotFound
 from app.extensions import db
 from app.notifications import pushes
 from app.notifications.models import Notification
+from app.push import service as push
 from app.redis_client import get_redis
 
 PAGE_SIZE = 50
@@ -143,11 +144,14 @@ def announce_live(stream_id: int) -> int:
     notified: dict[int, int] = {}
     if stream.status == "live":
         creator = db.session.get(User, stream.creator_id)
-        notified = notify_many(follower_ids(creator.id), "live", f"{creator.display_name} is live: {stream.title}",
-                               f"/streams/{stream.id}", f"live:{stream.id}")
+        name, title, url = creator.display_name, stream.title, f"/streams/{stream.id}"
+        notified = notify_many(follower_ids(creator.id), "live", f"{name} is live: {title}", url,
+                               f"live:{stream.id}")
     db.session.rollback()  # end the read-only transaction of the not-live case
     _mark_announced(stream_id)
-    # Web Push for "went live" is sent here: to the followers in `notified` (push helper, issue 17).
+    if notified:
+        # Only the followers notified just now: a second run of this job pushes to no one again.
+        push.push_to_users(notified, "live", f"{name} is live", title, url, tag=f"live-{stream_id}")
     return len(notified)
 
 

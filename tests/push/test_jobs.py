@@ -164,3 +164,28 @@ def test_a_fan_out_to_many_users_is_split_into_jobs(ctx, make_fan, subscribe, qu
     subscribe(fan, "many", ["live"])
     assert push_to_users([fan.id, *range(10**9, 10**9 + 4)], "live", "t", "b", "/") is True
     assert len(queue.job_ids) == 3
+
+
+def test_going_live_pushes_to_each_follower_with_live_on_once(app, ctx, make_creator, make_fan, subscribe, receiver,
+                                                              make_stream, run_jobs):
+    """The went-live fan-out job (app.notifications) pushes "<Creator> is live" to the followers'
+    devices with `live` on; running it again pushes nothing more; a non-follower gets nothing."""
+    from app.follows.service import follow
+    from app.notifications.service import announce_live
+
+    creator = make_creator(name="Ana Live")
+    follower, stranger = make_fan(), make_fan()
+    follow(follower, creator.id)
+    phone = subscribe(follower, "follower-phone", ["live"])
+    subscribe(stranger, "stranger-phone", ["live"])
+    stream = make_stream(creator=creator, title="Sunday set", live=True)  # queues announce_live
+    stream_id = stream.id
+    run_jobs()  # the fan-out job, then the push job it queued
+    (received,) = receiver.to("follower-phone")
+    assert_signed_for(app, receiver, received)
+    assert phone.decrypt(received.body) == {"title": "Ana Live is live", "body": "Sunday set",
+                                            "url": f"/streams/{stream_id}", "tag": f"live-{stream_id}"}
+    assert receiver.to("stranger-phone") == []
+    assert announce_live(stream_id) == 0
+    run_jobs()
+    assert len(receiver.to("follower-phone")) == 1
