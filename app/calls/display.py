@@ -83,6 +83,45 @@ def _detail(call: Call) -> str:
     return ""
 
 
+@dataclass
+class Outcome:
+    """How a finished call went, in each party's words, and whom the next steps lead to."""
+    fan: User
+    creator: User
+    talked: bool  # the creator had accepted: talk time and tokens are the news
+    can_call_again: bool  # the creator takes calls now: the fan may ask for another one
+
+    @property
+    def fan_name(self) -> str:
+        return self.fan.display_name
+
+    @property
+    def creator_name(self) -> str:
+        return self.creator.display_name
+
+
+def outcome(call: Call) -> Outcome | None:
+    """The outcome of a call that is over (None while it runs). Two queries, run once
+    per call (when it ends, and on the page's load after that), never by the meter."""
+    if call.status not in OVER:
+        return None
+    who = people(call)
+    return Outcome(fan=who.fan, creator=who.creator, talked=call.accepted_at is not None,
+                   can_call_again=bool(who.creator.calls_enabled and who.creator.call_rate_tokens_per_min))
+
+
+def talk_time(seconds) -> str:
+    """Talk time in words: 45 → "45 s", 200 → "3 min 20 s", 180 → "3 min", 3725 → "1 h 2 min"."""
+    seconds = max(0, int(seconds or 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
 REFUND_REASONS = {"media_never_connected": "media never connected", "operator": "refunded by the platform"}
 
 

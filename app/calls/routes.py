@@ -35,6 +35,8 @@ bp.add_app_template_global(display.meter, "call_meter")
 bp.add_app_template_global(display.people, "call_people")  # the creator's notifications
 bp.add_app_template_global(display.pending_requests, "pending_call_requests")
 bp.add_app_template_filter(display.duration, "duration")
+bp.add_app_template_filter(display.talk_time, "talk_time")
+bp.add_app_template_global(display.outcome, "call_outcome")
 bp.add_app_template_global(display.REFUND_REASONS, "call_refund_reasons")
 
 _ACTIONS = {"accept": service.accept, "decline": service.decline, "pause": service.pause,

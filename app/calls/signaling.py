@@ -264,11 +264,10 @@ class _Link:
         return self.send_frame(text_frame(json.dumps(message, separators=(",", ":")).encode()))
 
     def close(self, code: int, reason: str) -> None:
+        """Close with `code` (or finish the browser's own close) and end the connection
+        only after the close frames were exchanged (`sockets.close`)."""
         with self.lock:
-            try:
-                self.ws.close(reason=code, message=reason)
-            except (ConnectionClosed, OSError):
-                pass
+            sockets.close(self.ws, code, reason)
 
 
 class _Session:
@@ -307,6 +306,9 @@ def serve(ws, call_id: int, party: str, credential_channels: tuple[str, ...] = (
         if not session.replaced:
             publish(peer, json.dumps({"type": "peer-left", "sid": sid}))
         db.session.remove()
+        # Returning with the connection still up lets the server write its HTTP answer
+        # into the socket (mid close handshake): browsers log "Invalid frame header".
+        link.close(1000, "Goodbye.")
 
 
 def _read(ws, link: _Link, peer: str, sid: str, session: _Session, presence: Presence) -> None:

@@ -19,10 +19,13 @@ RANGE_PHRASES = {"today": "today", "7d": "in the last 7 days", "30d": "in the la
 SOURCE_LABELS = {"tips": "Tips", "tickets": "Tickets", "calls": "Calls"}
 SPENDING_TYPE_LABELS = {"tips": "Tip", "tickets": "Ticket", "calls": "Call", "refund": "Refund"}
 
-# The SVG's own coordinate system (it scales to the width of its container).
-WIDTH, HEIGHT = 720, 260
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 72, 12, 14, 34
+# Coordinates are percentages of the SVG's box, which CSS sizes (the full width of its card,
+# a fixed height): bars stretch to any width while text keeps its size, so a phone gets a
+# chart as tall and legible as a desktop's instead of a scaled-down one.
+WIDTH, HEIGHT = 100, 100
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 12, 1, 6, 12
 MAX_X_LABELS = 8
+MIN_BAR, MAX_BAR = 0.15, 9.0  # % of the width: a year of days stays visible, one day is not a wall
 Y_TICKS = 4
 
 
@@ -57,6 +60,8 @@ class Tick:
 class XLabel:
     text: str
     x: float
+    anchor: str = "middle"  # SVG text-anchor: the newest day's label ends at the plot's edge, never past it
+    minor: bool = False  # every other label counting back from the newest: left out on narrow screens
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def bar_chart(days) -> Chart:
     n = len(days)
     slot = plot_w / n if n else plot_w
     # Thin bars for a year of days, capped so one day ("today") is not a wall.
-    width = min(max(slot * 0.72, 1.0), 64.0)
+    width = min(max(slot * 0.72, MIN_BAR), MAX_BAR)
     bars, peak = [], None
     for i, d in enumerate(days):
         x = left + i * slot + (slot - width) / 2
@@ -146,10 +151,18 @@ def bar_chart(days) -> Chart:
             peak = bar
 
     every = max(1, math.ceil(n / MAX_X_LABELS))
-    x_labels = tuple(XLabel(day_label(d.day, with_weekday=n == 1), _r(left + i * slot + slot / 2))
-                     for i, d in enumerate(days) if (n - 1 - i) % every == 0)  # always label the newest day
+    labelled = [i for i in range(n) if (n - 1 - i) % every == 0]  # always label the newest day
+    x_labels = tuple(_x_label(days[i].day, i, n, slot, left, right, minor=(n - 1 - i) // every % 2 == 1)
+                     for i in labelled)
     return Chart(WIDTH, HEIGHT, left, right, top, bottom, tuple(bars), y_ticks, x_labels,
                  sum(d.total for d in days), peak)
+
+
+def _x_label(day: date, i: int, n: int, slot: float, left: float, right: float, minor: bool) -> XLabel:
+    text = day_label(day, with_weekday=n == 1)
+    if n > 1 and i == n - 1:
+        return XLabel(text, _r(right), "end", minor)  # centred under the last bar, half of it would be cut off
+    return XLabel(text, _r(left + i * slot + slot / 2), "middle", minor)
 
 
 def _r(v: float) -> float:

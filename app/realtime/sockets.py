@@ -150,11 +150,13 @@ def close(ws, code: int, message: str, wait: float = 2.0) -> None:
     """Close `ws` from our side: send the close frame, wait (briefly) for the
     browser's answer, then end the TCP connection, as RFC 6455 asks of a
     server. Left open, the development server writes its HTTP response after
-    our close frame, which browsers report as "Invalid frame header"."""
+    our close frame, which browsers report as "Invalid frame header". When the
+    browser closed first, its close frame is being answered by the socket's reader
+    thread: wait for that answer to be written before ending the connection."""
     try:
         ws.close(reason=code, message=message)
     except (ConnectionClosed, OSError):
-        return
+        pass
     ws.thread.join(wait)
     with contextlib.suppress(OSError):
         ws.sock.shutdown(socket.SHUT_RDWR)

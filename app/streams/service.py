@@ -58,13 +58,15 @@ def create_stream(creator, type_, title=None, ticket_price=None, starts_at=None,
 
     Raises `Forbidden` for non-creators and `InvalidValue` (all bad fields)
     for a bad type, title, ticket price (private: 1..1,000,000; public: none)
-    or start time.
+    or start time. The title is optional for the JSON API (DESIGN §7: none
+    gives "<name> live"); a person filling in the form (`from_form`) is asked
+    for one, so an empty form never creates a public stream by accident.
     """
     require_creator(creator, "Only creators can create streams. Become a creator from your account page.")
     errors = validation.Errors()
     type_ = errors.check("type", validation.choice, type_, "type", STREAM_TYPES, label="Type")
     title = errors.check("title", validation.text_value, title, "title", label="Title", max_length=TITLE_MAX,
-                         required=False) or ""
+                         required=from_form) or ""
     if type_ == "private":
         ticket_price = errors.check("ticketPrice", validation.token_amount, ticket_price, "ticketPrice",
                                     maximum=TICKET_MAX, from_form=from_form)

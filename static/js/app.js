@@ -103,3 +103,25 @@
     }
   });
 })();
+
+/* === phone-calls: begin === */
+// Tables that scroll sideways say so: a .table-wrap wider inside than out gets data-overflows
+// (app.css shows a cue and edge shadows). Checked on load, after every htmx swap and on resize.
+(function () {
+  "use strict";
+  function mark() {
+    document.querySelectorAll(".table-wrap").forEach((wrap) => {
+      wrap.toggleAttribute("data-overflows", wrap.scrollWidth > wrap.clientWidth + 1);
+    });
+  }
+  let pending = null;
+  function soon() {
+    if (pending) return;
+    pending = requestAnimationFrame(() => { pending = null; mark(); });
+  }
+  document.addEventListener("DOMContentLoaded", mark);
+  document.addEventListener("htmx:afterSettle", soon);
+  document.addEventListener("toggle", soon, true); // a <details> opened: its table now has a size
+  window.addEventListener("resize", soon);
+})();
+/* === phone-calls: end === */

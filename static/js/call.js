@@ -47,7 +47,7 @@
     const meter = root.querySelector(".call-meter");
     return meter ? meter.dataset.status : "";
   }
-  function rtcState() { return pc ? pc.connectionState : "new"; }
+  function rtcState() { return pc ? pc.connectionState : (stopped ? "closed" : "new"); }
   function newId() {
     return (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now();
   }
@@ -58,8 +58,11 @@
     const status = callStatus();
     // The other page's socket closing ("peer-left") is news before ICE notices the silence.
     const gone = peerGone || BROKEN.includes(state);
+    const over = OVER.includes(status);
     root.dataset.rtcState = state;
-    root.dataset.peer = gone ? "gone" : (state === "connected" ? "here" : "waiting");
+    root.dataset.peer = over ? "left" : gone ? "gone" : (state === "connected" ? "here" : "waiting");
+    // Over: the stage and its buttons go (app.css); the state panel shows the outcome.
+    root.toggleAttribute("data-over", over);
     let text = "";
     if (status === "ended") text = "The call has ended.";
     else if (status === "declined") text = "The call was declined.";
@@ -299,8 +302,13 @@
     stopped = true;
     closePeer();
     if (localStream) localStream.getTracks().forEach((track) => track.stop());
-    root.querySelectorAll("[data-toggle]").forEach((button) => { button.disabled = true; });
-    if (socket) socket.close();
+    localVideo.srcObject = null;
+    root.querySelectorAll("[data-toggle], [data-unmute], [data-testid=tip-button]").forEach((button) => {
+      button.disabled = true;
+    });
+    unmuteButton.hidden = true;
+    // Closed on purpose, with a normal close code: the close handler won't reconnect (stopped).
+    if (socket) socket.close(1000, "The call is over.");
     render();
   }
 

@@ -480,6 +480,63 @@ def test_the_request_push_is_the_whole_pending_list(app, make_call, make_fan):
     assert f'id="call-request-{call.id}"' in html and "Caller wants a video call" in visible(html)
 
 
+def outcome_titles(html: str) -> dict[str, str]:
+    """The outcome headings of a state panel, by the party they are for ("" = both)."""
+    return {party: htmllib.unescape(text) for party, text in
+            re.findall(r'<h2 class="call-outcome-title(?: for-(fan|creator))?">(.*?)</h2>', html)}
+
+
+def test_an_answered_request_is_pushed_as_its_own_new_text_not_the_pending_list(app, make_call, make_fan):
+    """The pending list would drop a declined request: the creator who pressed Decline saw it
+    vanish. Its new text goes to that request (or the sink on pages without it)."""
+    s = make_call(present=False, accept=False, fan=make_fan(balance=1000, name="Caller"))
+    service.decline(s.creator, s.call_id)
+    html = app.jinja_env.get_template("calls/_request_push.html").render(call=fresh_call(s.call_id))
+    assert 'id="call-requests"' not in html
+    assert f'hx-swap-oob="innerHTML:#call-request-{s.call_id},#call-sink"' in html
+    assert re.search(r"You declined\s*Caller\s*'s call\.", visible(html)) and "data-dismiss-request" in html
+
+
+@pytest.mark.parametrize("how,fan_says,creator_says", [
+    ("declined", "Host declined the call", "You declined Caller's call"),
+    ("withdrawn", "You withdrew the call request", "Caller withdrew the call request"),
+    ("ended", "Call ended — 45 s, 60 tokens", "Call ended — 45 s, 60 tokens"),  # two 30 s blocks started
+])
+def test_a_call_that_is_over_says_how_it_went_to_each_party_with_next_steps(app, make_call, make_fan, make_creator,
+                                                                           clock, how, fan_says, creator_says):
+    creator = make_creator(name="Host")
+    s = make_call(rate=60, present=how == "ended", accept=how == "ended", fan=make_fan(balance=1000, name="Caller"),
+                  creator=creator)
+    if how == "declined":
+        service.decline(creator, s.call_id)
+    elif how == "withdrawn":
+        service.end(s.fan, s.call_id)
+    else:
+        clock.advance(45)
+        service.end(s.fan, s.call_id)
+    html = app.jinja_env.get_template("calls/_meter.html").render(call=fresh_call(s.call_id))
+    assert outcome_titles(html) == ({"": fan_says} if fan_says == creator_says else
+                                    {"fan": fan_says, "creator": creator_says})
+    assert f'hx-get="/calls/new?creator={creator.id}"' in html  # call again: the creator takes calls
+    assert f'href="/c/{creator.handle}"' in html and 'href="/wallet"' in html and 'href="/"' in html
+    assert "call-end" not in html and "call-pause" not in html
+    service.update_settings(creator, 60, False)
+    html = app.jinja_env.get_template("calls/_meter.html").render(call=fresh_call(s.call_id))
+    assert "/calls/new" not in html and 'href="/wallet"' in html
+
+
+@pytest.mark.parametrize("seconds,words", [(0, "0 s"), (45, "45 s"), (60, "1 min"), (200, "3 min 20 s"),
+                                           (3600, "1 h"), (3725, "1 h 2 min"), (-5, "0 s"), (None, "0 s")])
+def test_talk_time_reads_in_words(seconds, words):
+    from app.calls.display import talk_time
+    assert talk_time(seconds) == words
+
+
+def test_a_running_call_has_no_outcome(app, make_call):
+    html = app.jinja_env.get_template("calls/_meter.html").render(call=fresh_call(make_call().call_id))
+    assert "call-outcome" not in html and "call-end" in html
+
+
 def test_a_hostile_fan_name_is_escaped_in_the_notification(client, make_creator, make_fan):
     creator = make_creator()
     service.update_settings(creator, 10, True)

@@ -59,8 +59,28 @@ def test_at_most_eight_day_labels_and_the_newest_day_is_always_labelled():
 
 
 def test_a_year_of_days_still_gets_a_visible_bar_each():
+    """Coordinates are percentages of the chart's width: every bar at least MIN_BAR wide, none overlapping."""
     chart = display.bar_chart(days(*[(1, 0, 0)] * 366))
-    assert all(b.width >= 1 for b in chart.bars)
+    assert all(b.width >= display.MIN_BAR for b in chart.bars)
+    assert all(a.x + a.width <= b.x for a, b in zip(chart.bars, chart.bars[1:]))
+
+
+@pytest.mark.parametrize("n", [2, 7, 30, 366])
+def test_the_newest_day_label_ends_at_the_plot_edge_so_it_is_never_cut_off(n):
+    chart = display.bar_chart(days(*[(1, 0, 0)] * n))
+    newest = chart.x_labels[-1]
+    assert (newest.anchor, newest.x, newest.minor) == ("end", chart.right, False)
+    assert all(label.anchor == "middle" and chart.left <= label.x < chart.right for label in chart.x_labels[:-1])
+
+
+def test_every_other_label_back_from_the_newest_is_minor_for_narrow_screens():
+    chart = display.bar_chart(days(*[(1, 0, 0)] * 30))
+    assert [label.minor for label in chart.x_labels][::-1] == [i % 2 == 1 for i in range(len(chart.x_labels))]
+
+
+def test_a_single_day_label_is_centred_under_its_bar():
+    (label,) = display.bar_chart(days((5, 0, 0))).x_labels
+    assert label.anchor == "middle" and label.x == pytest.approx((display.MARGIN_LEFT + 100 - display.MARGIN_RIGHT) / 2)
 
 
 def test_day_labels_are_english_whatever_the_locale():

@@ -207,6 +207,22 @@ def test_htmx_create_with_a_bad_field_is_422_with_the_error_inline(client, creat
     assert streams_of(creator.id) == []
 
 
+@pytest.mark.parametrize("title", ["", "   ", None])
+def test_the_new_stream_form_asks_for_a_title_and_creates_nothing_without_one(client, creator_session, title):
+    """An empty (or blank) form used to create a public stream called "<name> live"; the
+    JSON API keeps the title optional (tests/streams/test_streams_api.py)."""
+    creator, csrf = creator_session
+    data = {"csrf_token": csrf, "type": "public", "ticketPrice": "", "startsAt": ""}
+    if title is not None:
+        data["title"] = title
+    resp = client.post("/creator/streams", headers=HTMX, data=data)
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    assert '<p class="field-error" id="stream-title-error" role="alert">Title is required.</p>' in html
+    assert 'aria-invalid="true" aria-describedby="stream-title-error"' in html
+    assert streams_of(creator.id) == []
+
+
 def test_plain_create_with_errors_is_422_page_keeping_the_values(client, creator_session):
     creator, csrf = creator_session
     resp = client.post("/creator/streams", data={"csrf_token": csrf, "title": "<i>Kept</i>", "type": "private",

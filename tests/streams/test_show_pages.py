@@ -374,8 +374,14 @@ def test_creator_streams_shows_obs_settings_when_an_ingest_url_is_set(make_app, 
     html = page(browser, "/creator/streams")
     key = db.session.scalar(text("SELECT stream_key FROM users WHERE id = :u"), {"u": creator.id})
     assert key and key.startswith("sk_")
-    assert f'Server <code class="mono">{INGEST}/stream</code>' in html
-    assert f'Stream Key <code class="mono">{show.id}?token={key}</code>' in html
+    # Each in its own labelled field with a Copy button; the key masked until "Show".
+    assert (f'<label for="obs-server-{show.id}">Server</label>' in html
+            and f'id="obs-server-{show.id}" class="input mono" readonly value="{INGEST}/stream"' in html)
+    assert (f'<label for="obs-key-{show.id}">Stream Key</label>' in html
+            and f'id="obs-key-{show.id}" class="input mono" readonly value="{show.id}?token={key}"' in html)
+    assert re.search(rf'value="{show.id}\?token={key}"[^>]*\stype="password"', html)
+    assert f'data-reveal="obs-key-{show.id}"' in html and f'data-copy="obs-key-{show.id}"' in html
+    assert f'data-copy="obs-server-{show.id}"' in html
     assert f"{ended.id}?token=" not in html  # nothing to broadcast to an ended stream
     # The key shown is the one the media server accepts (OBS: <server>/<stream key>).
     media_server = fresh_client(ingest_app)
