@@ -10,7 +10,8 @@ creator, an operator) at both sizes, and checks on each:
   the viewport's width and is not cut off by an ancestor with `overflow: hidden`
   (or `clip`);
 - axe-core: no serious or critical violation;
-- `Page.assert_clean`: no CSP violation, script or htmx error, dialog.
+- `Page.assert_clean`: no CSP violation, script or htmx error, dialog;
+- a table marked `stack-sm` (one card per row on a phone) does not scroll sideways.
 
 Then each form of `FORMS` gets a wrong value, and its error must show next to its
 field: visible, inside the viewport once scrolled into view, tied to the field
@@ -212,12 +213,21 @@ _BUTTON_PROBLEMS = """(selector) => {
 }"""
 
 
+# Tables marked `stack-sm` (one card per row on a phone) must show every column without a
+# sideways scroll inside their .table-wrap.
+_STACKED_TABLE_PROBLEMS = """() => [...document.querySelectorAll("table.stack-sm")]
+  .map(t => t.closest(".table-wrap") || t)
+  .filter(w => w.scrollWidth > w.clientWidth + 1)
+  .map(w => `table ${w.getAttribute("aria-label") || ""} scrolls sideways: ${w.scrollWidth}px in ${w.clientWidth}px`)"""
+
+
 def _layout_problems(p: Page) -> list[str]:
     problems = []
     widths = p.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if widths[0] > widths[1]:
         problems.append(f"scrolls sideways: {widths[0]}px wide in a {widths[1]}px viewport")
     problems += p.page.evaluate(_BUTTON_PROBLEMS, PRIMARY_BUTTONS)
+    problems += p.page.evaluate(_STACKED_TABLE_PROBLEMS)
     serious = [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
     problems += [f"axe {v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}" for v in serious]
     try:
