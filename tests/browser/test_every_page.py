@@ -38,6 +38,7 @@ from app.extensions import db
 from tests.browser.pages import Page, axe_violations, wait_htmx_ready
 from tests.browser.test_tips_live import WS_PROBE, log_in, open_tip_modal
 from tests.conftest import close_open_calls
+from tests.payouts.conftest import earn  # noqa: F401  (the fixture)
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 SIZES = {"390×844": {"width": 390, "height": 844}, "1280×900": {"width": 1280, "height": 900}}
@@ -120,13 +121,21 @@ FORMS: list[FormCheck] = [
 
 
 @pytest.fixture()
-def scene(ctx, make_fan, make_creator, make_user, make_stream):
-    """Everyone and everything the pages need: (users by role, the path names)."""
+def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monkeypatch):
+    """Everyone and everything the pages need: (users by role, the path names). The creator
+    has a payout waiting for an operator's approval (so /payouts has a history and the
+    platform's queue a row), a live stream and a live private show, a fan's call request
+    and a tip from that fan."""
     from app.calls import service as calls
     from app.payouts import service as payouts
     from app.tips import pushes, service as tips
 
     creator = make_creator(name=f"Walk Creator {uuid.uuid4().hex[:4]}")
+    payouts.start_onboarding(creator, refresh_url="http://127.0.0.1/payouts", return_url="http://127.0.0.1/payouts")
+    earn(creator, 4_000)
+    clock.advance(days=8)  # past the hold
+    monkeypatch.setitem(ctx.config, "PAYOUT_REQUIRES_APPROVAL", True)
+    payouts.request_payout(creator, 2_000, f"walk-{uuid.uuid4()}")
     calls.update_settings(creator, 60, True)
     stream = make_stream(creator=creator, live=True)
     show = make_stream(creator=creator, type_="private", ticket_price=1_500, live=True)
@@ -134,7 +143,6 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream):
     tip = tips.send_tip(fan, creator.id, 25, "", {"streamId": stream.id}, f"walk-{uuid.uuid4()}").tip
     call = calls.init_call(fan, creator.id, 60)
     pushes.mark_tips_seen(creator.id)  # the nav's unseen-tips badge (see test_payouts.py)
-    payouts.start_onboarding(creator, refresh_url="http://127.0.0.1/payouts", return_url="http://127.0.0.1/payouts")
     operator = make_user("fan", name=f"Walk Operator {uuid.uuid4().hex[:4]}")
     operator.is_operator = True
     db.session.commit()
