@@ -46,8 +46,8 @@ def cron_jobs() -> list:
 
 
 class QuietCronTicks(logging.Filter):
-    """On RQ's loggers: their INFO lines about the periodic jobs `funcs` become DEBUG
-    records (emitted only where DEBUG is on). RQ names the job's function in the
+    """On RQ's loggers: their INFO lines about the periodic jobs `funcs`, and about RQ's
+    own periodic registry cleanup, become DEBUG records (emitted only where DEBUG is on). RQ names the job's function in the
     line that starts it and in "Successfully completed", only its id in "Job OK"
     and "result is kept": ids seen starting are remembered (the last few hundred;
     RQ forks each job after logging its start, so the work horse knows them too)."""
@@ -72,6 +72,8 @@ class QuietCronTicks(logging.Filter):
         if record.name == "rq.cron":
             enqueued = re.match(r"Enqueued job (\w+) to queue ", message)
             return bool(enqueued and enqueued.group(1) in self._short) or message.startswith("Registered '")
+        if record.name == "rq.worker" and re.match(r"Worker \S+: cleaning (group )?registries", message):
+            return True  # RQ's own upkeep, every few minutes
         if self._described is not None and self._described.search(message):
             job_id = self._JOB_ID.search(message)
             if job_id:
