@@ -175,10 +175,13 @@ def test_the_filter_demotes_every_rq_line_of_a_cron_job_and_no_other(ctx):
             lg.disabled = was
 
 
-def test_a_metering_tick_logs_info_only_when_it_charged_or_ended_something(clock, make_call, caplog):
+def test_a_metering_tick_logs_info_only_when_it_charged_or_ended_something(clock, make_call, caplog, request):
     """The job's own line is what stays at INFO: a tick that charged a block says so;
     a tick with nothing due says nothing at INFO."""
     from app.calls.cron import meter_calls
+    cron_log = logging.getLogger("app.calls.cron")
+    was_disabled, cron_log.disabled = cron_log.disabled, False  # Alembic's fileConfig disables existing loggers
+    request.addfinalizer(lambda: setattr(cron_log, "disabled", was_disabled))
     make_call(rate=60)
     clock.advance(10)
     with caplog.at_level(logging.INFO, logger="app.calls.cron"):
