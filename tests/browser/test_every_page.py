@@ -11,7 +11,8 @@ creator, an operator) at both sizes, and checks on each:
   (or `clip`);
 - axe-core: no serious or critical violation;
 - `Page.assert_clean`: no CSP violation, script or htmx error, dialog;
-- a table marked `stack-sm` (one card per row on a phone) does not scroll sideways.
+- a table marked `stack-sm` (one card per row on a phone) does not scroll sideways;
+- the top bar stays one row (`TOPBAR_MAX_HEIGHT`): no nav wrapping to 2–3 rows.
 
 Then each form of `FORMS` gets a wrong value, and its error must show next to its
 field: visible, inside the viewport once scrolled into view, tied to the field
@@ -44,6 +45,9 @@ TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 SIZES = {"390×844": {"width": 390, "height": 844}, "1280×900": {"width": 1280, "height": 900}}
 PRIMARY_BUTTONS = "main .button.primary, main button[type=submit]"
 SHOTS = Path("/tmp/every-page")
+# The "navigation on the phone wraps to 2–3 rows": the top bar (brand and nav, or a
+# menu button) must stay one row high, at most this tall (px), at both sizes.
+TOPBAR_MAX_HEIGHT = 80
 # The error must sit by its field: at most this far (px) below or above it.
 ERROR_DISTANCE = 120
 # Pages answering 4xx on purpose (the error pages, a refused form) make the browser log the
@@ -236,6 +240,9 @@ def _layout_problems(p: Page) -> list[str]:
         problems.append(f"scrolls sideways: {widths[0]}px wide in a {widths[1]}px viewport")
     problems += p.page.evaluate(_BUTTON_PROBLEMS, PRIMARY_BUTTONS)
     problems += p.page.evaluate(_STACKED_TABLE_PROBLEMS)
+    topbar = p.page.evaluate("(document.querySelector('header.topbar') || {}).offsetHeight || 0")
+    if topbar > TOPBAR_MAX_HEIGHT:
+        problems.append(f"the top bar is {topbar}px tall (its nav wraps; at most {TOPBAR_MAX_HEIGHT}px)")
     serious = [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
     problems += [f"axe {v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}" for v in serious]
     try:
