@@ -12,7 +12,9 @@ creator, an operator) at both sizes, and checks on each:
 - axe-core: no serious or critical violation;
 - `Page.assert_clean`: no CSP violation, script or htmx error, dialog;
 - a table marked `stack-sm` (one card per row on a phone) does not scroll sideways;
-- the top bar stays one row (`TOPBAR_MAX_HEIGHT`): no nav wrapping to 2–3 rows.
+- the top bar stays one row (`TOPBAR_MAX_HEIGHT`): no nav wrapping to 2–3 rows;
+- nothing in <main> spills out of its box (a date wider than its cell running
+  into the next one: the squeezed receipt the issue describes).
 
 Then each form of `FORMS` gets a wrong value, and its error must show next to its
 field: visible, inside the viewport once scrolled into view, tied to the field
@@ -233,6 +235,22 @@ _STACKED_TABLE_PROBLEMS = """() => [...document.querySelectorAll("table.stack-sm
   .map(w => `table ${w.getAttribute("aria-label") || ""} scrolls sideways: ${w.scrollWidth}px in ${w.clientWidth}px`)"""
 
 
+# Content spilling out of its box (a long word or date wider than its table cell runs into
+# the next one): an element in <main> that lets its overflow show and is wider inside than out.
+_SPILLS = """() => {
+  const spills = [];
+  for (const el of document.querySelectorAll("main *")) {
+    const s = getComputedStyle(el);
+    if (s.display === "inline" || s.display === "contents" || s.overflowX !== "visible" || el.clientWidth <= 1) continue;  // 1px: visually hidden (sr-only)
+    if (el.scrollWidth > el.clientWidth + 1 && !el.closest(".sr-only")) {
+      const where = el.id ? "#" + el.id : el.tagName.toLowerCase() + (el.className ? "." + String(el.className).trim().split(/\\s+/).join(".") : "");
+      spills.push(`${where} ("${el.innerText.trim().replace(/\\s+/g, " ").slice(0, 30)}") spills out of its box: ${el.scrollWidth}px in ${el.clientWidth}px`);
+    }
+  }
+  return spills.slice(0, 3);
+}"""
+
+
 def _layout_problems(p: Page) -> list[str]:
     problems = []
     widths = p.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
@@ -240,6 +258,7 @@ def _layout_problems(p: Page) -> list[str]:
         problems.append(f"scrolls sideways: {widths[0]}px wide in a {widths[1]}px viewport")
     problems += p.page.evaluate(_BUTTON_PROBLEMS, PRIMARY_BUTTONS)
     problems += p.page.evaluate(_STACKED_TABLE_PROBLEMS)
+    problems += p.page.evaluate(_SPILLS)
     topbar = p.page.evaluate("(document.querySelector('header.topbar') || {}).offsetHeight || 0")
     if topbar > TOPBAR_MAX_HEIGHT:
         problems.append(f"the top bar is {topbar}px tall (its nav wraps; at most {TOPBAR_MAX_HEIGHT}px)")
