@@ -9,12 +9,21 @@ jobs must survive anyway (they are idempotent).
 
 On start it forgets the workers of this host that died without saying so
 (`_forget_dead_workers`): RQ would list them for minutes after a SIGKILL.
+
+A cron tick logs at DEBUG unless it did something (`QuietCronTicks`): RQ's
+own lines about a periodic job (enqueued, started, completed, OK, result
+kept) go down to DEBUG, and each job logs its own INFO line when it charged,
+refunded, settled or canceled something. Every 5 s of INFO would push the
+demo passwords `make run` printed off the screen within seconds. Other jobs
+(a show's refunds, a payout) keep RQ's INFO lines; failures stay visible.
 """
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
+from collections import deque
 
 from redis import Redis
 from rq import Queue, Worker
@@ -37,6 +46,51 @@ def cron_jobs() -> list:
             *payouts_cron.schedule(), *notifications_cron.schedule()]
 
 
+class QuietCronTicks(logging.Filter):
+    """On RQ's loggers: their INFO lines about the periodic jobs `funcs`, and about RQ's
+    own periodic registry cleanup, become DEBUG records (emitted only where DEBUG is on). RQ names the job's function in the
+    line that starts it and in "Successfully completed", only its id in "Job OK"
+    and "result is kept": ids seen starting are remembered (the last few hundred;
+    RQ forks each job after logging its start, so the work horse knows them too)."""
+
+    _JOB_ID = re.compile(r"\(([0-9a-f-]{8,})\)$")
+
+    def __init__(self, funcs) -> None:
+        super().__init__()
+        names = [f"{f.__module__}.{f.__qualname__}" for f in funcs]
+        self._described = re.compile(r"(?<![\w.])(%s)\(" % "|".join(map(re.escape, names))) if names else None
+        self._short = {f.__name__ for f in funcs}
+        self._ids: deque[str] = deque(maxlen=500)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self._routine(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+    def _routine(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.name == "rq.cron":
+            enqueued = re.match(r"Enqueued job (\w+) to queue ", message)
+            return bool(enqueued and enqueued.group(1) in self._short) or message.startswith("Registered '")
+        if record.name == "rq.worker" and re.match(r"Worker \S+: cleaning (group )?registries", message):
+            return True  # RQ's own upkeep, every few minutes
+        if self._described is not None and self._described.search(message):
+            job_id = self._JOB_ID.search(message)
+            if job_id:
+                self._ids.append(job_id.group(1))
+            return True
+        return any(job_id in message for job_id in self._ids)
+
+
+def quiet_cron_ticks(funcs) -> QuietCronTicks:
+    """Install QuietCronTicks for `funcs` on RQ's worker and cron loggers; returns it."""
+    quiet = QuietCronTicks(funcs)
+    for name in ("rq.worker", "rq.cron"):
+        logging.getLogger(name).addFilter(quiet)
+    return quiet
+
+
 def _start_cron(connection: Redis, queue: str, jobs: list) -> None:
     from rq.cron import CronScheduler
 
@@ -48,7 +102,8 @@ def _start_cron(connection: Redis, queue: str, jobs: list) -> None:
     for func, interval in jobs:
         cron.register(func, queue_name=queue, interval=interval)
     threading.Thread(target=cron.start, name="rq-cron", daemon=True).start()
-    log.info("cron: %d periodic job(s) registered", len(jobs))
+    log.info("cron: %s (each tick logs at DEBUG unless it did something)",
+             ", ".join(f"{func.__name__} every {interval} s" for func, interval in jobs))
 
 
 def _forget_dead_workers(queue: Queue) -> None:
@@ -77,6 +132,7 @@ def main() -> None:
     with app.app_context():
         connection = Redis.from_url(app.config["REDIS_URL"])
         if cron_jobs():
+            quiet_cron_ticks([func for func, _ in cron_jobs()])
             # Its own connection: sharing the worker's made the worker's blocking
             # dequeue time out every few seconds (seen with RQ 3.0).
             _start_cron(Redis.from_url(app.config["REDIS_URL"]), queue_name(), cron_jobs())

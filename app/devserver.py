@@ -2,7 +2,8 @@
 
 Starts embedded PostgreSQL and Redis under `instance/` when `DATABASE_URL` /
 `REDIS_URL` are unset, applies migrations, seeds the demo users, then runs
-the web server and `worker.py` as child processes. When Debian's nginx and
+the web server and `worker.py` as child processes. The banner names the demo
+accounts and what can be tried with them right away (app/seed.py). When Debian's nginx and
 its RTMP module are installed and no media server is configured
 (`MEDIA_HLS_BASE_URL` / `MEDIA_INGEST_URL` unset), it also starts nginx-rtmp
 (app/mediaserver.py) and prints where OBS publishes the demo stream; without
@@ -153,7 +154,7 @@ def main() -> int:
         from flask_migrate import upgrade
 
         from app import create_app
-        from app.seed import seed_demo
+        from app.seed import seed_demo, try_it_lines
         app = create_app(Config.from_env(env))
         with app.app_context():
             upgrade()
@@ -171,8 +172,9 @@ def main() -> int:
         print(f"  database: {'embedded (instance/pgdata)' if not cfg.DATABASE_URL else 'DATABASE_URL'}"
               f" · redis: {'embedded (instance/redis)' if not cfg.REDIS_URL else 'REDIS_URL'}")
         print("  demo accounts:")
-        for role, email, password in demo:
+        for role, email, password in demo.accounts:
             print(f"    {role:<8} {email:<22} password: {password}")
+        print("\n".join(try_it_lines(demo, origin)))
         _print_video(cfg, app, video, origin)
         print("  Ctrl-C stops everything.\n", flush=True)
 

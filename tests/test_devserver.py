@@ -60,10 +60,11 @@ def _start(instance_dir, command=LAUNCHER):
     return proc, port
 
 
-def _read_banner(proc) -> list[str]:
+def _read_banner(proc, lines: list[str] | None = None) -> list[str]:
     """The launcher's output up to its "Ctrl-C stops everything." line (read as it
-    comes, on a thread: the rest keeps flowing while the test goes on)."""
-    lines: list[str] = []
+    comes, on a thread: the rest keeps flowing while the test goes on, into `lines`
+    when given)."""
+    lines = [] if lines is None else lines
     done = threading.Event()
 
     def _read():
@@ -307,14 +308,42 @@ def test_without_the_rtmp_module_make_run_says_how_to_get_video_and_the_page_say
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
         assert "live video: off (needs libnginx-mod-rtmp)" in banner, banner
         assert "sudo apt-get install nginx libnginx-mod-rtmp ffmpeg" in banner
-        stream_id = re.search(r"/streams/(\d+)", banner)
-        assert stream_id is None, banner  # no OBS settings to print
+        assert "Stream Key" not in banner and "then watch" not in banner, banner  # no OBS settings to print
         status, html = _get(f"http://127.0.0.1:{port}/")
         assert status == 200
         live = re.search(rb'href="/streams/(\d+)"', html)
         assert live, html.decode()[-2000:]  # the seeded demo stream is listed as live
         status, html = _get(f"http://127.0.0.1:{port}/streams/{live.group(1).decode()}")
         assert b"Video appears here once the operator connects a media server" in html
+    finally:
+        _stop(proc)
+    _assert_none_left(instance)
+
+
+def test_make_run_says_what_to_try_at_once_and_the_worker_keeps_it_on_screen(instance):
+    """A newcomer's first minute: the banner names the funded demo fan, the live stream
+    to tip or call on and the private show to buy a ticket for (each page works), and
+    the worker's cron ticks print nothing at INFO afterwards, so the demo passwords
+    stay in view."""
+    proc, port = _start(instance)
+    output: list[str] = []
+    try:
+        banner = "\n".join(_read_banner(proc, output))
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        assert "fan@example.com" in banner and "password: demo-fan-pass" in banner
+        assert re.search(r"logged in as fan@example\.com \(5,000 demo tokens\)", banner), banner
+        live = re.search(r"tip or video-call .* (http://\S+/streams/\d+)", banner)
+        show = re.search(r"buy a ticket \((\d+) tokens\) to the private show\s+(http://\S+/streams/\d+)", banner)
+        assert live and show and live.group(1) != show.group(2), banner
+        assert _get(live.group(1))[0] == 200
+        status, html = _get(show.group(2))
+        assert status == 200 and show.group(1).encode() in html, html.decode()[-2000:]
+        banner_end = len(output)
+        time.sleep(12)  # two metering ticks (every 5 s) and a bit
+        after = [line for line in output[banner_end:] if " INFO " in line and "werkzeug" not in line]
+        assert [line for line in after if "Job OK" in line or "Enqueued job" in line or "cleaning registries" in line
+                or "Successfully completed" in line or "meter_calls()" in line] == [], "\n".join(after)
+        assert len(after) <= 15, "\n".join(after)  # the worker's start lines, then silence
     finally:
         _stop(proc)
     _assert_none_left(instance)

@@ -199,6 +199,20 @@ def test_login_wrong_password_and_unknown_email_show_the_same_message(client, ma
     assert not is_logged_in(client)
 
 
+def test_refused_credentials_mark_both_fields_invalid_and_describe_them_by_the_one_error(client, make_fan):
+    """The error says not which field is wrong, yet each field points at it (aria-describedby),
+    so a screen reader reads it from either; a fresh form marks nothing invalid."""
+    fan = make_fan()
+    csrf = csrf_from(client, "/login")
+    assert 'aria-invalid' not in client.get("/login").get_data(as_text=True)
+    html = client.post("/login", data={"email": fan.email, "password": "wrong-password", "csrf_token": csrf}
+                       ).get_data(as_text=True)
+    assert re.search(r'<div class="alert error" role="alert" id="login-error">' + re.escape(BAD_CREDENTIALS), html)
+    for field_id in ("email", "password"):
+        tag = re.search(rf'<input[^>]* id="{field_id}"[^>]*>', html).group(0)
+        assert 'aria-describedby="login-error"' in tag and 'aria-invalid="true"' in tag, tag
+
+
 def test_login_htmx_failure_returns_only_the_form_with_the_message(client, make_fan):
     fan = make_fan()
     resp = client.post("/login", data={"email": fan.email, "password": "nope-nope",
