@@ -65,6 +65,17 @@ def earnings_balance(user) -> int:
     return ledger.balance_of(account) if account else 0
 
 
+def earnings_figure(user_id: int) -> int:
+    """The same figure as `earnings_balance`, for what is read on every page and after every
+    tip (the nav pill): earnings are a derived account, a sum of entries, so it is read
+    from the dashboards' rollups plus the newest entries — its cost does not grow with
+    the creator's history."""
+    from app.dashboard.queries import by_kind  # a sibling's reads; the dashboards import the wallet
+    from app.dashboard.ranges import EPOCH
+    account = ledger.account_for(user_id, "earnings")
+    return sum(by_kind([account.id], EPOCH).values()) if account else 0
+
+
 def balances(user) -> dict:
     """`{balance, earnings}`: spendable tokens, and a creator's earned tokens (else 0)."""
     balance = wallet_balance(user)
