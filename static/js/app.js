@@ -105,9 +105,9 @@
 })();
 
 /* === phone-stream: begin === */
-// The main menu on a phone (base.html): the button folds the nav's links away; it opens and
-// closes from the keyboard like any button, and closes on Escape (focus back on the button), on a
-// click outside the nav, and when the page's width brings the full nav back. No htmx needed.
+// The main menu on a phone (base.html): the button folds the nav's links away (app.css shows them
+// while aria-expanded is true); it works from the keyboard like any button, and closes on Escape
+// (focus back on the button) and on a click outside the nav. No htmx needed.
 (function () {
   "use strict";
 

@@ -101,10 +101,18 @@ def test_a_fan_can_buy_a_ticket_on_a_phone_and_sees_the_shortfall(open_page, mak
     assert_seen(page.get_by_test_id("topup-link"), "the gate's Buy tokens link")
     page.get_by_test_id("topup-link").click()
     sheet = page.locator("#ticket-topup #buy-sheet")
-    assert_seen(sheet.locator("form.custom-amount").get_by_role("button", name="Buy", exact=True),
-                "the buy sheet's Buy button")
+    buy_tokens = sheet.locator("form.custom-amount").get_by_role("button", name="Buy", exact=True)
+    assert_seen(buy_tokens, "the buy sheet's Buy button")
     assert_no_sideways_scroll(p)
     assert_accessible(p)
+
+    # The top-up re-reads the gate (balance-changed); then the ticket is one tap.
+    buy_tokens.click()
+    expect(page.get_by_test_id("gate-balance")).to_have_text("1,500")
+    assert_seen(page.get_by_test_id("buy-ticket"), "the Buy ticket button after the top-up")
+    page.get_by_test_id("buy-ticket").click()
+    expect(page.get_by_test_id("ticket-held")).to_be_visible()
+    expect(page.get_by_test_id("tip-button")).to_be_visible()
     p.assert_clean(allowed=(REFUSED_402,))
 
 
