@@ -275,7 +275,7 @@ def _register_auth(app: Flask) -> None:
 
 def _register_templates(app: Flask) -> None:
     from app.payments.providers import format_money, test_mode
-    from app.wallet.service import wallet_balance
+    from app.wallet.service import earnings_figure, wallet_balance
 
     from app.streams.media import playback_url
     # A global, not a context processor: pushed fragments (rendered without one) use it too.
@@ -294,4 +294,4 @@ def _register_templates(app: Flask) -> None:
     @app.context_processor
     def _globals():
         return {"payments_test_mode": test_mode(), "app_env": app.config["APP_ENV"],
-                "nav_balance": wallet_balance}
+                "nav_balance": wallet_balance, "nav_earnings": earnings_figure}

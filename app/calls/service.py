@@ -32,7 +32,8 @@ from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call, locked_call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.realtime.bus import Publisher
-from app.wallet.pushes import balance_changed, balance_messages
+from app.wallet.pushes import balance_changed, balance_messages, earnings_changed, earnings_messages
+from app.wallet.service import earnings_figure
 from app.wallet.reversals import refuse_if_owing
 
 OPEN_STATUSES = ("requested", "active", "paused")
@@ -138,6 +139,7 @@ class Outcome:
     blocks: int = 0
     ended: bool = False
     balances: dict = field(default_factory=dict)  # fan id -> wallet balance after the last charge
+    earned: set = field(default_factory=set)  # creators whose earnings changed (their nav pill)
     events: list = field(default_factory=list)  # billing events to write (`_write_events`), in order
 
 
@@ -379,6 +381,8 @@ def _record_block(p: _Plan, k: int, price: int, payment: ledger.CreatorPayment |
     if moved is not None and p.wallet.id in moved.balances:
         # Pushed to the fan even if this pass then ends the call (the next block unpaid).
         p.balance = p.outcome.balances[call.fan_id] = moved.balances[p.wallet.id]
+    if moved is not None:
+        p.outcome.earned.add(call.creator_id)
 
 
 def _warn_if_low(p: _Plan) -> None:
@@ -525,13 +529,15 @@ def _meter_batches(now: datetime, claims: _Claims, publisher) -> MeterResult:
 
 def _meter_messages(changed) -> list[tuple[str, str]]:
     """The pages' updates for a committed batch: each call's figures (or its whole
-    panel when its status changed) and the fan's new balance."""
+    panel when its status changed), the fan's new balance and the creator's earnings."""
     messages = []
     for call, outcome in changed:
         # Still active: only blocks were charged (the meter pauses and ends, never resumes).
         messages += pushes.call_messages(call, figures_only=call.status == "active")
         for fan_id, balance in outcome.balances.items():
             messages += balance_messages(fan_id, balance)
+        for creator_id in outcome.earned:
+            messages += earnings_messages(creator_id, earnings_figure(creator_id))
     return messages
 
 
@@ -580,3 +586,5 @@ def _publish(call: Call, outcome: Outcome) -> None:
     pushes.call_changed(call)
     for fan_id, balance in outcome.balances.items():
         balance_changed(fan_id, balance)
+    for creator_id in outcome.earned:
+        earnings_changed(creator_id, earnings_figure(creator_id))

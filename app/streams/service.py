@@ -22,6 +22,8 @@ from app.errors import Conflict, Forbidden, InvalidValue, NotFound
 from app.extensions import db
 from app.streams import pushes
 from app.streams.models import CHANNEL_PREFIX, STREAM_TYPES, Stream
+from app.wallet.pushes import earnings_changed
+from app.wallet.service import earnings_figure
 
 TITLE_MAX = 120
 TICKET_MAX = 1_000_000
@@ -136,6 +138,8 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
         raise
     db.session.refresh(stream)  # the timestamps the database set
     pushes.stream_status_changed(stream)
+    if to == "ended" and stream.settlement_transfer_id:  # the ticket money reached the creator's nav
+        earnings_changed(stream.creator_id, earnings_figure(stream.creator_id))
     if to == "canceled" and stream.type == "private":
         enqueue(refund_show, stream.id)
     if to == "live":

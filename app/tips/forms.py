@@ -1,7 +1,7 @@
 """The tip modal's form state: presets, custom amount, message, one key per render."""
 import uuid
 
-from app.errors import AppError
+from app.errors import AppError, InsufficientFunds
 from app.tips.service import MESSAGE_MAX, TIP_PRESETS, preview_split, tip_amount
 
 
@@ -13,19 +13,53 @@ def chosen_amount(form) -> str:
 
 def creator_share_for(form) -> int | None:
     """What the creator would receive for the amount in `form`, or None while it is invalid."""
+    return amount_preview(form)[0]
+
+
+def amount_preview(form) -> tuple[int | None, str | None]:
+    """`(creator share, None)` for a valid amount in `form`; `(None, why not)` for an amount
+    typed (or sent) but invalid; `(None, None)` while none is chosen."""
+    raw = chosen_amount(form)
+    if not raw:
+        return None, None
     try:
-        return preview_split(tip_amount(chosen_amount(form), from_form=True))[0]
+        return preview_split(tip_amount(raw, from_form=True))[0], None
+    except AppError as err:
+        return None, err.message
+
+
+def funds_check(form, balance: int) -> tuple[str | None, int | None]:
+    """`(error, shortfall)` while the valid amount in `form` is more than `balance`, else
+    `(None, None)`: the modal's amount field, re-read after a top-up, keeps the error only
+    while it still applies."""
+    try:
+        amount = tip_amount(chosen_amount(form), from_form=True)
     except AppError:
-        return None
+        return None, None
+    if amount <= balance:
+        return None, None
+    short = InsufficientFunds(amount - balance)
+    return short.message, short.required
 
 
-def tip_modal_context(creator, *, stream_id=None, call_id=None, amount_choice="100", custom="", message="",
-                      error=None, field=None, shortfall=None, owed=None) -> dict:
+def amount_context(*, balance, amount_choice="100", custom="", error=None, field=None, shortfall=None) -> dict:
+    """What tips/_amount.html (the modal's amount field) renders."""
+    share, invalid = amount_preview({"amountTokens": amount_choice, "customAmount": custom})
     return {
-        "creator": creator, "stream_id": stream_id, "call_id": call_id, "presets": TIP_PRESETS,
-        "message_max": MESSAGE_MAX,
-        "amount_choice": amount_choice, "custom": custom, "message": message, "error": error,
-        "error_field": field, "shortfall": shortfall, "owed": owed,
-        "creator_share": creator_share_for({"amountTokens": amount_choice, "customAmount": custom}),
-        "idempotency_key": str(uuid.uuid4()),
+        "presets": TIP_PRESETS, "balance": balance, "amount_choice": amount_choice, "custom": custom,
+        "error": error, "error_field": field, "shortfall": shortfall, "creator_share": share,
+        # The field's own error already says what is wrong: the preview doesn't repeat it.
+        "preview_error": None if field == "amountTokens" else invalid,
+    }
+
+
+def tip_modal_context(creator, *, balance, stream_id=None, call_id=None, amount_choice="100", custom="",
+                      message="", error=None, field=None, shortfall=None, owed=None, sent=None) -> dict:
+    """The modal: the amount field, the message, and `sent`, the tip just sent (its
+    confirmation shows above a form ready for the next one)."""
+    return {
+        **amount_context(balance=balance, amount_choice=amount_choice, custom=custom, error=error, field=field,
+                         shortfall=shortfall),
+        "creator": creator, "stream_id": stream_id, "call_id": call_id, "message_max": MESSAGE_MAX,
+        "message": message, "owed": owed, "sent": sent, "idempotency_key": str(uuid.uuid4()),
     }

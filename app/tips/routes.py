@@ -7,7 +7,8 @@ from app.errors import AccountRestricted, AppError, InsufficientFunds, NotFound
 from app.extensions import db
 from app.http import int_arg, request_idempotency_key
 from app.tips import service
-from app.tips.forms import chosen_amount, creator_share_for, tip_modal_context
+from app.tips.forms import amount_context, amount_preview, chosen_amount, funds_check, tip_modal_context
+from app.wallet.service import wallet_balance
 from app.tips.limits import tip_limit
 
 bp = Blueprint("tips", __name__)
@@ -25,13 +26,28 @@ def _creator_or_404(creator_id):
 def new():
     creator = _creator_or_404(int_arg(request.args, "creator"))
     return render_template("tips/_modal.html", **tip_modal_context(
-        creator, stream_id=int_arg(request.args, "stream"), call_id=int_arg(request.args, "call")))
+        creator, balance=wallet_balance(current_user), stream_id=int_arg(request.args, "stream"),
+        call_id=int_arg(request.args, "call")))
 
 
 @bp.get("/tips/preview")
 def preview():
-    """“Creator receives N” for the amount being chosen (the split rule stays in one place)."""
-    return render_template("tips/_preview.html", creator_share=creator_share_for(request.args))
+    """“Creator receives N” for the amount being chosen (the split rule stays in one place),
+    or why the amount typed can't be sent."""
+    share, error = amount_preview(request.args)
+    return render_template("tips/_preview.html", creator_share=share, preview_error=error)
+
+
+@bp.get("/tips/amount")
+@login_required
+def amount_field():
+    """The modal's amount field again, once the wallet changed (a top-up from inside the
+    modal): the new balance, and the shortfall error only while it still applies."""
+    args, balance = request.args, wallet_balance(current_user)
+    error, shortfall = funds_check(args, balance)
+    return render_template("tips/_amount.html", **amount_context(
+        balance=balance, amount_choice=(args.get("amountTokens") or "")[:32], custom=(args.get("customAmount") or "")[:32],
+        error=error, field="amountTokens" if error else None, shortfall=shortfall))
 
 
 @bp.post("/tips/send")
@@ -50,14 +66,20 @@ def send():
                                   _context(stream_id, call_id), request_idempotency_key())
     except InsufficientFunds as err:
         return render_template("tips/_modal.html", **tip_modal_context(
-            creator, error=err.message, field="amountTokens", shortfall=err.required, **state)), 402
+            creator, balance=wallet_balance(current_user), error=err.message, field="amountTokens",
+            shortfall=err.required, **state)), 402
     except AccountRestricted as err:
-        return render_template("tips/_modal.html", **tip_modal_context(creator, owed=err.owed, **state)), err.status
+        return render_template("tips/_modal.html", **tip_modal_context(
+            creator, balance=wallet_balance(current_user), owed=err.owed, **state)), err.status
     except AppError as err:
         field = err.field if err.field in ("message", "amountTokens") else "amountTokens"
         return render_template("tips/_modal.html", **tip_modal_context(
-            creator, error=err.message, field=field, **state)), err.status
-    return render_template("tips/_sent.html", tip=result.tip, creator=creator, balance=result.new_balance)
+            creator, balance=wallet_balance(current_user), error=err.message, field=field,
+            **state)), err.status
+    # The confirmation above the same form, ready for the next tip (same amount, a new key).
+    state["message"] = ""
+    return render_template("tips/_modal.html", **tip_modal_context(
+        creator, balance=result.new_balance, sent=result.tip, **state))
 
 
 def _context(stream_id, call_id) -> dict | None:

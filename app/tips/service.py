@@ -22,6 +22,7 @@ from app.streams.service import can_view
 from app.tips import pushes
 from app.tips.models import Tip
 from app.wallet.reversals import refuse_if_owing
+from app.wallet.service import earnings_figure
 
 MESSAGE_MAX = 280
 TIP_PRESETS = (50, 100, 250, 500)
@@ -172,7 +173,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
               creator_share=payment.creator_share, platform_share=payment.platform_share, message=message,
               transfer_id=moved.transfer.transfer_id, created_at=moved.recorded, **ctx)
     db.session.commit()
-    pushes.tip_sent(tip, sender, balance)
+    pushes.tip_sent(tip, sender, balance, earnings_figure(creator_id))
     return TipResult(tip, balance, replayed=False)
 
 
@@ -194,6 +195,28 @@ def recent_tips(*, stream_id: int | None = None, call_id: int | None = None, cre
     else:
         q = q.where(Tip.creator_id == creator_id)
     return [TipView(t, name) for t, name in db.session.execute(q.order_by(Tip.id.desc()).limit(limit))]
+
+
+@dataclass
+class TipReceipt:
+    """What the sender's receipt says of a tip: to whom, and in which stream (if any)."""
+    creator_name: str
+    stream_id: int | None
+    stream_title: str | None
+
+
+def tip_receipt(transfer_id: int, transfer_key: str) -> TipReceipt | None:
+    """The tip behind ledger transfer `transfer_id` (its key is `tip:<tip id>`), or None when
+    the key names no tip of that transfer."""
+    prefix, _, tip_id = transfer_key.partition(":")
+    if prefix != ledger.TransferKind.TIP or not tip_id.isdecimal():
+        return None
+    row = db.session.execute(
+        select(User.display_name, Stream.id, Stream.title).select_from(Tip)
+        .join(User, User.id == Tip.creator_id).outerjoin(Stream, Stream.id == Tip.stream_id)
+        .where(Tip.id == int(tip_id), Tip.transfer_id == transfer_id)
+    ).one_or_none()
+    return TipReceipt(*row) if row else None
 
 
 def creator_for_overlay(secret) -> User | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask, render_template
 
 from app.realtime.channels import register_feed
-from app.wallet.service import purchases_changed_since, wallet_balance
+from app.wallet.service import earnings_figure, purchases_changed_since, wallet_balance
 
 
 def init_app(app: Flask) -> None:
@@ -15,5 +15,8 @@ def init_app(app: Flask) -> None:
 
 
 def _wallet_state(user) -> str:
-    return render_template("wallet/_wallet_push.html", balance=wallet_balance(user),
-                           purchases=purchases_changed_since(user.id))
+    state = render_template("wallet/_wallet_push.html", balance=wallet_balance(user),
+                            purchases=purchases_changed_since(user.id))
+    if user.is_creator:  # their nav pill shows earnings
+        state += render_template("wallet/_earnings_push.html", earnings=earnings_figure(user.id))
+    return state

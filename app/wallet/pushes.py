@@ -1,5 +1,5 @@
 """What the wallet publishes after commit, to every tab the user has open (their
-`/ws/me`): a new balance, and a purchase's row when it changes (credited,
+`/ws/me`): a new balance (a creator's new earnings), and a purchase's row when it changes (credited,
 expired, failed). Features that move a user's tokens call these once their
 transaction has committed."""
 from __future__ import annotations
@@ -16,6 +16,16 @@ def balance_changed(user_id: int, balance: int) -> None:
 def balance_messages(user_id: int, balance: int) -> list[tuple[str, str]]:
     """`balance_changed`'s message, for callers that publish many in one round trip."""
     return [(user_channel(user_id), fragments.render("wallet/_balance_push.html", balance=balance))]
+
+
+def earnings_changed(creator_id: int, earnings: int) -> None:
+    """The creator's new earnings (their nav pill), for every tab they have open."""
+    publish_many(earnings_messages(creator_id, earnings))
+
+
+def earnings_messages(creator_id: int, earnings: int) -> list[tuple[str, str]]:
+    """`earnings_changed`'s message, for callers that publish many in one round trip."""
+    return [(user_channel(creator_id), fragments.render("wallet/_earnings_push.html", earnings=earnings))]
 
 
 def purchase_changed(purchase, balance: int | None = None) -> None:

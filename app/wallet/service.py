@@ -59,12 +59,27 @@ def wallet_balance(user) -> int:
     return ledger.balance_of(wallet_of(user))
 
 
+def earnings_balance(user) -> int:
+    """A creator's earned tokens (0 for anyone without an earnings account)."""
+    account = ledger.account_for(user.id, "earnings")
+    return ledger.balance_of(account) if account else 0
+
+
+def earnings_figure(user_id: int) -> int:
+    """The same figure as `earnings_balance`, for what is read on every page and after every
+    tip (the nav pill): earnings are a derived account, a sum of entries, so it is read
+    from the dashboards' rollups plus the newest entries — its cost does not grow with
+    the creator's history."""
+    from app.dashboard.queries import by_kind  # a sibling's reads; the dashboards import the wallet
+    from app.dashboard.ranges import EPOCH
+    account = ledger.account_for(user_id, "earnings")
+    return sum(by_kind([account.id], EPOCH).values()) if account else 0
+
+
 def balances(user) -> dict:
     """`{balance, earnings}`: spendable tokens, and a creator's earned tokens (else 0)."""
     balance = wallet_balance(user)
-    earnings_acc = ledger.account_for(user.id, "earnings")
-    earnings = ledger.balance_of(earnings_acc) if earnings_acc else 0
-    return {"balance": balance, "earnings": earnings}
+    return {"balance": balance, "earnings": earnings_balance(user)}
 
 
 def purchase_amount(raw, *, from_form: bool = False) -> int:
@@ -421,14 +436,18 @@ def receipt(user, transfer_id: int) -> dict:
     wallet = wallet_of(user)
     row = db.session.execute(
         select(LedgerEntry.id, LedgerEntry.amount, LedgerEntry.balance_after, LedgerEntry.created_at,
-               LedgerTransfer.id.label("transfer_id"), LedgerTransfer.kind, LedgerTransfer.metadata_)
+               LedgerTransfer.id.label("transfer_id"), LedgerTransfer.kind, LedgerTransfer.metadata_,
+               LedgerTransfer.idempotency_key)
         .join(LedgerTransfer, LedgerTransfer.id == LedgerEntry.transfer_id)
         .where(LedgerEntry.transfer_id == transfer_id, LedgerEntry.account_id == wallet.id)
     ).one_or_none()
     if row is None:
         raise NotFound("No such receipt.")
-    purchase = None
+    purchase = tip = None
     if row.kind == ledger.TransferKind.PURCHASE:
         purchase = db.session.get(Purchase, (row.metadata_ or {}).get("purchaseId"))
+    elif row.kind == ledger.TransferKind.TIP:
+        from app.tips.service import tip_receipt  # a sibling's service; tips imports the wallet's
+        tip = tip_receipt(row.transfer_id, row.idempotency_key)
     return {"entry": row, "reason": describe(row.kind, row.metadata_ or {}, abs(row.amount)),
-            "purchase": purchase}
+            "purchase": purchase, "tip": tip}

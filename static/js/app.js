@@ -125,3 +125,56 @@
   window.addEventListener("resize", soon);
 })();
 /* === phone-calls: end === */
+/* === phone-stream: begin === */
+// The main menu on a phone (base.html): the button folds the nav's links away (app.css shows them
+// while aria-expanded is true); it works from the keyboard like any button, and closes on Escape
+// (focus back on the button) and on a click outside the nav. No htmx needed.
+(function () {
+  "use strict";
+
+  function toggles() { return document.querySelectorAll("[data-nav-toggle]"); }
+
+  function setOpen(button, open) {
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+
+  document.addEventListener("click", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    const button = target && target.closest("[data-nav-toggle]");
+    if (button) {
+      setOpen(button, button.getAttribute("aria-expanded") !== "true");
+      return;
+    }
+    toggles().forEach((b) => {
+      if (b.getAttribute("aria-expanded") === "true" && !(target && b.closest("nav").contains(target))) setOpen(b, false);
+    });
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    toggles().forEach((b) => {
+      if (b.getAttribute("aria-expanded") !== "true") return;
+      setOpen(b, false);
+      b.focus();
+    });
+  });
+
+  // The tip modal's preview (tips/_preview.html) says when the custom amount can't be sent: the
+  // field is then marked invalid and described by it, until the preview says otherwise.
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const preview = event.target;
+    if (!(preview instanceof Element) || preview.id !== "tip-preview" || !preview.isConnected) return;
+    const custom = document.getElementById("tip-custom");
+    const field = preview.closest("fieldset");
+    if (!custom || document.getElementById("tip-amount-error")) return;  // the server's error stands
+    const invalid = preview.hasAttribute("data-invalid");
+    if (invalid) {
+      custom.setAttribute("aria-invalid", "true");
+      custom.setAttribute("aria-describedby", "tip-preview");
+    } else {
+      custom.removeAttribute("aria-invalid");
+      custom.removeAttribute("aria-describedby");
+    }
+    if (field) field.classList.toggle("has-error", invalid);
+  });
+})();
+/* === phone-stream: end === */

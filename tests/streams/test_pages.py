@@ -57,7 +57,7 @@ def test_public_stream_page_for_anonymous_viewers_connects_the_socket_and_offers
     assert f'ws-connect="/ws/channels/{s.live_channel}"' in html and 'hx-ext="ws"' in html
     assert '<ul id="tip-overlay"' in html
     assert '<ul id="recent-tips"' in html
-    login_link = re.search(r'<a class="button primary" href="([^"]+)">Log in to tip</a>', html)
+    login_link = re.search(r'<a class="button primary live-only" href="([^"]+)">Log in to tip</a>', html)
     assert login_link and urlsplit(login_link.group(1)).path == "/login"
     assert parse_qs(urlsplit(login_link.group(1)).query) == {"next": [f"/streams/{s.live_id}"]}
     assert 'data-testid="tip-button"' not in html

@@ -476,3 +476,34 @@ def test_a_hostile_title_is_escaped_on_the_gate_and_the_creator_list(client, new
 @pytest.fixture(autouse=True)
 def _leave_streams_as_found(leave_streams_as_found):
     """Every test here leaves no open stream behind (see tests/streams/conftest.py)."""
+
+
+# ---- an ended show is no dead end (issue 17) ------------------------------------------------
+
+_NEXT = re.compile(r'<section class="card next-steps-card ended-only" data-testid="next-steps"[^>]*>(.*?)</section>', re.S)
+
+
+@pytest.mark.parametrize("action", ["end", "cancel"])
+def test_an_ended_or_canceled_show_offers_the_creator_page_and_discover(client, make_fan, make_creator, make_stream,
+                                                                        action):
+    creator = make_creator(name=HOSTILE)
+    stream = make_stream(creator, live=True)
+    streams.change_status(creator, stream.id, action)
+    log_in(client, make_fan(balance=100))
+    html = page(client, f"/streams/{stream.id}")
+    steps = _NEXT.search(html).group(1)
+    assert f'href="/c/{creator.handle}">More from &lt;script&gt;alert(1)&lt;/script&gt;</a>' in steps
+    assert '<a class="button" href="/">Discover more live streams</a>' in steps
+    # The Tip button and the viewer count are marked to go with the status (app.css, .live-only).
+    assert re.search(r'class="button primary live-only"[^>]*data-testid="tip-button"', html)
+    assert '<span class="live-only"> · <span id="viewer-count">' in html
+
+
+def test_a_live_show_has_its_next_steps_waiting_for_the_end(client, make_fan, make_creator, make_stream):
+    """The same partial is on the page from the start (hidden by app.css while the status pill
+    says live): the status pushed over the socket is all it takes to show it."""
+    creator = make_creator()
+    stream = make_stream(creator, live=True)
+    log_in(client, make_fan(balance=100))
+    html = page(client, f"/streams/{stream.id}")
+    assert _NEXT.search(html) and 'class="status-pill status-live"' in html

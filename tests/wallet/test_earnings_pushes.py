@@ -1,0 +1,92 @@
+"""A creator's nav pill shows their earnings, kept live over /ws/me (issue 17): every way
+tokens reach their earnings publishes the new figure to their user channel after commit."""
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import contextmanager
+
+import pytest
+
+from app.calls import service as calls
+from app.realtime.bus import user_channel
+from app.redis_client import get_redis
+from app.streams import service as streams
+from app.streams import tickets
+from app.tips import service as tips
+from tests.calls.helpers import earnings
+
+_PUSH = re.compile(r'<span id="nav-earnings" hx-swap-oob="true">([\d,]+)</span>')
+
+
+@contextmanager
+def pushed_earnings(ctx, creator_id: int):
+    """Collect the earnings figures published to the creator's channel while the block runs."""
+    prefix = ctx.config["REDIS_PREFIX"]
+    pubsub = get_redis().pubsub()
+    pubsub.subscribe(prefix + user_channel(creator_id))
+    pubsub.get_message(timeout=1)  # the subscription's confirmation
+    figures: list[str] = []
+    try:
+        yield figures
+        for _ in range(20):
+            message = pubsub.get_message(timeout=0.25)
+            if message and message["type"] == "message":
+                figures += _PUSH.findall(message["data"].decode())
+    finally:
+        pubsub.close()
+
+
+def test_a_tip_pushes_the_creators_new_earnings(ctx, make_fan, make_creator):
+    creator, fan = make_creator(), make_fan(balance=5_000)
+    tips.send_tip(fan, creator.id, 1_000, "", None, str(uuid.uuid4()))
+    with pushed_earnings(ctx, creator.id) as figures:
+        tips.send_tip(fan, creator.id, 2_500, "", None, str(uuid.uuid4()))
+    assert figures == ["2,800"]  # 800 + 2,000
+
+
+def test_a_private_show_settling_pushes_the_creators_earnings(ctx, make_fan, make_creator, make_stream):
+    creator = make_creator()
+    stream = make_stream(creator, type_="private", ticket_price=1_500, live=True)
+    for _ in range(2):
+        tickets.checkout(make_fan(balance=2_000), stream)
+    with pushed_earnings(ctx, creator.id) as figures:
+        streams.change_status(creator, stream.id, "end")
+    assert figures == ["2,400"]
+
+
+def test_a_show_with_nothing_to_settle_pushes_no_earnings(ctx, make_creator, make_stream):
+    creator = make_creator()
+    stream = make_stream(creator, type_="private", ticket_price=1_500, live=True)
+    with pushed_earnings(ctx, creator.id) as figures:
+        streams.change_status(creator, stream.id, "end")
+    assert figures == []
+
+
+@pytest.mark.usefixtures("no_open_calls")
+def test_each_call_block_pushes_the_creators_earnings(ctx, clock, make_call, make_creator):
+    creator = make_creator()
+    with pushed_earnings(ctx, creator.id) as figures:
+        make_call(rate=25, balance=1_000, creator=creator)  # accepting charges block 0: 13, creator 10
+        clock.advance(30)
+        assert calls.meter().blocks_charged == 1  # block 1: 12, creator 9
+    assert figures == ["10", "19"]
+    assert earnings(creator.id) == 19
+
+
+def test_the_earnings_figure_is_the_earnings_balance_before_and_after_a_rollup(ctx, make_fan, make_creator):
+    """The nav reads rollups + the newest entries (cost independent of history): the same
+    figure as the ledger's sum of entries, whether or not the worker rolled them up."""
+    from app import ledger
+    from app.dashboard import rollups
+    from app.wallet.service import earnings_figure
+
+    creator, fan = make_creator(), make_fan(balance=5_000)
+    assert earnings_figure(creator.id) == 0
+    tips.send_tip(fan, creator.id, 1_000, "", None, str(uuid.uuid4()))
+    account = ledger.account_for(creator.id, "earnings")
+    assert earnings_figure(creator.id) == ledger.balance_of(account) == 800
+    rollups.run(wait_seconds=0)
+    tips.send_tip(fan, creator.id, 500, "", None, str(uuid.uuid4()))
+    assert earnings_figure(creator.id) == ledger.balance_of(account) == 1_200
+    assert earnings_figure(fan.id) == 0  # no earnings account
