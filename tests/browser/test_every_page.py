@@ -90,6 +90,8 @@ PAGES: list[Visit] = [
     Visit("Discover", None, "/"),
     Visit("log in", None, "/login"),
     Visit("sign up", None, "/signup"),
+    Visit("Discover, searching for a creator", None, "/?q=Walk"),
+    Visit("creator page", None, "/c/{creator_handle}"),
     Visit("public stream", None, "/streams/{stream}"),
     Visit("OBS overlay", None, "/overlay/{overlay_secret}"),
     Visit("not found page", None, "/no-such-page", status=404),
@@ -97,6 +99,8 @@ PAGES: list[Visit] = [
     Visit("tip receipt", "fan", "/wallet/receipts/{tip_receipt}"),
     Visit("spending", "fan", "/spending"),
     Visit("account", "fan", "/account"),
+    Visit("notifications", "fan", "/notifications"),
+    Visit("creator page (a follower)", "fan", "/c/{creator_handle}"),
     Visit("private show ticket gate", "fan", "/streams/{show}"),
     Visit("stream with the tip modal open", "fan", "/streams/{stream}", then=open_tip),
     Visit("call (fan)", "fan", "/calls/{call}"),
@@ -120,6 +124,7 @@ FORMS: list[FormCheck] = [
     FormCheck("new stream", "creator", "/creator/streams", "#stream-ticketPrice",
               {"#stream-title": "Walk show", "input[name=type][value=private]": True, "#stream-ticketPrice": "-1"}),
     FormCheck("call settings", "creator", "/creator/settings", "#call-rate", {"#call-rate": "0"}),
+    FormCheck("profile handle", "creator", "/creator/settings", "#profile-handle", {"#profile-handle": "No Spaces!"}),
     FormCheck("password change", "fan", "/account", "#currentPassword",
               {"#currentPassword": "not-my-password", "#newPassword": "a-new-password-1"}),
     FormCheck("payout request", "creator", "/payouts", "#payout-amount", {"#payout-amount": "abc"}),
@@ -133,6 +138,8 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     platform's queue a row), a live stream and a live private show, a fan's call request
     and a tip from that fan."""
     from app.calls import service as calls
+    from app.follows import service as follows
+    from app.notifications import service as notifications
     from app.payouts import service as payouts
     from app.tips import pushes, service as tips
 
@@ -147,6 +154,8 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     show = make_stream(creator=creator, type_="private", ticket_price=1_500, live=True)
     fan = make_fan(balance=2_000, name=f"Walk Fan {uuid.uuid4().hex[:4]}")
     tip = tips.send_tip(fan, creator.id, 25, "", {"streamId": stream.id}, f"walk-{uuid.uuid4()}").tip
+    follows.follow(fan, creator.id)
+    notifications.announce_live(stream.id)  # the fan's /notifications has the "is live" one
     call = calls.init_call(fan, creator.id, 60)
     pushes.mark_tips_seen(creator.id)  # the nav's unseen-tips badge (see test_payouts.py)
     operator = make_user("fan", name=f"Walk Operator {uuid.uuid4().hex[:4]}")
