@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass, field, fields
 
 
@@ -54,22 +55,29 @@ def _flag(env, name):
     return raw == "1"
 
 
-def _instance_secret(instance_dir: str) -> str:
-    """Development only: a key kept under instance/ so sessions survive restarts."""
-    path = os.path.join(instance_dir, "secret_key")
+def instance_file(instance_dir: str, name: str, make) -> str:
+    """Development and test only: the secret kept in instance/<name> (0600), made with
+    `make()` on first use, so sessions and browsers' push subscriptions survive a restart.
+    Safe when several processes start at once: one creates it, the others read it."""
+    path = os.path.join(instance_dir, name)
     try:
-        with open(path) as fh:
-            return fh.read().strip()
+        for _ in range(50):  # a process that just created the file may not have written it yet
+            with open(path) as fh:
+                value = fh.read().strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        return value
     except FileNotFoundError:
         os.makedirs(instance_dir, exist_ok=True)
-        key = secrets.token_hex(32)
+        value = make()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process won the race
-            return _instance_secret(instance_dir)
+            return instance_file(instance_dir, name, make)
         with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        return key
+            fh.write(value)
+        return value
 
 
 RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT_CLIENT", "LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP",
@@ -243,7 +251,7 @@ class Config:
                     "production. Set ALLOW_DEMO_PAYMENTS=1 to allow it explicitly."
                 )
         if not self.SECRET_KEY:
-            self.SECRET_KEY = _instance_secret(self.INSTANCE_DIR)
+            self.SECRET_KEY = instance_file(self.INSTANCE_DIR, "secret_key", lambda: secrets.token_hex(32))
         self._validate_vapid()
 
     def _validate_vapid(self) -> None:
@@ -254,7 +262,8 @@ class Config:
             raise ConfigError("Set both VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY (flask push keys prints a pair), "
                               "or neither")
         if not self.VAPID_PRIVATE_KEY and self.APP_ENV != "production":
-            self.VAPID_PRIVATE_KEY = keys.instance_private_key(self.INSTANCE_DIR)
+            self.VAPID_PRIVATE_KEY = instance_file(self.INSTANCE_DIR, keys.PRIVATE_KEY_FILE,
+                                                   lambda: keys.generate_pair()[0])
             self.VAPID_PUBLIC_KEY = keys.public_key_for(self.VAPID_PRIVATE_KEY)
         self.PUSH_ENABLED = bool(self.VAPID_PRIVATE_KEY)
         if not self.PUSH_ENABLED:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,30 +68,6 @@ def is_public_point(raw: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-def instance_private_key(instance_dir: str) -> str:
-    """Development and test only: the pair kept in instance/vapid_private_key (made
-    on first use, 0600), so browsers' subscriptions outlive a restart."""
-    path = os.path.join(instance_dir, PRIVATE_KEY_FILE)
-    try:
-        for _ in range(50):  # a process that just created the file may not have written it yet
-            with open(path) as fh:
-                private = fh.read().strip()
-            if private:
-                return private
-            time.sleep(0.02)
-        return private
-    except FileNotFoundError:
-        os.makedirs(instance_dir, exist_ok=True)
-        private, _ = generate_pair()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race
-            return instance_private_key(instance_dir)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(private)
-        return private
 
 
 def _public_of(key: ec.EllipticCurvePrivateKey) -> str:

@@ -115,3 +115,16 @@ def axe_violations(page) -> list[dict]:
     page.evaluate(_AXE)
     return page.evaluate("""async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
         .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))""")
+
+
+def assert_no_sideways_scroll(p: Page) -> None:
+    """The page is no wider than the window (a phone never scrolls sideways)."""
+    widths = p.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{p.page.url} scrolls sideways: {widths[0]}px in {widths[1]}px"
+
+
+def assert_fits_and_accessible(p: Page) -> None:
+    """No sideways scroll, and axe finds nothing serious or critical."""
+    assert_no_sideways_scroll(p)
+    serious = [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
+    assert serious == [], (p.page.url, serious)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser.pages import Page, axe_violations, fresh_pages, wait_htmx_ready
+from tests.browser.pages import assert_fits_and_accessible, fresh_pages, wait_htmx_ready
+from tests.browser.test_tips_live import log_in
 
 TIMEOUT = 5_000
 PHONE = {"width": 390, "height": 844}
@@ -23,26 +24,6 @@ DESKTOP = {"width": 1280, "height": 900}
 @pytest.fixture()
 def open_fresh(browser, live_server):
     yield from fresh_pages(browser, live_server, TIMEOUT)
-
-
-def log_in(p: Page, user, path: str) -> None:
-    page = p.page
-    page.goto(f"/login?next={path}")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(user.test_password)
-    page.get_by_role("button", name="Log in", exact=True).click()
-    expect(page).to_have_url(re.compile(r"^https?://[^/]+" + re.escape(path) + r"$"))
-    page.wait_for_load_state("load")
-    wait_htmx_ready(page)
-
-
-def assert_fits_and_accessible(p: Page) -> None:
-    """No horizontal scroll, and axe finds nothing serious or critical."""
-    page = p.page
-    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], f"{page.url} scrolls sideways: {width}"
-    serious = [v for v in axe_violations(page) if v["impact"] in ("serious", "critical")]
-    assert serious == [], (page.url, serious)
 
 
 def png(color=(30, 160, 220)) -> bytes:

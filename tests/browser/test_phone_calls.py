@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from app.calls import service
 from app.extensions import db
-from tests.browser.pages import DESKTOP, axe_violations, logged_in_pages
+from tests.browser.pages import DESKTOP, logged_in_pages, assert_fits_and_accessible, assert_no_sideways_scroll
 from tests.browser.test_call import MEDIA_ARGS, RTC_TIMEOUT, TIMEOUT, fresh, state
 from tests.browser.test_tips_live import WS_PROBE, log_in, wait_listening
 from tests.conftest import launch_chromium
@@ -56,14 +56,6 @@ def no_live_controls(p) -> None:
         "a video still holds a live camera track"
 
 
-def fits(p) -> None:
-    """No sideways scroll at this width."""
-    assert p.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), \
-        f"{p.page.url} scrolls sideways"
-
-
-def serious(p) -> list:
-    return [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
 
 
 def test_an_ended_call_leaves_no_live_controls_says_how_it_went_and_offers_next_steps(open_page, hub, pair):
@@ -100,8 +92,7 @@ def test_an_ended_call_leaves_no_live_controls_says_how_it_went_and_offers_next_
     # Give a late socket error time to be logged (Chromium reports it when the close goes wrong).
     f.page.wait_for_timeout(1_500)
     for p in (f, c):
-        fits(p)
-        assert not serious(p)
+        assert_fits_and_accessible(p)
         p.assert_clean()
 
     # Loaded afterwards: the same outcome, nothing live, no socket opened for signaling.
@@ -120,7 +111,7 @@ def test_an_ended_call_leaves_no_live_controls_says_how_it_went_and_offers_next_
     expect(steps.get_by_role("link", name="Discover")).to_be_visible()
     expect(steps.get_by_role("button", name=re.compile("again"))).to_have_count(0)
     no_live_controls(d)
-    fits(d)
+    assert_no_sideways_scroll(d)
     d.page.screenshot(path="/tmp/desktop-call-ended-fan.png", full_page=True)
     d.assert_clean()
 
@@ -162,7 +153,6 @@ def test_a_declined_call_tells_the_fan_who_declined_and_the_creator_you_declined
     no_live_controls(c2)
     f.page.wait_for_timeout(1_000)
     for p in (f, c, c2):
-        fits(p)
-        assert not serious(p)
+        assert_fits_and_accessible(p)
         p.assert_clean()
     db.session.rollback()

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.tips import service as tips
-from tests.browser.pages import DESKTOP, axe_violations, logged_in_pages
+from tests.browser.pages import DESKTOP, logged_in_pages, assert_fits_and_accessible
 from tests.browser.test_tips_live import WS_PROBE, log_in
 
 PHONE = {"width": 390, "height": 844}
@@ -83,13 +83,6 @@ def check_tables(p, overflow_expected: bool) -> None:
         assert any(w["overflows"] for w in wraps), "expected a table wider than the phone"
 
 
-def check_page(p) -> None:
-    assert p.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), \
-        f"{p.page.url} scrolls sideways"
-    serious = [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
-    assert not serious, serious
-
-
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_the_dashboard_fits_the_screen_switcher_in_one_row_chart_readable_tables_labelled(open_page, money,
                                                                                           viewport):
@@ -107,7 +100,7 @@ def test_the_dashboard_fits_the_screen_switcher_in_one_row_chart_readable_tables
     expect(p.page.get_by_role("link", name="Today")).to_have_attribute("aria-current", "page")
     check_switcher(p)
     assert p.page.get_by_test_id("earnings-chart").evaluate(CHART_TEXT)["outside"] == 0
-    check_page(p)
+    assert_fits_and_accessible(p)
     p.assert_clean()
 
 
@@ -126,5 +119,5 @@ def test_spending_fits_the_screen_and_a_table_wider_than_it_says_it_scrolls(open
         p.page.keyboard.press("ArrowRight")
         p.page.wait_for_function("(before) => document.activeElement.scrollLeft > before", arg=before)
     p.page.screenshot(path=f"/tmp/{'phone' if phone else 'desktop'}-spending.png", full_page=True)
-    check_page(p)
+    assert_fits_and_accessible(p)
     p.assert_clean()

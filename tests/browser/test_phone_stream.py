@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from app.streams import service as streams
 from app.tips import service as tips
-from tests.browser.pages import DESKTOP, Page, axe_violations, logged_in_pages
+from tests.browser.pages import DESKTOP, Page, axe_violations, logged_in_pages, assert_no_sideways_scroll
 from tests.browser.test_tips_live import WS_PROBE, log_in, open_tip_modal, tip_of, wait_listening
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
@@ -56,11 +56,6 @@ def assert_seen(locator, what: str) -> None:
         }).map(([x, y]) => `${Math.round(x)},${Math.round(y)}`);
     }""")
     assert not hidden, f"{what} is cut off or covered at {hidden}"
-
-
-def assert_no_sideways_scroll(p: Page) -> None:
-    width = p.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], f"{p.page.url} is {width[0]} px wide in a {width[1]} px window"
 
 
 def assert_accessible(p: Page) -> None:

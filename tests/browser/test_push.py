@@ -27,7 +27,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.push.models import PushSubscription
 from app.tips import service as tips
-from tests.browser.pages import Page, axe_violations
+from tests.browser.pages import Page, assert_fits_and_accessible
 from tests.browser.test_tips_live import log_in
 from tests.push.conftest import queue, receiver, run_jobs  # noqa: F401  (fixtures)
 from tests.push.helpers import Device
@@ -98,12 +98,6 @@ def worker_scope(p: Page) -> str:
     return p.page.evaluate("navigator.serviceWorker.ready.then((r) => r.active && r.scope)")
 
 
-def assert_fits_and_axe_clean(p: Page) -> None:
-    assert p.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll"
-    serious = [v for v in axe_violations(p.page) if v["impact"] in ("serious", "critical")]
-    assert serious == []
-
-
 def stored(endpoint: str) -> PushSubscription | None:
     db.session.rollback()
     return db.session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
@@ -133,14 +127,14 @@ def test_a_creator_turns_on_tip_pushes_gets_one_and_turns_them_off(ctx, open_pus
     turn_on = section.get_by_role("button", name="Turn on notifications")
     expect(turn_on).to_be_visible()
     expect(section.get_by_role("button", name="Turn off on this device")).to_be_hidden()
-    assert_fits_and_axe_clean(p)
+    assert_fits_and_accessible(p)
 
     section.get_by_label("Each call request").uncheck()
     turn_on.focus()
     page.keyboard.press("Enter")
     expect(status).to_have_text("On for this device: Each tip.")
     assert stored(receiver.endpoint(name)).topics == ["tips"]
-    assert_fits_and_axe_clean(p)
+    assert_fits_and_accessible(p)
 
     tips.send_tip(fan, creator.id, 50, "", None, str(uuid.uuid4()))
     run_jobs()
@@ -174,7 +168,7 @@ def test_turning_off_went_live_on_the_account_page_keeps_the_devices_tip_pushes(
     account.get_by_role("button", name="Turn on notifications").click()
     expect(account.locator("[data-push-status]")).to_have_text("On for this device: A creator I follow goes live.")
     assert stored(receiver.endpoint(name)).topics == ["tips", "calls", "live"]
-    assert_fits_and_axe_clean(p)
+    assert_fits_and_accessible(p)
     account.get_by_role("button", name="Turn off on this device").click()
     expect(account.locator("[data-push-status]")).to_have_text("Off on this device.")
     assert stored(receiver.endpoint(name)).topics == ["tips", "calls"]
@@ -189,7 +183,7 @@ def test_choosing_nothing_shows_the_error_next_to_the_choices(ctx, open_push_pag
     error = section.get_by_role("alert")
     expect(error).to_have_text("Choose at least one kind of notification, or turn them off.")
     assert stored(receiver.endpoint("nothing")) is None
-    assert_fits_and_axe_clean(p)
+    assert_fits_and_accessible(p)
     p.assert_clean()
 
 
