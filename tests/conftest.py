@@ -187,6 +187,30 @@ def make_creator(make_user):
 
 
 @pytest.fixture()
+def queue(ctx, services):
+    """This run's job queue, emptied before the test (jobs other tests left are not ours to run)."""
+    from redis import Redis
+    from rq import Queue
+
+    from app import jobs
+    q = Queue(jobs.queue_name(), connection=Redis.from_url(services[1]))
+    q.empty()
+    yield q
+    q.empty()
+
+
+@pytest.fixture()
+def run_jobs(queue):
+    """run_jobs(): run the queued jobs the way worker.py does (a real RQ worker, burst mode)."""
+    from rq import SimpleWorker
+
+    def _run():
+        db.session.commit()
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    return _run
+
+
+@pytest.fixture()
 def make_stream(ctx, make_creator):
     """make_stream(creator=None, type_="public", title=None, ticket_price=None, starts_at=None, live=False)
     → Stream: `creator`'s (a new creator's if None) stream, scheduled by the streams service

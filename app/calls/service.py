@@ -32,8 +32,7 @@ from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call, locked_call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
 from app.realtime.bus import Publisher
-from app.wallet.pushes import balance_changed, balance_messages, earnings_changed, earnings_messages
-from app.wallet.service import earnings_figure
+from app.wallet.pushes import balance_changed, balance_messages, earnings_changed
 from app.wallet.reversals import refuse_if_owing
 
 OPEN_STATUSES = ("requested", "active", "paused")
@@ -529,15 +528,15 @@ def _meter_batches(now: datetime, claims: _Claims, publisher) -> MeterResult:
 
 def _meter_messages(changed) -> list[tuple[str, str]]:
     """The pages' updates for a committed batch: each call's figures (or its whole
-    panel when its status changed), the fan's new balance and the creator's earnings."""
+    panel when its status changed) and the fan's new balance; the creators' earnings
+    figures follow from a job (`earnings_changed`), never read here per call."""
     messages = []
     for call, outcome in changed:
         # Still active: only blocks were charged (the meter pauses and ends, never resumes).
         messages += pushes.call_messages(call, figures_only=call.status == "active")
         for fan_id, balance in outcome.balances.items():
             messages += balance_messages(fan_id, balance)
-        for creator_id in outcome.earned:
-            messages += earnings_messages(creator_id, earnings_figure(creator_id))
+    earnings_changed({creator_id for _, outcome in changed for creator_id in outcome.earned})
     return messages
 
 
@@ -586,5 +585,4 @@ def _publish(call: Call, outcome: Outcome) -> None:
     pushes.call_changed(call)
     for fan_id, balance in outcome.balances.items():
         balance_changed(fan_id, balance)
-    for creator_id in outcome.earned:
-        earnings_changed(creator_id, earnings_figure(creator_id))
+    earnings_changed(outcome.earned)

@@ -23,7 +23,6 @@ from app.extensions import db
 from app.streams import pushes
 from app.streams.models import CHANNEL_PREFIX, STREAM_TYPES, Stream
 from app.wallet.pushes import earnings_changed
-from app.wallet.service import earnings_figure
 
 TITLE_MAX = 120
 TICKET_MAX = 1_000_000
@@ -139,7 +138,7 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
     db.session.refresh(stream)  # the timestamps the database set
     pushes.stream_status_changed(stream)
     if to == "ended" and stream.settlement_transfer_id:  # the ticket money reached the creator's nav
-        earnings_changed(stream.creator_id, earnings_figure(stream.creator_id))
+        earnings_changed([stream.creator_id])
     if to == "canceled" and stream.type == "private":
         enqueue(refund_show, stream.id)
     if to == "live":
@@ -213,8 +212,11 @@ def live_and_upcoming(limit: int = 50) -> list[Stream]:
     return list(db.session.scalars(
         select(Stream).where(Stream.status.in_(("live", "scheduled")))
         # Live first (ordering by the status word put "scheduled" before "live", so a
-        # crowd of scheduled shows pushed live ones off Discover), then the soonest.
-        .order_by(case((Stream.status == "live", 0), else_=1), Stream.starts_at.nulls_last(), Stream.id.desc())
+        # crowd of scheduled shows pushed live ones off Discover), the latest to go live
+        # first; then the scheduled ones, soonest first.
+        .order_by(case((Stream.status == "live", 0), else_=1),
+                  case((Stream.status == "live", Stream.started_at)).desc().nulls_last(),
+                  Stream.starts_at.nulls_last(), Stream.id.desc())
         .limit(limit)))
 
 

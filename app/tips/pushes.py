@@ -15,7 +15,7 @@ from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
 from app.redis_client import get_redis
-from app.wallet.pushes import balance_messages, earnings_messages
+from app.wallet.pushes import balance_messages, earnings_changed
 
 
 def overlay_channel(creator_id: int) -> str:
@@ -23,20 +23,22 @@ def overlay_channel(creator_id: int) -> str:
     return f"overlay:{creator_id}"
 
 
-def tip_sent(tip, sender, sender_balance: int, creator_earnings: int) -> None:
-    """Overlay on the tip's channel, OBS overlay + feed + unseen badge + earnings for
-    the creator, balance for the sender's other tabs: one round trip to Redis."""
+def tip_sent(tip, sender, sender_balance: int) -> None:
+    """Overlay on the tip's channel, OBS overlay + feed + unseen badge for the creator,
+    balance for the sender's other tabs: one round trip to Redis. The creator's earnings
+    figure follows from a job (`earnings_changed`: one per creator at a time, whatever
+    the storm)."""
     messages = [
         (overlay_channel(tip.creator_id), fragments.render("tips/_overlay_push.html", tip=tip, sender=sender,
                                                            obs=True)),
         (user_channel(tip.creator_id), fragments.render("tips/_creator_push.html", tip=tip, sender=sender,
                                                         unseen=COUNT)),
-        *earnings_messages(tip.creator_id, creator_earnings),
         *balance_messages(sender.id, sender_balance),
     ]
     if tip.channel:
         messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
+    earnings_changed([tip.creator_id])
     tip_push(tip, sender)
 
 

@@ -22,7 +22,6 @@ from app.streams.service import can_view
 from app.tips import pushes
 from app.tips.models import Tip
 from app.wallet.reversals import refuse_if_owing
-from app.wallet.service import earnings_figure
 
 MESSAGE_MAX = 280
 TIP_PRESETS = (50, 100, 250, 500)
@@ -173,7 +172,7 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
               creator_share=payment.creator_share, platform_share=payment.platform_share, message=message,
               transfer_id=moved.transfer.transfer_id, created_at=moved.recorded, **ctx)
     db.session.commit()
-    pushes.tip_sent(tip, sender, balance, earnings_figure(creator_id))
+    pushes.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)
 
 

@@ -4,8 +4,19 @@ expired, failed). Features that move a user's tokens call these once their
 transaction has committed."""
 from __future__ import annotations
 
+import logging
+
+from flask import current_app
+from redis import RedisError
+
 from app.realtime import fragments
 from app.realtime.bus import publish_many, user_channel
+from app.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+# How long a queued earnings refresh holds its creator's claim at most: should the job be
+# lost, the next change queues a new one after this.
+_EARNINGS_CLAIM_SECONDS = 60
 
 
 def balance_changed(user_id: int, balance: int) -> None:
@@ -18,9 +29,35 @@ def balance_messages(user_id: int, balance: int) -> list[tuple[str, str]]:
     return [(user_channel(user_id), fragments.render("wallet/_balance_push.html", balance=balance))]
 
 
-def earnings_changed(creator_id: int, earnings: int) -> None:
-    """The creator's new earnings (their nav pill), for every tab they have open."""
-    publish_many(earnings_messages(creator_id, earnings))
+def earnings_changed(creator_ids) -> None:
+    """Tokens reached these creators' earnings (committed): queue one refresh of their nav
+    pill on every tab they have open (`app.wallet.jobs.push_earnings`).
+
+    Earnings are a derived account: the figure is a sum (rollups plus the entries since),
+    too dear to read after every tip of a storm. So each creator has at most one refresh
+    queued: the first change claims `earnings-push:<id>` in Redis and queues the job,
+    later ones find the claim and add nothing. The job drops the claims before it reads,
+    so a change committed before its read is in the figure, and one after it queues the
+    next refresh. Redis down: no refresh (the next page load or reconnect shows it)."""
+    ids = sorted(set(creator_ids))
+    if not ids:
+        return
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for creator_id in ids:
+            pipe.set(earnings_claim_key(creator_id), 1, nx=True, ex=_EARNINGS_CLAIM_SECONDS)
+        claimed = [creator_id for creator_id, won in zip(ids, pipe.execute(), strict=True) if won]
+    except RedisError as exc:
+        log.warning("wallet: no earnings refresh for %d creator(s) (%s)", len(ids), exc)
+        return
+    if claimed:
+        from app.jobs import enqueue
+        from app.wallet.jobs import push_earnings
+        enqueue(push_earnings, claimed)
+
+
+def earnings_claim_key(creator_id: int) -> str:
+    return f"{current_app.config['REDIS_PREFIX']}earnings-push:{creator_id}"
 
 
 def earnings_messages(creator_id: int, earnings: int) -> list[tuple[str, str]]:

@@ -136,3 +136,34 @@ def test_fan_follows_from_the_stream_page_header_and_its_name_links_to_the_creat
     expect(page).to_have_url(re.compile(rf"/c/{creator.handle}$"))
     expect(page.get_by_test_id("follow-button")).to_contain_text("Following")
     p.assert_clean()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_discover_shows_live_cards_with_avatar_and_viewer_count_and_starting_soon_apart(
+        open_fresh, make_creator, make_fan, make_stream, viewport):
+    """A live stream is under "Live now" with its creator's avatar and how many watch it; a
+    scheduled show is under "Starting soon" with its start time, never under "Live now"."""
+    tag = uuid.uuid4().hex[:6]
+    creator = make_creator(name=f"Vera {tag}")
+    make_stream(creator=creator, title=f"Vera on air {tag}", live=True)
+    soon = make_stream(creator=creator, title=f"Vera later {tag}", type_="private", ticket_price=300,
+                       starts_at="2030-01-02T18:30:00Z")
+    # A viewer on the live stream's page (joined to its channel).
+    viewer = open_fresh(viewport)
+    log_in(viewer, make_fan(), "/")
+    viewer.page.get_by_test_id("live-now").get_by_role("link", name=f"Vera on air {tag}").click()
+    expect(viewer.page.locator("#viewer-count")).to_have_text(re.compile(r"^1 watching"))
+
+    p = open_fresh(viewport)
+    p.page.goto("/")
+    live_now, starting = p.page.get_by_test_id("live-now"), p.page.get_by_test_id("starting-soon")
+    card = live_now.locator("li", has_text=f"Vera on air {tag}")
+    expect(card.get_by_test_id("card-viewers")).to_have_text("1 watching")
+    expect(card.locator(".avatar")).to_be_visible()
+    expect(live_now.locator("li", has_text=f"Vera later {tag}")).to_have_count(0)
+    later = starting.locator("li", has_text=f"Vera later {tag}")
+    expect(later.locator("time")).to_have_attribute("datetime", soon.starts_at.isoformat())
+    expect(later).to_contain_text("Jan 2, 18:30 UTC")
+    assert_fits_and_accessible(p)
+    p.assert_clean()
+    viewer.assert_clean()

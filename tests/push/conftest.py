@@ -1,9 +1,5 @@
 import pytest
-from redis import Redis
-from rq import Queue, SimpleWorker
 
-from app import jobs
-from app.extensions import db
 from tests.helpers import log_in
 from tests.push.helpers import Device
 from tests.push.receiver import PushReceiver
@@ -14,24 +10,6 @@ def receiver():
     server = PushReceiver().start()
     yield server
     server.stop()
-
-
-@pytest.fixture()
-def queue(ctx, services):
-    """This run's job queue, emptied before the test (jobs other tests left are not ours to run)."""
-    q = Queue(jobs.queue_name(), connection=Redis.from_url(services[1]))
-    q.empty()
-    yield q
-    q.empty()
-
-
-@pytest.fixture()
-def run_jobs(queue):
-    """Run the queued jobs the way worker.py does (a real RQ worker, burst mode)."""
-    def _run():
-        db.session.commit()
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
-    return _run
 
 
 @pytest.fixture()

@@ -43,7 +43,7 @@ def test_a_tip_to_a_creator_with_tips_on_arrives_encrypted_and_signed(app, ctx, 
     phone = subscribe(creator, "creator-phone", ["tips"])
     tips.send_tip(fan, creator.id, 50, "great show", None, str(uuid.uuid4()))
     assert receiver.received == []  # sent by the job, never in the request
-    assert len(queue.job_ids) == 1
+    assert [job.func_name for job in queue.jobs] == ["app.wallet.jobs.push_earnings", "app.push.jobs.send_push"]
     run_jobs()
     (received,) = receiver.to("creator-phone")
     assert_signed_for(app, receiver, received)
@@ -103,7 +103,7 @@ def test_a_topic_not_turned_on_sends_nothing_and_queues_no_job(ctx, make_creator
     subscribe(creator, "calls-only", ["calls"])
     tips.send_tip(fan, creator.id, 10, "", None, str(uuid.uuid4()))
     assert push_to_users([fan.id], "live", "t", "b", "/") is False  # no device at all
-    assert queue.job_ids == []
+    assert [job.func_name for job in queue.jobs] == ["app.wallet.jobs.push_earnings"]  # no push job
     run_jobs()
     assert receiver.received == []
 

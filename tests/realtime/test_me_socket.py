@@ -43,7 +43,8 @@ def test_me_socket_refuses_a_handshake_without_valid_credentials(live_server):
         assert "upgrade" not in hs.headers and b"nav-balance" not in hs.body
 
 
-def test_a_creators_me_socket_carries_their_earnings_on_connect_and_after_each_tip(live_api, people, viewers):
+def test_a_creators_me_socket_carries_their_earnings_on_connect_and_after_each_tip(live_api, people, viewers,
+                                                                                    run_jobs):
     """The creator's nav pill shows earnings (issue 17): the (re)connect state has them, and each
     tip pushes the new figure; a fan's socket never gets an earnings figure."""
     creator, creator_h, [(_fan, fan_h)] = people(fans=1, balance=1000)
@@ -54,6 +55,7 @@ def test_a_creators_me_socket_carries_their_earnings_on_connect_and_after_each_t
     assert "nav-earnings" not in the_fan.receive(5)
 
     live_api.send_tip(fan_h, creator.id, 250, "")
+    run_jobs()  # the refresh the tip queued, as the worker runs it
     earned = the_creator.wait_for('id="nav-earnings"', 2)
     assert earned and '<span id="nav-earnings" hx-swap-oob="true">200</span>' in earned, the_creator.messages
     assert not [m for m in the_fan.collect(0.3) if "nav-earnings" in m], "the fan got the creator's earnings"
