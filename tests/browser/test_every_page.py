@@ -253,7 +253,7 @@ _SPILLS = """() => {
     if (s.display === "inline" || s.display === "contents" || s.overflowX !== "visible" || el.clientWidth <= 1) continue;  // 1px: visually hidden (sr-only)
     if (el.scrollWidth > el.clientWidth + 1 && !el.closest(".sr-only")) {
       const where = el.id ? "#" + el.id : el.tagName.toLowerCase() + (el.className ? "." + String(el.className).trim().split(/\\s+/).join(".") : "");
-      spills.push(`${where} ("${el.innerText.trim().replace(/\\s+/g, " ").slice(0, 30)}") spills out of its box: ${el.scrollWidth}px in ${el.clientWidth}px`);
+      spills.push(`${where} ("${(el.innerText ?? el.textContent ?? "").trim().replace(/\\s+/g, " ").slice(0, 30)}") spills out of its box: ${el.scrollWidth}px in ${el.clientWidth}px`);
     }
   }
   return spills.slice(0, 3);

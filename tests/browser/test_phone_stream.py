@@ -16,8 +16,9 @@ from playwright.sync_api import expect
 
 from app.streams import service as streams
 from app.tips import service as tips
-from tests.browser.pages import DESKTOP, Page, axe_violations, logged_in_pages, assert_no_sideways_scroll
+from tests.browser.pages import DESKTOP, Page, assert_no_sideways_scroll, axe_violations, logged_in_pages
 from tests.browser.test_tips_live import WS_PROBE, log_in, open_tip_modal, tip_of, wait_listening
+from tests.payouts.conftest import earn  # noqa: F401  (the fixture)
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
 PHONE = {"width": 390, "height": 844}
@@ -186,6 +187,30 @@ def test_phone_navigation_is_one_row_with_a_menu_button(open_page, make_fan):
     p.assert_clean()
 
 
+def test_a_creator_with_seven_digit_earnings_and_unread_notifications_keeps_a_one_row_phone_nav(
+        open_page, new_creator, make_user, earn):
+    """The phone bar holds the earnings pill, the Tips menu, the bell and the menu button in
+    one row, whatever the figure: nothing spills past the screen's edge."""
+    from app.notifications.service import notify_many
+    from sqlalchemy import literal, select
+
+    creator = new_creator()
+    for _ in range(16):  # a tip is at most MAX_TIP_TOKENS (100,000): 16 × 80,000 earned
+        earn(creator, 80_000)
+    notify_many(select(literal(creator.id)), "live", "A creator you follow is live", "/", "probe")
+    p = open_page(creator, "/dashboard", PHONE)
+    nav = p.page.get_by_role("navigation", name="Main")
+    expect(p.page.get_by_test_id("nav-earnings")).to_have_text(re.compile(r"^\s*1,280,000\s*earned\s*$"))
+    for item in (p.page.get_by_test_id("nav-earnings"), nav.get_by_role("button", name="Menu"),
+                 nav.get_by_role("link", name=re.compile("^Notifications"))):
+        assert_seen(item, "a phone nav item")
+        assert box(item)["x"] + box(item)["width"] <= PHONE["width"], "a nav item spills past the screen"
+    assert box(nav)["height"] < 64, f"the creator's nav wraps: {box(nav)['height']} px tall"
+    assert_no_sideways_scroll(p)
+    assert_accessible(p)
+    p.assert_clean()
+
+
 def test_desktop_navigation_shows_every_link_without_a_menu_button(open_page, make_fan):
     fan = make_fan(balance=1_000)
     p = open_page(fan, "/wallet", DESKTOP)
@@ -199,9 +224,9 @@ def test_desktop_navigation_shows_every_link_without_a_menu_button(open_page, ma
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
-def test_a_creators_nav_shows_their_earnings_live(open_page, hub, make_fan, new_creator, viewport):
+def test_a_creators_nav_shows_their_earnings_live(open_page, hub, make_fan, new_creator, run_jobs, viewport):
     """A creator's nav pill shows what they earned (labeled), not their empty wallet, and
-    follows each tip over /ws/me."""
+    follows each tip over /ws/me (the refresh the tip queued, run as the worker would)."""
     creator = new_creator()
     fan = make_fan(balance=10_000)
     send_tip(fan, creator, 5_000)  # 4,000 to the creator
@@ -212,6 +237,7 @@ def test_a_creators_nav_shows_their_earnings_live(open_page, hub, make_fan, new_
     assert_seen(earned, "the creator's earnings pill")
     wait_listening(p, hub, '[ws-connect="/ws/me"]')
     send_tip(fan, creator, 1_000)  # 800 more
+    run_jobs()
     expect(earned).to_have_text(re.compile(r"^\s*4,800\s*earned\s*$"))
     if viewport is PHONE:
         nav = page.get_by_role("navigation", name="Main")
