@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.conftest import fresh_client
 from tests.conftest import csrf_from, unique_email
 
 PASSWORD = "correct-horse-1"

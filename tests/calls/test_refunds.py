@@ -528,7 +528,7 @@ def test_platform_loads_the_calls_section_which_looks_calls_up(clock, make_call,
     found = browser.get(f"/platform/calls?call=%23{call_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert f"Call #{call_id}" in found and fan.display_name in found and creator.display_name in found
     assert "never connected" in found and "Charged 30 · Refunded 0 · Net 30 tokens" in found
-    assert f'name="blocks" value="0"' in found
+    assert 'name="blocks" value="0"' in found
     for raw, status, message in (("abc", 422, "digits only"), ("\u00b2", 422, "digits only"),
                                  (str(call_id + 10_000), 404, "There is no call"),
                                  (str(2**63), 422, "digits only")):

@@ -3,7 +3,6 @@ way back (DESIGN.md §11). The real `stripe` SDK talks to the local stand-in."""
 from __future__ import annotations
 
 import re
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
