@@ -200,13 +200,16 @@ def queue(ctx, services):
 
 
 @pytest.fixture()
-def run_jobs(queue):
-    """run_jobs(): run the queued jobs the way worker.py does (a real RQ worker, burst mode)."""
+def run_jobs(ctx, queue):
+    """run_jobs(): run the queued jobs the way worker.py does (a real RQ worker, burst mode),
+    in an app context of their own as in the worker: each job reads the database afresh, not
+    through the test's session (whose rows may be stale: sessions don't expire on commit)."""
     from rq import SimpleWorker
 
     def _run():
         db.session.commit()
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        with ctx.app_context():
+            SimpleWorker([queue], connection=queue.connection).work(burst=True)
     return _run
 
 

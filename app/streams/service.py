@@ -209,15 +209,14 @@ def can_view_as(user_id: int | None, stream: Stream) -> bool:
 
 
 def live_and_upcoming(limit: int = 50) -> list[Stream]:
-    return list(db.session.scalars(
-        select(Stream).where(Stream.status.in_(("live", "scheduled")))
-        # Live first (ordering by the status word put "scheduled" before "live", so a
-        # crowd of scheduled shows pushed live ones off Discover), the latest to go live
-        # first; then the scheduled ones, soonest first.
-        .order_by(case((Stream.status == "live", 0), else_=1),
-                  case((Stream.status == "live", Stream.started_at)).desc().nulls_last(),
-                  Stream.starts_at.nulls_last(), Stream.id.desc())
-        .limit(limit)))
+    """Discover's streams: up to `limit` live ones, the latest to go live first, then up
+    to `limit` scheduled ones, the soonest first. Two lists, each with its own limit: a
+    crowd of live streams never hides what starts soon, nor the reverse."""
+    live = select(Stream).where(Stream.status == "live").order_by(Stream.started_at.desc().nulls_last(),
+                                                                  Stream.id.desc())
+    scheduled = select(Stream).where(Stream.status == "scheduled").order_by(Stream.starts_at.nulls_last(),
+                                                                            Stream.id.desc())
+    return [*db.session.scalars(live.limit(limit)), *db.session.scalars(scheduled.limit(limit))]
 
 
 def live_and_upcoming_of(creator_id: int, limit: int = 20) -> list[Stream]:
