@@ -29,7 +29,7 @@ from app.push.models import PushSubscription
 from app.tips import service as tips
 from tests.browser.pages import Page, assert_fits_and_accessible
 from tests.browser.test_tips_live import log_in
-from tests.push.conftest import queue, receiver, run_jobs  # noqa: F401  (fixtures)
+from tests.push.conftest import receiver  # noqa: F401  (the fixture)
 from tests.push.helpers import Device
 from tests.push.receiver import b64url_decode
 
