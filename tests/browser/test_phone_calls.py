@@ -17,23 +17,13 @@ from playwright.sync_api import expect
 
 from app.calls import service
 from app.extensions import db
-from tests.browser.pages import DESKTOP, logged_in_pages, assert_fits_and_accessible, assert_no_sideways_scroll
-from tests.browser.test_call import MEDIA_ARGS, RTC_TIMEOUT, TIMEOUT, fresh, state
-from tests.browser.test_tips_live import WS_PROBE, log_in, wait_listening
-from tests.conftest import launch_chromium
+from tests.browser.pages import DESKTOP, assert_fits_and_accessible, assert_no_sideways_scroll
+from tests.browser.test_call import RTC_TIMEOUT, TIMEOUT, fresh, state
+from tests.browser.test_call import media_browser, open_page  # noqa: F401  (the fixtures)
+from tests.browser.test_tips_live import wait_listening
 
 PHONE = {"width": 390, "height": 844}
 RATE = 60
-
-
-@pytest.fixture(scope="module")
-def media_browser(pw_driver):
-    yield from launch_chromium(pw_driver, MEDIA_ARGS)
-
-
-@pytest.fixture()
-def open_page(media_browser, live_server):
-    yield from logged_in_pages(media_browser, live_server, TIMEOUT, WS_PROBE, log_in)
 
 
 @pytest.fixture()
