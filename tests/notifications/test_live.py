@@ -2,6 +2,7 @@
 a new notification or a "mark read" updates it in every tab of that user, and no one
 else's bell moves."""
 import re
+import time
 
 from app.notifications import service
 
@@ -15,6 +16,21 @@ def _bell(message: str | None) -> int:
     if match.group(1):
         return 0
     return int(re.search(r"(\d+) unread notification", match.group(2)).group(1))
+
+
+def _bell_reaches(sock, count: int, timeout: float = 5.0) -> int | None:
+    """Read `sock`'s bell badges until one shows `count` (returned) or `timeout` passes (the
+    last count seen, None if none came). A badge published just before the socket joined
+    may still be relayed after its connect state: same figure, harmless, skipped here."""
+    deadline, seen = time.monotonic() + timeout, None
+    while (left := deadline - time.monotonic()) > 0:
+        message = sock.wait_for('id="bell-badge"', left)
+        if message is None:
+            break
+        seen = _bell(message)
+        if seen == count:
+            break
+    return seen
 
 
 def test_connect_sends_the_bell_count(live_api, viewers, people, notify):
@@ -37,7 +53,7 @@ def test_going_live_updates_each_followers_bell_and_no_one_elses(live_api, viewe
 
     assert service.announce_live(stream_id) == 1
     for tab in fan_tabs:
-        assert _bell(tab.wait_for('id="bell-badge"', 3)) == 1, tab.messages
+        assert _bell_reaches(tab, 1) == 1, tab.messages
     assert not [m for m in stranger.collect(0.3) if "bell-badge" in m], "a stranger's bell moved"
 
     service.announce_live(stream_id)
@@ -50,4 +66,4 @@ def test_mark_read_zeroes_the_bell_in_the_users_other_tabs(live_api, viewers, pe
     tab = viewers(live_api.ws("/ws/me"), fan_h)
     assert _bell(tab.wait_for('id="bell-badge"', 5)) == 1
     service.mark_read(fan)
-    assert _bell(tab.wait_for('id="bell-badge"', 3)) == 0
+    assert _bell_reaches(tab, 0) == 0, tab.messages
