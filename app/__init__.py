@@ -156,8 +156,10 @@ def _import_models() -> None:
     # Register every table with the metadata (Alembic and relationships need them).
     from app.auth import models as _auth  # noqa: F401
     from app.calls import models as _calls  # noqa: F401
+    from app.chat import models as _chat  # noqa: F401
     from app.dashboard import models as _dashboard  # noqa: F401
     from app.follows import models as _follows  # noqa: F401
+    from app.goals import models as _goals  # noqa: F401
     from app.idempotency import IdempotencyKey  # noqa: F401
     from app.ledger import models as _ledger  # noqa: F401
     from app.notifications import models as _notifications  # noqa: F401
@@ -166,6 +168,7 @@ def _import_models() -> None:
     from app.profiles import models as _profiles  # noqa: F401
     from app.push import models as _push  # noqa: F401
     from app.streams import models as _streams  # noqa: F401
+    from app.tipmenu import models as _tipmenu  # noqa: F401
     from app.tips import models as _tips  # noqa: F401
     from app.wallet import models as _wallet  # noqa: F401
 

@@ -81,7 +81,8 @@ def instance_file(instance_dir: str, name: str, make) -> str:
 
 
 RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT_CLIENT", "LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP",
-                       "SIGNUP_LIMIT_PER_IP", "PURCHASE_LIMIT_PER_USER", "TIP_LIMIT_PER_USER")
+                       "SIGNUP_LIMIT_PER_IP", "PURCHASE_LIMIT_PER_USER", "TIP_LIMIT_PER_USER",
+                       "CHAT_LIMIT_PER_USER")
 
 
 @dataclass
@@ -121,6 +122,8 @@ class Config:
     METER_THREADS: int = 2
     CREATOR_SHARE_PERCENT: int = 80
     MAX_TIP_TOKENS: int = 100_000
+    # A tip above this many tokens needs `"confirm": true` (the modal asks first); DESIGN.md §12.
+    CONFIRM_TIP_OVER_TOKENS: int = 1_000
     MAX_PURCHASE_TOKENS: int = 100_000
     TOKEN_PACKS: tuple = (500, 1000, 2500)
     NO_SHOW_GRACE_MINUTES: int = 15
@@ -146,6 +149,8 @@ class Config:
     PURCHASE_LIMIT_PER_USER: str = "30 per minute"
     # A tip storm from one excited fan must get through: at least 30/s.
     TIP_LIMIT_PER_USER: str = "40 per second"
+    # Chat messages per user, over all rooms (DESIGN.md §12).
+    CHAT_LIMIT_PER_USER: str = "5 per 10 seconds"
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_KEY_PREFIX: str = ""
     # X-RateLimit-* headers cost a Redis read after every limited request; off by default.
@@ -206,6 +211,7 @@ class Config:
             METER_THREADS=_int(env, "METER_THREADS", 2, 1, 16),
             CREATOR_SHARE_PERCENT=_int(env, "CREATOR_SHARE_PERCENT", 80, 0, 100),
             MAX_TIP_TOKENS=_int(env, "MAX_TIP_TOKENS", 100_000, 1),
+            CONFIRM_TIP_OVER_TOKENS=_int(env, "CONFIRM_TIP_OVER_TOKENS", 1_000, 1),
             TOKEN_PACKS=_packs(env.get("TOKEN_PACKS", "500,1000,2500")),
             NO_SHOW_GRACE_MINUTES=_int(env, "NO_SHOW_GRACE_MINUTES", 15, 0),
             ICE_SERVERS=env.get("ICE_SERVERS", ""),

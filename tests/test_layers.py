@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).resolve().parents[1] / "app"
-FEATURES = ("auth", "calls", "creator", "dashboard", "follows", "main", "notifications", "payouts", "profiles", "push",
-            "streams", "tips", "wallet")
+FEATURES = ("alerts", "auth", "calls", "chat", "creator", "dashboard", "follows", "goals", "leaderboard", "main",
+            "notifications", "payouts", "profiles", "protections", "push", "streams", "tipmenu", "tips", "wallet")
 # app/payments talks to the provider and routes webhook events to the handlers
 # features register; it moves no tokens and knows no feature.
 BELOW_THE_FEATURES = ("ledger", "payments", "jobs.py", "clock.py")

@@ -34,10 +34,22 @@ class User(UserMixin, db.Model):
     bio: Mapped[str] = mapped_column(String(500), server_default="")
     # None: no avatar. Bumped on each upload so the image URL changes (app.profiles).
     avatar_version: Mapped[int | None] = mapped_column(Integer)
+    # A creator's alert controls (app/alerts, DESIGN.md §12): tips under alert_min_tokens
+    # don't pop up; profanity masked when shown; OBS shows messages once approved; the
+    # OBS source's sound (a shipped sound's name; None: silent).
+    alert_min_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    profanity_filter: Mapped[bool] = mapped_column(server_default=text("false"))
+    require_approval: Mapped[bool] = mapped_column(server_default=text("false"))
+    alert_sound: Mapped[str | None] = mapped_column(String(20))
+    # A fan's own cap on tokens spent per UTC day (app/protections); None: no cap.
+    daily_spend_limit_tokens: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        CheckConstraint("alert_min_tokens >= 0", name="alert_min_tokens"),
+        CheckConstraint("alert_sound ~ '^[a-z0-9-]{1,20}$'", name="alert_sound_form"),
+        CheckConstraint("daily_spend_limit_tokens > 0", name="daily_spend_limit_positive"),
         Index("uq_users_email_lower", func.lower(email), unique=True),
         Index("uq_users_handle", "handle", unique=True),
         CheckConstraint("handle ~ '^[a-z0-9_]{3,30}$'", name="handle_form"),

@@ -7,7 +7,10 @@ The transport knows no feature (STYLE.md 9). At app creation each feature's
   join (checked at the handshake, before the upgrade), what a (re)connect
   receives and, for a channel with an audience, how its viewer count reads;
 * its share of each user's own feed, `/ws/me` (the balance, a creator's tips,
-  their call requests): what a (re)connect of that socket receives.
+  their call requests): what a (re)connect of that socket receives;
+* its share of another feature's channels (a stream's chat, goal and
+  leaderboard on the stream's channel): what a (re)connect of those receives
+  after the owner's state.
 
 Sockets that are not a channel (a creator's OBS overlay, a call's signaling)
 are the feature's own WebSocket routes; the transport's checks (Origin, no
@@ -51,6 +54,7 @@ class Registry:
         self._app = app
         self._channels: tuple[Channel, ...] = ()
         self.feed: tuple[Callable[[Any], str | None], ...] = ()
+        self._shares: dict[str, tuple[Callable[[str], str | None], ...]] = {}
 
     def add_channel(self, channel: Channel) -> None:
         for other in self._channels:
@@ -60,6 +64,17 @@ class Registry:
 
     def add_feed(self, on_connect: Callable[[Any], str | None]) -> None:
         self.feed += (on_connect,)
+
+    def add_share(self, prefix: str, on_connect: Callable[[str], str | None]) -> None:
+        if not any(c.prefix == prefix for c in self._channels):
+            raise ValueError(f"no channel {prefix!r} to add a share to")
+        self._shares[prefix] = self._shares.get(prefix, ()) + (on_connect,)
+
+    def connect_state(self, channel: Channel, name: str, joined) -> str | None:
+        """What a (re)connect of channel `name` receives: its owner's state, then each
+        share's, in the order they were registered (None: nothing)."""
+        parts = [channel.on_connect(name, joined), *(share(name) for share in self._shares.get(channel.prefix, ()))]
+        return "\n".join(part for part in parts if part) or None
 
     def channel(self, name: str) -> Channel | None:
         """The registered channel `name` belongs to; None for any other name."""
@@ -102,3 +117,12 @@ def register_feed(app: Flask, on_connect: Callable[[Any], str | None]) -> None:
     (None: nothing for this user), read in a fresh DB session on every
     (re)connect. Shares are sent in the order they were registered."""
     app.extensions["realtime_channels"].add_feed(on_connect)
+
+
+def register_channel_share(app: Flask, prefix: str, on_connect: Callable[[str], str | None]) -> None:
+    """Add to what a (re)connect of the channels named `prefix…` receives (a feature
+    registered by another feature: a stream's chat on the stream's channel):
+    `on_connect(name)` → HTML (None: nothing), read in the same fresh DB session,
+    after the owner's state. Register after the owner. Raises ValueError if no
+    channel has exactly that prefix."""
+    app.extensions["realtime_channels"].add_share(prefix, on_connect)

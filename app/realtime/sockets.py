@@ -176,7 +176,7 @@ def _state(render_state) -> str | None:
 @sock.route("/ws/channels/<channel>", bp=bp)
 def channel_socket(ws, channel):
     served, joined = g.joined  # `_join` checked the channel exists and this user may join it
-    serve(ws, (channel,), partial(served.on_connect, channel, joined))
+    serve(ws, (channel,), partial(registry().connect_state, served, channel, joined))
 
 
 @sock.route("/ws/me", bp=bp)

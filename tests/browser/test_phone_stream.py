@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from app.streams import service as streams
 from app.tips import service as tips
 from tests.browser.pages import DESKTOP, Page, assert_no_sideways_scroll, axe_violations, logged_in_pages
-from tests.browser.test_tips_live import WS_PROBE, log_in, open_tip_modal, tip_of, wait_listening
+from tests.browser.test_tips_live import SYNCED, WS_PROBE, log_in, open_tip_modal, tip_of, wait_listening
 from tests.payouts.conftest import earn  # noqa: F401  (the fixture)
 
 TIMEOUT = 5_000  # ms: generous for a loaded CI box, never a sleep
@@ -159,6 +159,8 @@ def test_phone_navigation_is_one_row_with_a_menu_button(open_page, make_fan):
     menu = page.locator("#" + toggle.get_attribute("aria-controls"))
     spending = nav.get_by_role("link", name="Spending")
     expect(spending).to_be_hidden()
+    # /ws/me's connect sync swaps #nav-balance for a fresh copy: measure the one that stays.
+    expect(page.locator('[ws-connect="/ws/me"]')).to_have_attribute("data-test-ws-messages", SYNCED)
     assert_seen(page.locator("#nav-balance"), "the nav balance")
     assert box(nav)["height"] < 64, f"the nav wraps: {box(nav)['height']} px tall"
     assert_no_sideways_scroll(p)
@@ -201,6 +203,8 @@ def test_a_creator_with_seven_digit_earnings_and_unread_notifications_keeps_a_on
     p = open_page(creator, "/dashboard", PHONE)
     nav = p.page.get_by_role("navigation", name="Main")
     expect(p.page.get_by_test_id("nav-earnings")).to_have_text(re.compile(r"^\s*1,280,000\s*earned\s*$"))
+    # /ws/me's connect sync swaps the pill and the bell for fresh copies: measure those.
+    expect(p.page.locator('[ws-connect="/ws/me"]')).to_have_attribute("data-test-ws-messages", SYNCED)
     for item in (p.page.get_by_test_id("nav-earnings"), nav.get_by_role("button", name="Menu"),
                  nav.get_by_role("link", name=re.compile("^Notifications"))):
         assert_seen(item, "a phone nav item")
