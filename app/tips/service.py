@@ -148,7 +148,8 @@ def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str
 # The tip row, written in the ledger's statement once the transfer is posted
 # (`ledger.Record`): a tip is one statement and the commit.
 _INSERT = ("INSERT INTO tips (id, sender_id, creator_id, amount, creator_share, platform_share, message, stream_id, "
-           "call_id, channel, transfer_id) SELECT posted.id, %s, %s, %s, %s, %s, %s, %s, %s, %s, posted.transfer_id "
+           "call_id, channel, menu_item_id, menu_label, message_status, transfer_id) "
+           "SELECT posted.id, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, posted.transfer_id "
            "FROM posted RETURNING created_at")
 
 
@@ -158,19 +159,23 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     ctx = _context(context, creator_id, sender)
     wallet = ledger.account_for(sender.id, "wallet")
     payment = ledger.creator_payment(wallet, earnings, amount)
+    # What a menu tip bought (app/tipmenu) and whether OBS waits for the creator's approval
+    # of the message (app/alerts): None until those features say otherwise.
+    extra = {"menu_item_id": None, "menu_label": None, "message_status": None}
     moved = ledger.transfer_for_request(
         ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
         user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",
         params={"to": creator_id, "amount": amount, "message": message, "context": ctx},
         record=ledger.Record(_INSERT, (sender.id, creator_id, amount, payment.creator_share, payment.platform_share,
-                                       message, ctx["stream_id"], ctx["call_id"], ctx["channel"])))
+                                       message, ctx["stream_id"], ctx["call_id"], ctx["channel"],
+                                       extra["menu_item_id"], extra["menu_label"], extra["message_status"])))
     balance = moved.transfer.balances[wallet.id]
     if not moved.transfer.created:
         db.session.rollback()
         return TipResult(db.session.get(Tip, moved.resource_id), balance, replayed=True)
     tip = Tip(id=moved.resource_id, sender_id=sender.id, creator_id=creator_id, amount=amount,
               creator_share=payment.creator_share, platform_share=payment.platform_share, message=message,
-              transfer_id=moved.transfer.transfer_id, created_at=moved.recorded, **ctx)
+              transfer_id=moved.transfer.transfer_id, created_at=moved.recorded, **ctx, **extra)
     db.session.commit()
     pushes.tip_sent(tip, sender, balance)
     return TipResult(tip, balance, replayed=False)
