@@ -55,7 +55,9 @@ def _decide(tip_id, decision):
     result = service.decide_message(current_user, tip_id, decision)
     if not is_htmx():
         return redirect_to(_back())
-    return render_template("alerts/_decided.html", tip=result.tip)
+    # The span of the list the button is in ("feed-" or "dash-"): the push updates the others.
+    prefix = request.form.get("list") if request.form.get("list") in ("feed-", "dash-") else "feed-"
+    return render_template("alerts/_approval.html", tip=result.tip, dom_prefix=prefix)
 
 
 def _back() -> str:

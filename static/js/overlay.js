@@ -1,12 +1,12 @@
 // The OBS source (tips/overlay.html): alerts play ONE AT A TIME, in the order they arrived.
-// Pushed pops land in the hidden #tip-overlay (the inbox, the queue itself); the first waits
-// there until the stage is free, then shows on #alert-stage for its data-ttl, fades out, and
+// Pushed pops land in the hidden #alert-queue (in arrival order: the queue itself); the first
+// waits there until the stage is free, then shows on #tip-overlay for its data-ttl, fades out, and
 // the next one follows. Each pop carries the creator's sound (data-sound, "" for silent);
 // #alert-sound holds the current one for a pop that says nothing.
 (function () {
   "use strict";
-  const inbox = document.getElementById("tip-overlay");
-  const stage = document.getElementById("alert-stage");
+  const inbox = document.getElementById("alert-queue");
+  const stage = document.getElementById("tip-overlay");
   if (!inbox || !stage) return;
   const FADE_MS = 400;
   let playing = false;

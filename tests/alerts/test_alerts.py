@@ -347,7 +347,7 @@ def test_a_fan_cannot_post_the_settings_form(client, scene, login):
     assert resp.status_code == 403
 
 
-def test_the_feed_buttons_decide_and_answer_the_lists_items_out_of_band(client, scene, login):
+def test_the_feed_buttons_decide_and_answer_their_lists_span(client, scene, login):
     s = scene
     set_alerts(s.creator, approval=True)
     waiting = tip(s.fan, s.creator, 50, "button me")
@@ -356,12 +356,12 @@ def test_the_feed_buttons_decide_and_answer_the_lists_items_out_of_band(client, 
     assert f'data-testid="approve-tip-{waiting.id}"' in dashboard  # the dashboard's feed has the buttons
     no_csrf = client.post(f"/creator/tips/{waiting.id}/approve", headers={"HX-Request": "true"})
     assert no_csrf.status_code == 400 and status_of(waiting.id) == "pending"
-    resp = client.post(f"/creator/tips/{waiting.id}/approve", headers={"HX-Request": "true", "X-CSRFToken": token})
+    resp = client.post(f"/creator/tips/{waiting.id}/approve", data={"list": "dash-"},
+                       headers={"HX-Request": "true", "X-CSRFToken": token})
     assert resp.status_code == 200
-    html = resp.get_data(as_text=True)
-    for prefix in ("feed-", "dash-"):
-        assert f'hx-swap-oob="outerHTML:#{prefix}approval-{waiting.id},#call-sink"' in html
-    assert "Shown on stream" in html and status_of(waiting.id) == "approved"
+    html = resp.get_data(as_text=True)  # the button's own list's span, decided
+    assert html.lstrip().startswith(f'<span id="dash-approval-{waiting.id}"') and "hx-swap-oob" not in html
+    assert "Shown on stream" in html and "<button" not in html and status_of(waiting.id) == "approved"
 
 
 def test_the_settings_cache_is_dropped_when_the_creator_changes_them(scene):
@@ -373,7 +373,7 @@ def test_the_settings_cache_is_dropped_when_the_creator_changes_them(scene):
 
 def test_the_obs_page_ships_the_sounds_and_queues_in_a_hidden_inbox(client, scene):
     page = client.get(f"/overlay/{tips.overlay_secret(scene.creator)}").get_data(as_text=True)
-    assert '<ul id="tip-overlay" class="alert-inbox" hidden>' in page and 'id="alert-stage"' in page
+    assert '<ul id="alert-queue" hidden>' in page and 'id="tip-overlay"' in page
     for name in alerts.SOUNDS:
         assert f'id="sound-{name}"' in page
         assert client.get(f"/static/sounds/{name}.ogg").status_code == 200
