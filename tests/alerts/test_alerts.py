@@ -18,7 +18,7 @@ from app.extensions import db
 from app.realtime.bus import user_channel
 from app.tips import service as tips
 from app.tips.pushes import overlay_channel
-from tests.helpers import assert_error, log_in, run_together, visible
+from tests.helpers import assert_error, run_together, visible
 
 MAX_TIP = 100_000
 RUDE = "you fucking legend"
