@@ -174,6 +174,8 @@ def _import_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.alerts.api import bp as alerts_api
+    from app.alerts.routes import bp as alerts_routes
     from app.auth.api import bp as auth_api
     from app.auth.routes import bp as auth_routes
     from app.calls.api import bp as calls_api
@@ -204,7 +206,8 @@ def _register_blueprints(app: Flask) -> None:
     for bp in (main_routes, auth_routes, auth_api, wallet_routes, wallet_api, streams_routes, streams_api,
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
-               notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api):
+               notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api,
+               alerts_routes, alerts_api):
         app.register_blueprint(bp)
 
 

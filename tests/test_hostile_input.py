@@ -178,6 +178,10 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
             "creator_id": str(fan.id), "handle": other_creator.handle, "user_id": str(other_creator.id),
             **{kind: str(value) for kind, value in their.items()}}
     real["notification_id"] = str(_their_notification(other_fan))
+    # A tip to the other creator whose message waits for their approval: ours may not decide it.
+    from app.alerts.service import update_settings as set_alerts
+    set_alerts(other_creator, 0, False, True)
+    real["tip_id"] = str(send_tip_for_world(other_fan, other_creator))
 
     def session_actor(name, user):
         client = fresh_client(app)
@@ -203,6 +207,8 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "call": call_id, "next": "/wallet",
         "action": "publish", "path": f"stream/{stream.id}", "token": "wrong", "user": "u", "query": "",
         "handle": "x", "bio": "x" * 501, "q": "fuzz",  # a profile with two bad fields
+        "minTokens": -1, "profanityFilter": "yes", "requireApproval": "no", "sound": "kazoo",  # alerts: all bad
+        "list": "x",
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
@@ -210,6 +216,11 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     # A purchase has one field, and any valid amount buys: its base amount is refused too.
     base_for = {"wallet_api.purchase": {"amountTokens": 0}, "wallet.purchase": {"amountTokens": "0"}}
     yield dict(fan=fan, creator=creator, actors=actors, real=real, base=base, base_for=base_for, anchors=anchors)
+
+
+def send_tip_for_world(fan, creator) -> int:
+    from app.tips.service import send_tip
+    return send_tip(fan, creator.id, 10, "waiting", None, str(uuid.uuid4())).tip.id
 
 
 def _their_payout(app, creator, make_fan) -> int:

@@ -1,13 +1,17 @@
 """Tips' live behaviour (STYLE.md 9): a creator's OBS overlay socket
-(`/ws/overlay/<secret>`, its secret URL the only credential) and their share of
+(`/ws/overlay/<secret>`, its secret URL the only credential; a (re)connect gets the
+creator's alert sound) and their share of
 `/ws/me` (the tips feed and the unseen-tips badge). What tips publish after
 commit is in pushes.py: tips.service imports that, and this module imports
 tips.service, so one module for both would be an import loop.
 """
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Blueprint, Flask, g, render_template, request
 
+from app.alerts.service import settings_of
 from app.errors import NotFound, error_response
 from app.extensions import sock
 from app.realtime.channels import register_feed
@@ -41,4 +45,10 @@ def _join_overlay():
 
 @sock.route("/ws/overlay/<secret>", bp=bp)
 def overlay_socket(ws, secret):
-    serve(ws, (pushes.overlay_channel(g.overlay_creator_id),))
+    creator_id = g.overlay_creator_id
+    serve(ws, (pushes.overlay_channel(creator_id),), partial(_overlay_state, creator_id))
+
+
+def _overlay_state(creator_id: int) -> str:
+    """What the OBS source gets on every (re)connect: the creator's current alert sound."""
+    return render_template("alerts/_sound_push.html", sound=settings_of(creator_id).sound, push=True)

@@ -1,5 +1,5 @@
 """What tips publish after commit: the pop on the tip's channel and on the
-creator's OBS overlay, the creator's feed and unseen-tips badge (their
+creator's OBS overlay (as the creator's alert controls say: app/alerts), the creator's feed and unseen-tips badge (their
 `/ws/me`), and the sender's new balance — in one round trip to Redis; and, for
 a creator who turned it on, a Web Push to their devices (app/push).
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
+from app.alerts.service import settings_of
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
@@ -28,15 +29,21 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
     balance for the sender's other tabs: one round trip to Redis. The creator's earnings
     figure follows from a job (`earnings_changed`: one per creator at a time, whatever
     the storm)."""
+    # The creator's alert controls (app/alerts): a tip under their minimum pops up nowhere
+    # (it still lands in every list); OBS plays their sound.
+    alerts = settings_of(tip.creator_id)
+    pop_up = alerts.pops_up(tip.amount)
     messages = [
-        (overlay_channel(tip.creator_id), fragments.render("tips/_overlay_push.html", tip=tip, sender=sender,
-                                                           obs=True)),
         (user_channel(tip.creator_id), fragments.render("tips/_creator_push.html", tip=tip, sender=sender,
                                                         unseen=COUNT)),
         *balance_messages(sender.id, sender_balance),
     ]
+    if pop_up:
+        messages.insert(0, (overlay_channel(tip.creator_id), fragments.render(
+            "tips/_overlay_push.html", tip=tip, sender=sender, obs=True, sound=alerts.sound)))
     if tip.channel:
-        messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
+        messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender,
+                                                       pop_up=pop_up)))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
     earnings_changed([tip.creator_id])
     tip_push(tip, sender)

@@ -13,6 +13,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app import ledger, validation
+from app.alerts import service as alerts
 from app.auth.models import User
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
@@ -161,7 +162,8 @@ def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult
     payment = ledger.creator_payment(wallet, earnings, amount)
     # What a menu tip bought (app/tipmenu) and whether OBS waits for the creator's approval
     # of the message (app/alerts): None until those features say otherwise.
-    extra = {"menu_item_id": None, "menu_label": None, "message_status": None}
+    extra = {"menu_item_id": None, "menu_label": None,
+             "message_status": alerts.message_status_for(creator_id, amount, message)}
     moved = ledger.transfer_for_request(
         ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
         user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",

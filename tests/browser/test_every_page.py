@@ -125,6 +125,7 @@ FORMS: list[FormCheck] = [
               {"#stream-title": "Walk show", "input[name=type][value=private]": True, "#stream-ticketPrice": "-1"}),
     FormCheck("call settings", "creator", "/creator/settings", "#call-rate", {"#call-rate": "0"}),
     FormCheck("profile handle", "creator", "/creator/settings", "#profile-handle", {"#profile-handle": "No Spaces!"}),
+    FormCheck("alert settings", "creator", "/creator/settings", "#alert-min", {"#alert-min": "-1"}),
     FormCheck("password change", "fan", "/account", "#currentPassword",
               {"#currentPassword": "not-my-password", "#newPassword": "a-new-password-1"}),
     FormCheck("payout request", "creator", "/payouts", "#payout-amount", {"#payout-amount": "abc"}),

@@ -1,0 +1,52 @@
+// The OBS source (tips/overlay.html): alerts play ONE AT A TIME, in the order they arrived.
+// Pushed pops land in the hidden #alert-queue (in arrival order: the queue itself); the first
+// waits there until the stage is free, then shows on #tip-overlay for its data-ttl, fades out, and
+// the next one follows. Each pop carries the creator's sound (data-sound, "" for silent);
+// #alert-sound holds the current one for a pop that says nothing.
+(function () {
+  "use strict";
+  const inbox = document.getElementById("alert-queue");
+  const stage = document.getElementById("tip-overlay");
+  if (!inbox || !stage) return;
+  const FADE_MS = 400;
+  let playing = false;
+
+  function soundOf(pop) {
+    if (pop.hasAttribute("data-sound")) return pop.getAttribute("data-sound");
+    const current = document.getElementById("alert-sound");
+    return current ? current.getAttribute("data-sound") || "" : "";
+  }
+
+  function play(name) {
+    const audio = name && document.getElementById("sound-" + name);
+    if (!audio) return;
+    try {
+      audio.currentTime = 0;
+      const started = audio.play();
+      // OBS plays at once; a browser tab without a gesture may refuse: the alert still shows.
+      if (started && started.catch) started.catch(() => {});
+    } catch (e) { /* no sound is better than no alert */ }
+  }
+
+  function next() {
+    const pop = inbox.firstElementChild;
+    if (playing || !pop) return;
+    playing = true;
+    stage.appendChild(pop);
+    const sound = soundOf(pop);
+    stage.setAttribute("data-playing-sound", sound);
+    play(sound);
+    const ttl = parseInt(pop.dataset.ttl || "4000", 10);
+    setTimeout(() => {
+      pop.classList.add("leaving");
+      setTimeout(() => {
+        pop.remove();
+        playing = false;
+        next();
+      }, FADE_MS);
+    }, ttl);
+  }
+
+  new MutationObserver(next).observe(inbox, { childList: true });
+  next();
+})();
