@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
+from app.chat import pushes as chat_pushes
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
@@ -36,7 +37,11 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
         *balance_messages(sender.id, sender_balance),
     ]
     if tip.channel:
-        messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
+        pop = dict(tip=tip, sender=sender)
+        html = fragments.render("tips/_overlay_push.html", **pop)
+        if tip.stream_id:  # issue 18: the stream's chat shows the tip too, in the same message
+            html += chat_pushes.tip_line(**pop)
+        messages.append((tip.channel, html))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
     earnings_changed([tip.creator_id])
     tip_push(tip, sender)
