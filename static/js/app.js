@@ -263,6 +263,15 @@
     if (box && stuck) box.scrollTop = box.scrollHeight;
   });
 
+  // The creator's Delete: the room's socket removes the line everywhere; should this page's
+  // socket be down, the answer (204) removes it here.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const button = event.target;
+    if (!(button instanceof Element) || !button.hasAttribute("data-chat-delete") || !event.detail.successful) return;
+    const line = button.closest("li");
+    if (line && line.isConnected) line.remove();
+  });
+
   // The form swaps itself after each send: the field gets the focus back (cleared, or with
   // its error); the reader's own message takes them to the end.
   document.addEventListener("htmx:afterSwap", (event) => {

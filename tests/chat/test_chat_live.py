@@ -97,3 +97,15 @@ def test_the_connect_state_of_a_stream_channel_ends_with_the_chat(app, make_fan,
         assert f'id="chat-{message_id}"' in state
         from app.chat.live import connect_state
         assert connect_state("s-no-such-channel") is None
+
+
+def test_a_message_posted_outside_any_request_is_pushed_too(live_api, people, viewers, ctx):
+    """A job or the seed may post: the pushed line needs no request to be rendered."""
+    from app.chat import service
+    creator, creator_h, [(fan, _fan_h)] = people()
+    stream = live_api.live_stream(creator_h)
+    viewer = viewers(live_api.ws(f"/ws/channels/{stream['channel']}"))
+    viewer.wait_for('id="chat-history"', 5)
+    line = service.post_message(fan, stream["id"], "from a job")
+    message = viewer.wait_for(f'id="chat-{line.id}"', 2)
+    assert message and f'/streams/{stream["id"]}/chat/{line.id}/delete' in message

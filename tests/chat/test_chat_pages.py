@@ -185,7 +185,7 @@ def test_delete_and_ban_from_the_page_with_undo(make_fan, make_creator, make_str
     message_id = chat(fan, stream.id, "spam").get_json()["message"]["id"]
     csrf = log_in(client, creator)
     resp = client.post(f"/streams/{stream.id}/chat/{message_id}/delete", headers={**HX, "X-CSRFToken": csrf})
-    assert resp.status_code == 200 and f'data-chat-remove="chat-{message_id}"' in resp.get_data(as_text=True)
+    assert resp.status_code == 204  # the room's socket takes the line away, on this page too
     assert f'id="chat-{message_id}"' not in page(client, stream.id)
 
     resp = client.post("/creator/bans", data={"userId": str(fan.id)}, headers={**HX, "X-CSRFToken": csrf})
