@@ -176,7 +176,7 @@ def test_load_earlier_keeps_the_access_rule(make_fan, make_stream, client):
     show = make_stream(type_="private", ticket_price=100, live=True)
     log_in(client, fan)
     assert client.get(f"/streams/{show.id}/chat?before=5", headers=HX).status_code == 403
-    assert client.get(f"/streams/987654321/chat", headers=HX).status_code == 404
+    assert client.get("/streams/987654321/chat", headers=HX).status_code == 404
 
 
 def test_delete_and_ban_from_the_page_with_undo(make_fan, make_creator, make_stream, client, chat):
