@@ -180,6 +180,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.auth.routes import bp as auth_routes
     from app.calls.api import bp as calls_api
     from app.calls.routes import bp as calls_routes
+    from app.chat.api import bp as chat_api  # issue 18: chat
+    from app.chat.routes import bp as chat_routes  # issue 18: chat
     from app.creator.routes import bp as creator_routes
     from app.dashboard.api import bp as dashboard_api
     from app.dashboard.routes import bp as dashboard_routes
@@ -207,7 +209,7 @@ def _register_blueprints(app: Flask) -> None:
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
                notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api,
-               alerts_routes, alerts_api):
+               alerts_routes, alerts_api, chat_routes, chat_api):
         app.register_blueprint(bp)
 
 
@@ -217,6 +219,7 @@ def _register_live(app: Flask) -> None:
     so the transport's checks run after every other `before_request` hook: a
     socket's Origin and access are checked once its credentials are known."""
     from app.calls import live as calls_live
+    from app.chat import live as chat_live  # issue 18: chat
     from app.notifications import live as notifications_live
     from app.realtime import sockets
     from app.streams import live as streams_live
@@ -224,7 +227,7 @@ def _register_live(app: Flask) -> None:
     from app.wallet import live as wallet_live
 
     sockets.init_app(app)
-    for feature in (wallet_live, tips_live, calls_live, streams_live, notifications_live):
+    for feature in (wallet_live, tips_live, calls_live, streams_live, notifications_live, chat_live):
         feature.init_app(app)
 
 

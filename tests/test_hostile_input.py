@@ -171,6 +171,7 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
              for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
     purchase_id = db.session.scalar(text("SELECT id FROM purchases WHERE user_id = :u LIMIT 1"), {"u": other_fan.id})
     payout_id = _their_payout(app, other_creator, make_fan)
+    message_id = _their_chat(stream, other_fan, other_creator, (fan, creator))
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
             "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
@@ -182,6 +183,7 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     from app.alerts.service import update_settings as set_alerts
     set_alerts(other_creator, 0, False, True)
     real["tip_id"] = str(send_tip_for_world(other_fan, other_creator))
+    real["message_id"] = str(message_id)  # a chat message in their show
 
     def session_actor(name, user):
         client = fresh_client(app)
@@ -209,6 +211,8 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "handle": "x", "bio": "x" * 501, "q": "fuzz",  # a profile with two bad fields
         "minTokens": -1, "profanityFilter": "yes", "requireApproval": "no", "sound": "kazoo",  # alerts: all bad
         "list": "x",
+        # Chat: ours are banned from their rooms (every message refused); a ban names oneself.
+        "text": "hi", "userId": creator.id, "minutes": 0,
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
@@ -243,6 +247,15 @@ def _their_payout(app, creator, make_fan) -> int:
         restore_clock(app, previous)
 
 
+def _their_chat(stream, author, creator, banned) -> int:
+    """A message of `author`'s in `stream`'s chat, and `creator`'s bans of each of `banned`
+    (so no chat message of theirs can be posted there)."""
+    from app.chat import service as chat
+    for user in banned:
+        chat.ban_user(creator, user.id)
+    return chat.post_message(author, stream.id, "their message").id
+
+
 def _their_notification(user) -> int:
     """A notification of `user`'s (unread), for /notifications/<id> to name."""
     from app.notifications import service as notifications
@@ -254,7 +267,8 @@ def snapshot(fan) -> dict:
     db.session.rollback()
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
-                        "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts")}
+                        "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts",
+                        "chat_messages", "chat_bans")}
     unread = db.session.scalar(text("SELECT count(*) FROM notifications WHERE read_at IS NULL"))
     return {"fan balance": wallet.wallet_balance(fan), **counts, "unread notifications": unread}
 

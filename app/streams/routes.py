@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from app import ledger
 from app.auth.models import User
 from app.auth.service import require_creator
+from app.chat import service as chat_service  # issue 18: chat
 from app.errors import AccountRestricted, AppError, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
@@ -23,7 +24,9 @@ def _show_context(stream, **extra) -> dict:
     has_access = service.can_view(current_user, stream, ticket)
     return dict(stream=stream, creator=db.session.get(User, stream.creator_id), has_access=has_access,
                 recent=recent_tips(stream_id=stream.id) if has_access else [], ticket=ticket,
-                balance=wallet_balance(current_user) if current_user.is_authenticated else None, **extra)
+                balance=wallet_balance(current_user) if current_user.is_authenticated else None,
+                chat=chat_service.page_history(stream) if has_access else None,  # issue 18: chat
+                **extra)
 
 
 @bp.get("/streams/<int:stream_id>")

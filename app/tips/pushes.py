@@ -11,7 +11,6 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
-from app.alerts.service import settings_of
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
@@ -42,8 +41,11 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
         messages.insert(0, (overlay_channel(tip.creator_id), fragments.render(
             "tips/_overlay_push.html", tip=tip, sender=sender, obs=True, sound=alerts.sound)))
     if tip.channel:
-        messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender,
-                                                       pop_up=pop_up)))
+        pop = dict(tip=tip, sender=sender, pop_up=pop_up)
+        html = fragments.render("tips/_overlay_push.html", **pop)
+        if tip.stream_id:  # the stream's chat shows the tip too, in the same message (app/chat)
+            html += chat_pushes.tip_line(**pop)
+        messages.append((tip.channel, html))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
     earnings_changed([tip.creator_id])
     tip_push(tip, sender)

@@ -178,3 +178,115 @@
   });
 })();
 /* === phone-stream: end === */
+/* === chat (issue 18): begin === */
+// The stream page's chat (templates/chat/): the list sticks to the bottom unless the reader
+// scrolled up (then a "New messages" pill takes them down), "Load earlier messages" keeps the
+// lines in view where they were, a message arriving twice (the sender's own answer and the
+// socket) shows once, a deleted one leaves every page, and the field keeps the focus.
+(function () {
+  "use strict";
+
+  const NEAR_BOTTOM = 48; // px: closer than this to the end counts as "at the bottom"
+  let stuck = true; // whether the list follows new lines
+  let before = null; // the scroll box's height and position before a swap into it
+
+  function scroller() { return document.getElementById("chat-scroll"); }
+  function pill() { return document.getElementById("chat-new"); }
+
+  function atBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM; }
+
+  function toBottom() {
+    const box = scroller();
+    if (box) box.scrollTop = box.scrollHeight;
+    stuck = true;
+    const button = pill();
+    if (button) button.hidden = true;
+  }
+
+  function inChat(el) { return el instanceof Element && Boolean(el.closest("#chat")); }
+
+  document.addEventListener("scroll", (event) => {
+    const box = scroller();
+    if (!box || event.target !== box) return;
+    stuck = atBottom(box);
+    if (stuck && pill()) pill().hidden = true;
+  }, true);
+
+  document.addEventListener("click", (event) => {
+    if (event.target instanceof Element && event.target.closest("#chat-new")) {
+      toBottom();
+      const box = scroller();
+      if (box) box.focus();
+    }
+  });
+
+  // Before anything is swapped into the chat: drop lines the page has already, carry out
+  // deletions, and note where the reader was.
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const detail = event.detail || {};
+    const target = detail.target;
+    if (!inChat(target)) return;
+    const box = scroller();
+    before = box ? { height: box.scrollHeight, top: box.scrollTop, prepend: false } : null;
+    if (target.id !== "chat-list" || !(detail.fragment instanceof Element)) return;
+    const fragment = detail.fragment;
+    if (before) before.prepend = fragment.hasAttribute("data-chat-prepend");
+    fragment.querySelectorAll("[data-chat-remove]").forEach((marker) => {
+      const gone = document.getElementById(marker.getAttribute("data-chat-remove"));
+      if (gone && inChat(gone)) gone.remove();
+      marker.remove();
+    });
+    Array.from(fragment.children).forEach((line) => {
+      if (line.id && document.getElementById(line.id)) line.remove();
+    });
+    if (!fragment.children.length) detail.shouldSwap = false;
+  });
+
+  // After: follow the end, or keep the reader's place and offer the pill.
+  function afterSwap(target) {
+    const box = scroller();
+    if (!box || !inChat(target)) return;
+    const was = before;
+    before = null;
+    if (was && was.prepend) {
+      box.scrollTop = was.top + (box.scrollHeight - was.height);
+    } else if (stuck) {
+      box.scrollTop = box.scrollHeight;
+    } else if (was && box.scrollHeight > was.height && pill()) {
+      pill().hidden = false;
+    }
+  }
+  document.addEventListener("htmx:oobAfterSwap", (event) => afterSwap(event.detail && event.detail.target));
+  document.addEventListener("htmx:wsAfterMessage", () => {
+    // A (re)connect replaced the whole history: a page at the bottom stays there.
+    const box = scroller();
+    if (box && stuck) box.scrollTop = box.scrollHeight;
+  });
+
+  // The creator's Delete: the room's socket removes the line everywhere; should this page's
+  // socket be down, the answer (204) removes it here.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const button = event.target;
+    if (!(button instanceof Element) || !button.hasAttribute("data-chat-delete") || !event.detail.successful) return;
+    const line = button.closest("li");
+    if (line && line.isConnected) line.remove();
+  });
+
+  // The form swaps itself after each send: the field gets the focus back (cleared, or with
+  // its error); the reader's own message takes them to the end.
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const form = event.target;
+    if (!(form instanceof Element) || form.id !== "chat-form" || !form.isConnected) return;
+    const field = document.getElementById("chat-text");
+    if (field) field.focus();
+    if (!field || !field.hasAttribute("aria-invalid")) toBottom();
+  });
+
+  function start() {
+    const box = scroller();
+    if (box) box.scrollTop = box.scrollHeight;
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
+/* === chat (issue 18): end === */

@@ -108,6 +108,7 @@ PAGES: list[Visit] = [
     Visit("creator dashboard", "creator", "/dashboard"),
     Visit("creator streams", "creator", "/creator/streams"),
     Visit("creator settings", "creator", "/creator/settings"),
+    Visit("stream with its chat, moderated (creator)", "creator", "/streams/{stream}"),
     Visit("payouts", "creator", "/payouts"),
     Visit("call (creator)", "creator", "/calls/{call}"),
     Visit("platform", "operator", "/platform"),
@@ -129,6 +130,7 @@ FORMS: list[FormCheck] = [
     FormCheck("password change", "fan", "/account", "#currentPassword",
               {"#currentPassword": "not-my-password", "#newPassword": "a-new-password-1"}),
     FormCheck("payout request", "creator", "/payouts", "#payout-amount", {"#payout-amount": "abc"}),
+    FormCheck("chat message", "fan", "/streams/{stream}", "#chat-text", {"#chat-text": "x" * 501}),
 ]
 
 
@@ -156,6 +158,10 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     fan = make_fan(balance=2_000, name=f"Walk Fan {uuid.uuid4().hex[:4]}")
     tip = tips.send_tip(fan, creator.id, 25, "", {"streamId": stream.id}, f"walk-{uuid.uuid4()}").tip
     follows.follow(fan, creator.id)
+    from app.chat import service as chat
+    chat.post_message(fan, stream.id, "Hello from the walk")  # the chat has a message and a tip line
+    chat.post_message(creator, stream.id, "Welcome!")
+    chat.ban_user(creator, make_fan(name=f"Walk Troll {uuid.uuid4().hex[:4]}").id, 60)  # a ban to list in settings
     notifications.announce_live(stream.id)  # the fan's /notifications has the "is live" one
     call = calls.init_call(fan, creator.id, 60)
     pushes.mark_tips_seen(creator.id)  # the nav's unseen-tips badge (see test_payouts.py)
