@@ -11,6 +11,8 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
+from app.alerts.service import settings_of
+from app.chat import pushes as chat_pushes
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel

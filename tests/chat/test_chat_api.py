@@ -100,16 +100,16 @@ def test_chat_is_rate_limited_per_user_over_all_rooms(make_fan, make_stream, cha
 
 def test_the_creators_profanity_filter_masks_the_text_shown_and_the_raw_text_is_stored(make_fan, make_creator,
                                                                                         make_stream, chat):
+    from app.alerts.service import update_settings
+
     creator = make_creator()
-    creator.profanity_filter = True
-    db.session.commit()
+    update_settings(creator, 0, True, False)
     fan, stream = make_fan(), make_stream(creator, live=True)
     resp = chat(fan, stream.id, "what the fuck")
     assert resp.status_code == 201
     assert "fuck" not in resp.get_json()["message"]["text"] and "***" in resp.get_json()["message"]["text"]
     assert db.session.get(ChatMessage, resp.get_json()["message"]["id"]).text == "what the fuck"
-    creator.profanity_filter = False
-    db.session.commit()
+    update_settings(creator, 0, False, False)  # through the service: it drops the settings cache
     assert chat(make_fan(), stream.id, "what the fuck").get_json()["message"]["text"] == "what the fuck"
 
 
