@@ -11,6 +11,8 @@ from app.errors import AccountRestricted, AppError, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
 from app.streams import media, service, tickets
+from app.goals.service import current_goal
+from app.leaderboard.service import stream_top
 from app.tips.service import recent_tips
 from app.wallet.service import wallet_balance
 
@@ -23,7 +25,10 @@ def _show_context(stream, **extra) -> dict:
     has_access = service.can_view(current_user, stream, ticket)
     return dict(stream=stream, creator=db.session.get(User, stream.creator_id), has_access=has_access,
                 recent=recent_tips(stream_id=stream.id) if has_access else [], ticket=ticket,
-                balance=wallet_balance(current_user) if current_user.is_authenticated else None, **extra)
+                balance=wallet_balance(current_user) if current_user.is_authenticated else None,
+                goal=current_goal(stream.id) if has_access else None,  # app/goals (issue 18)
+                top=stream_top(stream.id) if has_access else [],  # app/leaderboard (issue 18)
+                **extra)
 
 
 @bp.get("/streams/<int:stream_id>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import current_app
 from redis import RedisError
 
+from app.goals.pushes import room_changed
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
@@ -38,6 +39,8 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
     if tip.channel:
         messages.append((tip.channel, fragments.render("tips/_overlay_push.html", tip=tip, sender=sender)))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
+    if tip.stream_id:
+        room_changed(tip.stream_id)  # the stream's goal bar and leaderboard (app/goals, issue 18)
     earnings_changed([tip.creator_id])
     tip_push(tip, sender)
 
