@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
@@ -25,8 +24,10 @@ class ThreadWorker(SimpleWorker):
 
 
 class WorkerThread:
-    """Runs the queue's jobs as they come (a burst every 10 ms) until `stop()`, which runs
-    one last burst and returns; `jobs_run` counts the jobs it ran successfully."""
+    """Runs the queue's jobs as they come until `stop()`, which runs one last burst and
+    returns; `jobs_run` counts the jobs it ran successfully. The worker blocks on the
+    queue as worker.py does (a job starts as soon as it is queued) and leaves after a
+    second idle, so a stop is noticed within a second."""
 
     def __init__(self, app, queue):
         self.app, self.queue = app, queue
@@ -42,11 +43,13 @@ class WorkerThread:
                 while True:
                     last = self._stop.is_set()
                     worker = ThreadWorker([self.queue], connection=self.queue.connection)
-                    worker.work(burst=True)
+                    if last:
+                        worker.work(burst=True)
+                    else:
+                        worker.work(max_idle_time=1)
                     self.jobs_run += worker.jobs_run
                     if last:
                         return
-                    time.sleep(0.01)
         except BaseException as exc:  # noqa: BLE001 - raised in the test by stop()
             self.error = exc
 
