@@ -203,6 +203,7 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "call": call_id, "next": "/wallet",
         "action": "publish", "path": f"stream/{stream.id}", "token": "wrong", "user": "u", "query": "",
         "handle": "x", "bio": "x" * 501, "q": "fuzz",  # a profile with two bad fields
+        "targetTokens": 0,  # a goal's target: refused (and only a stream's creator may set one)
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
@@ -243,7 +244,8 @@ def snapshot(fan) -> dict:
     db.session.rollback()
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
-                        "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts")}
+                        "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts",
+                        "stream_goals")}
     unread = db.session.scalar(text("SELECT count(*) FROM notifications WHERE read_at IS NULL"))
     return {"fan balance": wallet.wallet_balance(fan), **counts, "unread notifications": unread}
 
