@@ -97,8 +97,8 @@ def goal_for_viewer(user, stream_id) -> GoalState | None:
 
 
 def _own_open_stream(user, stream_id) -> Stream:
-    """The stream, locked, if `user` is its creator and it is scheduled or live.
-    Raises NotFound (stream_not_found), Forbidden (not_stream_owner), Conflict (stream_not_live)."""
+    """The stream if `user` is its creator. Raises NotFound (stream_not_found), Forbidden
+    (not_stream_owner)."""
     stream = get_stream(stream_id)
     if stream.creator_id != getattr(user, "id", None):
         raise Forbidden("Only the stream's creator can set its goal.", "not_stream_owner")
@@ -106,6 +106,8 @@ def _own_open_stream(user, stream_id) -> Stream:
 
 
 def _lock_open(stream: Stream) -> None:
+    """Lock the stream's row (goal changes of one stream queue) and check it is scheduled
+    or live; Conflict (stream_not_live) otherwise."""
     status = db.session.scalar(select(Stream.status).where(Stream.id == stream.id).with_for_update())
     if status not in OPEN_STATUSES:
         raise Conflict("Goals are for scheduled and live streams; this one is over.", "stream_not_live")
