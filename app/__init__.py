@@ -187,6 +187,9 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard.routes import bp as dashboard_routes
     from app.follows.api import bp as follows_api
     from app.follows.routes import bp as follows_routes
+    from app.goals.api import bp as goals_api
+    from app.goals.routes import bp as goals_routes
+    from app.leaderboard.api import bp as leaderboard_api
     from app.main.routes import bp as main_routes
     from app.notifications.api import bp as notifications_api
     from app.notifications.routes import bp as notifications_routes
@@ -209,7 +212,7 @@ def _register_blueprints(app: Flask) -> None:
                tips_routes, tips_api, creator_routes, calls_routes, calls_api, dashboard_routes, dashboard_api,
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
                notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api,
-               alerts_routes, alerts_api, chat_routes, chat_api):
+               alerts_routes, alerts_api, chat_routes, chat_api, goals_routes, goals_api, leaderboard_api):
         app.register_blueprint(bp)
 
 
@@ -220,6 +223,8 @@ def _register_live(app: Flask) -> None:
     socket's Origin and access are checked once its credentials are known."""
     from app.calls import live as calls_live
     from app.chat import live as chat_live  # issue 18: chat
+    from app.goals import live as goals_live
+    from app.leaderboard import live as leaderboard_live
     from app.notifications import live as notifications_live
     from app.realtime import sockets
     from app.streams import live as streams_live
@@ -227,7 +232,8 @@ def _register_live(app: Flask) -> None:
     from app.wallet import live as wallet_live
 
     sockets.init_app(app)
-    for feature in (wallet_live, tips_live, calls_live, streams_live, notifications_live, chat_live):
+    for feature in (wallet_live, tips_live, calls_live, streams_live, goals_live, leaderboard_live,
+                    notifications_live, chat_live):
         feature.init_app(app)
 
 

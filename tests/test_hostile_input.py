@@ -213,6 +213,7 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "list": "x",
         # Chat: ours are banned from their rooms (every message refused); a ban names oneself.
         "text": "hi", "userId": creator.id, "minutes": 0,
+        "targetTokens": 0,  # a goal's target: refused (and only a stream's creator may set one)
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
@@ -268,7 +269,7 @@ def snapshot(fan) -> dict:
     counts = {t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))
               for t in ("ledger_transfers", "ledger_entries", "tips", "purchases", "tickets", "calls", "streams",
                         "users", "idempotency_keys", "user_sessions", "api_tokens", "payouts",
-                        "chat_messages", "chat_bans")}
+                        "chat_messages", "chat_bans", "stream_goals")}
     unread = db.session.scalar(text("SELECT count(*) FROM notifications WHERE read_at IS NULL"))
     return {"fan balance": wallet.wallet_balance(fan), **counts, "unread notifications": unread}
 

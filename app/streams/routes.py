@@ -12,6 +12,8 @@ from app.errors import AccountRestricted, AppError, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
 from app.streams import media, service, tickets
+from app.goals.service import current_goal
+from app.leaderboard.service import stream_top
 from app.tips.service import recent_tips
 from app.wallet.service import wallet_balance
 
@@ -26,6 +28,8 @@ def _show_context(stream, **extra) -> dict:
                 recent=recent_tips(stream_id=stream.id) if has_access else [], ticket=ticket,
                 balance=wallet_balance(current_user) if current_user.is_authenticated else None,
                 chat=chat_service.page_history(stream) if has_access else None,  # issue 18: chat
+                goal=current_goal(stream.id) if has_access else None,  # app/goals (issue 18)
+                top=stream_top(stream.id) if has_access else [],  # app/leaderboard (issue 18)
                 **extra)
 
 

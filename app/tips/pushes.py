@@ -13,6 +13,7 @@ from redis import RedisError
 
 from app.alerts.service import settings_of
 from app.chat import pushes as chat_pushes
+from app.goals.pushes import room_changed
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
 from app.realtime.bus import COUNT, count_and_publish, user_channel
@@ -49,6 +50,8 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
             html += chat_pushes.tip_line(**pop)
         messages.append((tip.channel, html))
     count_and_publish(_unseen_counter(tip.creator_id), messages)
+    if tip.stream_id:
+        room_changed(tip.stream_id)  # the stream's goal bar and leaderboard (app/goals, issue 18)
     earnings_changed([tip.creator_id])
     tip_push(tip, sender)
 

@@ -61,6 +61,10 @@ def open_tip(p: Page) -> None:
     open_tip_modal(p)
 
 
+def open_goal_editor(p: Page) -> None:
+    p.page.locator("#goal-editor summary").click()
+
+
 @dataclass(frozen=True)
 class Visit:
     """A page: `path` formatted with the scene, seen by `who` (None: logged out);
@@ -94,6 +98,7 @@ PAGES: list[Visit] = [
     Visit("creator page", None, "/c/{creator_handle}"),
     Visit("public stream", None, "/streams/{stream}"),
     Visit("OBS overlay", None, "/overlay/{overlay_secret}"),
+    Visit("OBS goal overlay", None, "/overlay/{overlay_secret}/goal"),
     Visit("not found page", None, "/no-such-page", status=404),
     Visit("wallet", "fan", "/wallet"),
     Visit("tip receipt", "fan", "/wallet/receipts/{tip_receipt}"),
@@ -109,6 +114,7 @@ PAGES: list[Visit] = [
     Visit("creator streams", "creator", "/creator/streams"),
     Visit("creator settings", "creator", "/creator/settings"),
     Visit("stream with its chat, moderated (creator)", "creator", "/streams/{stream}"),
+    Visit("own stream with the goal editor open", "creator", "/streams/{stream}", then=open_goal_editor),
     Visit("payouts", "creator", "/payouts"),
     Visit("call (creator)", "creator", "/calls/{call}"),
     Visit("platform", "operator", "/platform"),
@@ -125,6 +131,8 @@ FORMS: list[FormCheck] = [
     FormCheck("new stream", "creator", "/creator/streams", "#stream-ticketPrice",
               {"#stream-title": "Walk show", "input[name=type][value=private]": True, "#stream-ticketPrice": "-1"}),
     FormCheck("call settings", "creator", "/creator/settings", "#call-rate", {"#call-rate": "0"}),
+    FormCheck("tip goal", "creator", "/streams/{stream}", "#goal-target-input",
+              {"#goal-title-input": "Walk goal", "#goal-target-input": "0"}, then=open_goal_editor),
     FormCheck("profile handle", "creator", "/creator/settings", "#profile-handle", {"#profile-handle": "No Spaces!"}),
     FormCheck("alert settings", "creator", "/creator/settings", "#alert-min", {"#alert-min": "-1"}),
     FormCheck("password change", "fan", "/account", "#currentPassword",
@@ -142,6 +150,7 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     and a tip from that fan."""
     from app.calls import service as calls
     from app.follows import service as follows
+    from app.goals import service as goals
     from app.notifications import service as notifications
     from app.payouts import service as payouts
     from app.tips import pushes, service as tips
@@ -156,6 +165,7 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     stream = make_stream(creator=creator, live=True)
     show = make_stream(creator=creator, type_="private", ticket_price=1_500, live=True)
     fan = make_fan(balance=2_000, name=f"Walk Fan {uuid.uuid4().hex[:4]}")
+    goals.set_goal(creator, stream.id, "Walk goal", 1_000)  # the bar, the board and the editor on the stream
     tip = tips.send_tip(fan, creator.id, 25, "", {"streamId": stream.id}, f"walk-{uuid.uuid4()}").tip
     follows.follow(fan, creator.id)
     from app.chat import service as chat
