@@ -219,7 +219,7 @@ def _their_payout(app, creator, make_fan) -> int:
     from app.payouts.service import request_payout
     from app.tips.service import send_tip
     from tests.clock import Clock, install_clock, restore_clock
-    send_tip(make_fan(balance=2500), creator.id, 2500, "", None, str(uuid.uuid4()))
+    send_tip(make_fan(balance=2500), creator.id, 2500, "", None, str(uuid.uuid4()), confirmed=True)
     db.session.add(PayoutAccount(user_id=creator.id, stripe_account_id=f"acct_hostile_{creator.id}",
                                  payouts_enabled=True, details_submitted=True))
     db.session.commit()
