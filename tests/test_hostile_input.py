@@ -171,6 +171,8 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
              for kind, table in (("session_id", "user_sessions"), ("token_id", "api_tokens"))}
     purchase_id = db.session.scalar(text("SELECT id FROM purchases WHERE user_id = :u LIMIT 1"), {"u": other_fan.id})
     payout_id = _their_payout(app, other_creator, make_fan)
+    from app.tipmenu.service import replace_menu
+    (their_item,) = replace_menu(other_creator, [{"label": "Their song", "priceTokens": 50}])
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
             "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
@@ -203,6 +205,10 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         "call": call_id, "next": "/wallet",
         "action": "publish", "path": f"stream/{stream.id}", "token": "wrong", "user": "u", "query": "",
         "handle": "x", "bio": "x" * 501, "q": "fuzz",  # a profile with two bad fields
+        # The live room (issue 18): a menu tip at a price that isn't the item's (409), a menu row
+        # with two bad fields, a spending cap of 0.
+        "menuItemId": their_item.id, "confirm": False, "items": [{"label": "", "priceTokens": 0}],
+        "label": "", "priceTokens": "0", "op": "save", "dailySpendTokens": 0,
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.

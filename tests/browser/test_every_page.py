@@ -108,6 +108,7 @@ PAGES: list[Visit] = [
     Visit("creator dashboard", "creator", "/dashboard"),
     Visit("creator streams", "creator", "/creator/streams"),
     Visit("creator settings", "creator", "/creator/settings"),
+    Visit("tip menu editor (without JavaScript)", "creator", "/creator/tip-menu"),
     Visit("payouts", "creator", "/payouts"),
     Visit("call (creator)", "creator", "/calls/{call}"),
     Visit("platform", "operator", "/platform"),
@@ -128,6 +129,8 @@ FORMS: list[FormCheck] = [
     FormCheck("password change", "fan", "/account", "#currentPassword",
               {"#currentPassword": "not-my-password", "#newPassword": "a-new-password-1"}),
     FormCheck("payout request", "creator", "/payouts", "#payout-amount", {"#payout-amount": "abc"}),
+    FormCheck("tip menu item price", "creator", "/creator/settings", "#menu-price-1", {"#menu-price-1": "0"}),
+    FormCheck("daily spending limit", "fan", "/wallet", "#daily-spend-limit", {"#daily-spend-limit": "-5"}),
 ]
 
 
@@ -155,6 +158,11 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     fan = make_fan(balance=2_000, name=f"Walk Fan {uuid.uuid4().hex[:4]}")
     tip = tips.send_tip(fan, creator.id, 25, "", {"streamId": stream.id}, f"walk-{uuid.uuid4()}").tip
     follows.follow(fan, creator.id)
+    from app.protections.service import set_daily_limit
+    from app.tipmenu.service import replace_menu
+    replace_menu(creator, [{"label": "Song request", "priceTokens": 50},
+                           {"label": "A much longer item label that goes on and on to fill sixty", "priceTokens": 100_000}])
+    set_daily_limit(fan, 50_000)  # /wallet and the tip modal show what it leaves today
     notifications.announce_live(stream.id)  # the fan's /notifications has the "is live" one
     call = calls.init_call(fan, creator.id, 60)
     pushes.mark_tips_seen(creator.id)  # the nav's unseen-tips badge (see test_payouts.py)
