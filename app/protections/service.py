@@ -76,7 +76,6 @@ def set_daily_limit(user, raw, *, from_form: bool = False) -> dict:
     """Set (or with None clear) the user's own daily spending cap; commits; returns `limits_of`.
     Raises `InvalidValue` on `dailySpendTokens`. Takes effect at once, lowering or raising."""
     value = daily_limit_value(raw, from_form=from_form)
-    db.session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     user.daily_spend_limit_tokens = value
     db.session.commit()
     return limits_of(user)

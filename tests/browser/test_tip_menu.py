@@ -8,7 +8,6 @@ WebSockets); `assert_clean` fails a test on any console error, CSP violation or 
 """
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -87,7 +86,7 @@ def test_a_price_changed_meanwhile_is_asked_again_at_the_new_price(open_page, ma
     expect(f.page.get_by_test_id("tip-ask-confirm")).to_be_focused()
     assert tip_of(fan) is None
     assert_fits_and_accessible(f)
-    f.page.get_by_role("button", name="Tip 65").click()
+    f.page.get_by_role("button", name="Tip 65 at the new price").click()
     expect(f.page.get_by_test_id("tip-sent")).to_have_text("You tipped Ada 65 tokens for “Song request”.")
     assert tip_of(fan).amount == 65
     f.assert_clean(allowed=(REFUSED_409,))

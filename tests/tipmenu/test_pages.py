@@ -4,7 +4,6 @@ price_changed asks again at the new price), on /c/<handle>, and the editor on
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from sqlalchemy import text
