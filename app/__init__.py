@@ -198,10 +198,14 @@ def _register_blueprints(app: Flask) -> None:
     from app.payouts.routes import bp as payouts_routes
     from app.profiles.api import bp as profiles_api
     from app.profiles.routes import bp as profiles_routes
+    from app.protections.api import bp as protections_api
+    from app.protections.routes import bp as protections_routes
     from app.push.api import bp as push_api
     from app.push.routes import bp as push_routes
     from app.streams.api import bp as streams_api
     from app.streams.routes import bp as streams_routes
+    from app.tipmenu.api import bp as tipmenu_api
+    from app.tipmenu.routes import bp as tipmenu_routes
     from app.tips.api import bp as tips_api
     from app.tips.routes import bp as tips_routes
     from app.wallet.api import bp as wallet_api
@@ -213,6 +217,11 @@ def _register_blueprints(app: Flask) -> None:
                payments_webhooks, payouts_routes, payouts_api, wallet_platform, notifications_routes,
                notifications_api, profiles_routes, profiles_api, follows_routes, follows_api, push_routes, push_api,
                alerts_routes, alerts_api, chat_routes, chat_api, goals_routes, goals_api, leaderboard_api):
+        app.register_blueprint(bp)
+    # The live room (issue 18), one feature per line.
+    for bp in (tipmenu_routes, tipmenu_api):
+        app.register_blueprint(bp)
+    for bp in (protections_routes, protections_api):
         app.register_blueprint(bp)
 
 

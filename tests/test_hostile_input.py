@@ -172,6 +172,8 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
     purchase_id = db.session.scalar(text("SELECT id FROM purchases WHERE user_id = :u LIMIT 1"), {"u": other_fan.id})
     payout_id = _their_payout(app, other_creator, make_fan)
     message_id = _their_chat(stream, other_fan, other_creator, (fan, creator))
+    from app.tipmenu.service import replace_menu
+    (their_item,) = replace_menu(other_creator, [{"label": "Their song", "priceTokens": 50}])
     real = {"stream_id": str(stream.id), "call_id": str(call_id), "transfer_id": str(transfer_id),
             "purchase_id": str(purchase_id), "payout_id": str(payout_id),
             "channel": stream.channel, "secret": overlay_secret(other_creator), "filename": "css/app.css",
@@ -214,6 +216,10 @@ def world(app, ctx, make_fan, make_creator, make_call, api_headers, make_stream)
         # Chat: ours are banned from their rooms (every message refused); a ban names oneself.
         "text": "hi", "userId": creator.id, "minutes": 0,
         "targetTokens": 0,  # a goal's target: refused (and only a stream's creator may set one)
+        # The live room (issue 18): a menu tip at a price that isn't the item's (409), a menu row
+        # with two bad fields, a spending cap of 0.
+        "menuItemId": their_item.id, "confirm": False, "items": [{"label": "", "priceTokens": 0}],
+        "label": "", "priceTokens": "0", "op": "save", "dailySpendTokens": 0,
     }
     # Kept in every request: an empty stream form is a valid one (a public show with a default
     # title), so "every field hostile" would create streams without this one bad field.
@@ -235,7 +241,7 @@ def _their_payout(app, creator, make_fan) -> int:
     from app.payouts.service import request_payout
     from app.tips.service import send_tip
     from tests.clock import Clock, install_clock, restore_clock
-    send_tip(make_fan(balance=2500), creator.id, 2500, "", None, str(uuid.uuid4()))
+    send_tip(make_fan(balance=2500), creator.id, 2500, "", None, str(uuid.uuid4()), confirmed=True)
     db.session.add(PayoutAccount(user_id=creator.id, stripe_account_id=f"acct_hostile_{creator.id}",
                                  payouts_enabled=True, details_submitted=True))
     db.session.commit()

@@ -31,6 +31,7 @@ from app.calls import billing, pushes, refunds
 from app.calls.models import CHANNEL_PREFIX, BillingEvent, Call, locked_call
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db, driver_connection
+from app.protections import service as protections
 from app.realtime.bus import Publisher
 from app.wallet.pushes import balance_changed, balance_messages, earnings_changed
 from app.wallet.reversals import refuse_if_owing
@@ -72,7 +73,8 @@ def minimum_balance(rate: int) -> int:
 def init_call(fan, creator_id, confirmed_rate=None) -> Call:
     """A fan asks a creator for a call at the creator's current rate; commits and
     notifies the creator. `confirmed_rate`, when given, must equal that rate.
-    Raises `InsufficientFunds` below the first two blocks' price and `AccountRestricted`
+    Raises `InsufficientFunds` below the first two blocks' price, `Forbidden`
+    (spend_limit_reached) when the fan's daily cap can't take them, and `AccountRestricted`
     while the fan owes tokens after a refund or chargeback."""
     validation.record_id(creator_id, "creatorId", "creatorId must be a creator's id.")
     if creator_id == fan.id:
@@ -92,6 +94,8 @@ def init_call(fan, creator_id, confirmed_rate=None) -> Call:
             raise Conflict(f"The rate is now {rate:,} tokens per minute; confirm the new rate to call.",
                            "rate_changed", rate=rate)
     needed = minimum_balance(rate)
+    # A running call is not stopped by the fan's daily cap; a request needs room for two blocks.
+    protections.check_allows(fan, needed, "A call's first two blocks")
     balance = ledger.balance_of(ledger.account_for(fan.id, "wallet"))
     if balance < needed:
         refuse_if_owing(fan.id)  # a fan who owes has an empty wallet: asked only once it is short

@@ -32,6 +32,7 @@ from sqlalchemy import exists, func, select, text
 from app import ledger
 from app.errors import Conflict, Forbidden, InsufficientFunds
 from app.extensions import db
+from app.protections import service as protections
 from app.streams.models import Stream, Ticket
 from app.wallet.pushes import balance_changed
 from app.wallet.reversals import refuse_if_owing
@@ -70,8 +71,8 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
     """Buy `fan` a ticket to `stream`; commits. A repeat returns the same ticket
     (`created=False`) and moves nothing.
 
-    Raises `Forbidden` (own show), `Conflict` (public, ended or canceled
-    show), `InsufficientFunds` (with the shortfall) and `AccountRestricted` (the
+    Raises `Forbidden` (own show; `spend_limit_reached` past the fan's daily cap),
+    `Conflict` (public, ended or canceled show), `InsufficientFunds` (with the shortfall) and `AccountRestricted` (the
     fan owes tokens after a refund or chargeback).
     """
     if stream.creator_id == fan.id:
@@ -86,6 +87,16 @@ def checkout(fan, stream: Stream) -> CheckoutResult:
         locked = db.session.execute(select(Stream).where(Stream.id == stream.id).with_for_update(read=True)
                                     .execution_options(populate_existing=True)).scalar_one()
         _check_ticketable(locked)
+        try:
+            protections.hold_within_limit(fan, locked.ticket_price, "This ticket")  # the fan's daily cap
+        except Forbidden:
+            # A concurrent checkout of this fan's for this show committed while we waited
+            # for the wallet: its ticket is the answer, as below.
+            db.session.rollback()
+            existing = ticket_of(fan, stream)
+            if existing is not None and existing.status == "valid":
+                return CheckoutResult(existing, ledger.balance_of(wallet), created=False)
+            raise
         ticket_id = db.session.execute(text("SELECT nextval('tickets_id_seq')")).scalar_one()
         moved = ledger.transfer(
             ledger.TransferKind.TICKET, f"ticket:{stream.id}:{fan.id}",

@@ -2,6 +2,8 @@
 import uuid
 
 from app.errors import AppError, InsufficientFunds
+from app.protections import service as protections
+from app.tipmenu.service import listed_items
 from app.tips.service import MESSAGE_MAX, TIP_PRESETS, preview_split, tip_amount
 
 
@@ -54,12 +56,20 @@ def amount_context(*, balance, amount_choice="100", custom="", error=None, field
 
 
 def tip_modal_context(creator, *, balance, stream_id=None, call_id=None, amount_choice="100", custom="",
-                      message="", error=None, field=None, shortfall=None, owed=None, sent=None) -> dict:
-    """The modal: the amount field, the message, and `sent`, the tip just sent (its
-    confirmation shows above a form ready for the next one)."""
+                      message="", error=None, field=None, shortfall=None, owed=None, sent=None, fan=None,
+                      price_changed=None, confirm=None, focus_item=None) -> dict:
+    """The modal: the creator's tip menu, the amount field, the message, and `sent`, the tip
+    just sent (its confirmation shows above a form ready for the next one). `price_changed`
+    (the 409's `{menuItemId, label, currentPriceTokens}`) and `confirm` (`{amount,
+    menu_item_id}` of a large tip) ask the fan to confirm above the form. With `fan`, what
+    their daily spending cap leaves today."""
+    limits = protections.limits_of(fan) if fan is not None and fan.daily_spend_limit_tokens is not None else None
     return {
         **amount_context(balance=balance, amount_choice=amount_choice, custom=custom, error=error, field=field,
                          shortfall=shortfall),
         "creator": creator, "stream_id": stream_id, "call_id": call_id, "message_max": MESSAGE_MAX,
         "message": message, "owed": owed, "sent": sent, "idempotency_key": str(uuid.uuid4()),
+        "menu": listed_items(creator.id), "confirm_over": protections.confirm_threshold(),
+        "price_changed": price_changed, "confirm": confirm, "focus_item": focus_item,
+        "spend_left": None if limits is None else max(limits["dailySpendTokens"] - limits["spentTodayTokens"], 0),
     }

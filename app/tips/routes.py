@@ -6,6 +6,8 @@ from app.auth.models import User
 from app.errors import AccountRestricted, AppError, InsufficientFunds, NotFound
 from app.extensions import db
 from app.http import int_arg, request_idempotency_key
+from app.protections.service import confirm_value
+from app.tipmenu.service import menu_item_id
 from app.tips import service
 from app.tips.forms import amount_context, amount_preview, chosen_amount, funds_check, tip_modal_context
 from app.wallet.service import wallet_balance
@@ -27,7 +29,7 @@ def new():
     creator = _creator_or_404(int_arg(request.args, "creator"))
     return render_template("tips/_modal.html", **tip_modal_context(
         creator, balance=wallet_balance(current_user), stream_id=int_arg(request.args, "stream"),
-        call_id=int_arg(request.args, "call")))
+        call_id=int_arg(request.args, "call"), fan=current_user, focus_item=int_arg(request.args, "item")))
 
 
 @bp.get("/tips/preview")
@@ -57,13 +59,17 @@ def send():
     form = request.form
     creator = _creator_or_404(int_arg(form, "toCreatorId"))
     stream_id, call_id = int_arg(form, "streamId"), int_arg(form, "callId")
-    state = dict(stream_id=stream_id, call_id=call_id, amount_choice=form.get("amountTokens", ""),
-                 custom=(form.get("customAmount") or "")[:32], message=(form.get("message") or "")[:2000])
+    state = dict(stream_id=stream_id, call_id=call_id, amount_choice=(form.get("amountTokens") or "")[:32],
+                 custom=(form.get("customAmount") or "")[:32], message=(form.get("message") or "")[:2000],
+                 fan=current_user)
+    amount = item_id = None
     try:
         amount = service.tip_amount(chosen_amount(form), from_form=True)
+        item_id = menu_item_id(form.get("menuItemId"), from_form=True)
         message = service.tip_message(form.get("message"))
-        result = service.send_tip(current_user, creator.id, amount, message,
-                                  _context(stream_id, call_id), request_idempotency_key())
+        result = service.send_tip(current_user, creator.id, amount, message, _context(stream_id, call_id),
+                                  request_idempotency_key(), menu_item_id=item_id,
+                                  confirmed=confirm_value(form.get("confirm"), from_form=True))
     except InsufficientFunds as err:
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, balance=wallet_balance(current_user), error=err.message, field="amountTokens",
@@ -72,6 +78,12 @@ def send():
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, balance=wallet_balance(current_user), owed=err.owed, **state)), err.status
     except AppError as err:
+        if err.code in ("price_changed", "confirmation_required"):
+            # Asked above the same form: the item's new price, or "send N tokens?".
+            asked = (dict(price_changed=err.extra) if err.code == "price_changed"
+                     else dict(confirm={"amount": amount, "menu_item_id": item_id}))
+            return render_template("tips/_modal.html", **tip_modal_context(
+                creator, balance=wallet_balance(current_user), **asked, **state)), err.status
         field = err.field if err.field in ("message", "amountTokens") else "amountTokens"
         return render_template("tips/_modal.html", **tip_modal_context(
             creator, balance=wallet_balance(current_user), error=err.message, field=field,

@@ -15,12 +15,15 @@ from sqlalchemy import select
 from app import ledger, validation
 from app.alerts import service as alerts
 from app.auth.models import User
+from app.idempotency import IdempotencyKey
 from app.auth.service import require_creator
 from app.errors import Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
+from app.protections import service as protections
 from app.streams.models import Stream
 from app.streams.service import can_view
 from app.tips import pushes
+from app.tipmenu import service as tipmenu
 from app.tips.models import Tip
 from app.wallet.reversals import refuse_if_owing
 
@@ -123,17 +126,23 @@ def _call_context(call_id, creator_id: int, sender) -> dict:
     return {"stream_id": None, "call_id": call.id, "channel": call.channel}
 
 
-def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str) -> TipResult:
+def send_tip(sender, to_creator_id, amount: int, message: str, context, key: str, *,
+             menu_item_id: int | None = None, confirmed: bool = False) -> TipResult:
     """Tip `amount` tokens from `sender` to a creator; commits, then publishes.
 
+    With `menu_item_id` the tip buys that item of the creator's tip menu and must pay
+    its current price. A tip over `CONFIRM_TIP_OVER_TOKENS` needs `confirmed`. A fan's
+    daily spending cap holds (app/protections).
+
     Raises `InvalidValue` (bad creator/self/message), `NotFound` (unknown
-    creator or context), `Forbidden` (context of another creator),
-    `InsufficientFunds` (with the shortfall), `AccountRestricted` (the sender owes
-    tokens after a refund or chargeback) and `Conflict` (key reused with other
-    parameters). A replay of `key` returns the first tip, moving nothing.
+    creator, context or menu item), `Forbidden` (context of another creator;
+    `spend_limit_reached`), `InsufficientFunds` (with the shortfall),
+    `AccountRestricted` (the sender owes tokens after a refund or chargeback) and
+    `Conflict` (key reused with other parameters; `price_changed`;
+    `confirmation_required`). A replay of `key` returns the first tip, moving nothing.
     """
     try:
-        return _send_tip(sender, to_creator_id, amount, message, context, key)
+        return _send_tip(sender, to_creator_id, amount, message, context, key, menu_item_id, confirmed)
     except InsufficientFunds:
         # Only now ask whether the sender owes: a user in debt has an empty wallet, so
         # every tip of theirs ends here and the hot path never pays for the question.
@@ -154,20 +163,33 @@ _INSERT = ("INSERT INTO tips (id, sender_id, creator_id, amount, creator_share, 
            "FROM posted RETURNING created_at")
 
 
-def _send_tip(sender, to_creator_id, amount, message, context, key) -> TipResult:
+def _send_tip(sender, to_creator_id, amount, message, context, key, menu_item_id, confirmed) -> TipResult:
     creator_id = _creator_id(to_creator_id, sender)
     earnings = _earnings_account(creator_id)
     ctx = _context(context, creator_id, sender)
     wallet = ledger.account_for(sender.id, "wallet")
     payment = ledger.creator_payment(wallet, earnings, amount)
-    # What a menu tip bought (app/tipmenu) and whether OBS waits for the creator's approval
-    # of the message (app/alerts): None until those features say otherwise.
+    # What a menu tip bought (app/tipmenu, below) and whether OBS waits for the creator's
+    # approval of the message (app/alerts).
     extra = {"menu_item_id": None, "menu_label": None,
              "message_status": alerts.message_status_for(creator_id, amount, message)}
+    params = {"to": creator_id, "amount": amount, "message": message, "context": ctx}
+    if menu_item_id is not None:
+        params["menuItemId"] = menu_item_id
+    try:
+        if menu_item_id is not None:
+            item = tipmenu.item_for_tip(creator_id, menu_item_id, amount)  # share-locked until the commit
+            extra.update(menu_item_id=item.id, menu_label=item.label)
+        protections.hold_within_limit(sender, amount, "This tip")
+        protections.require_confirmation(sender, amount, confirmed)
+    except (NotFound, Conflict, Forbidden, InsufficientFunds):
+        # A request already answered (its key used) gets that answer again, or 409 for a
+        # key reused with other parameters: the ledger statement below says which.
+        if db.session.get(IdempotencyKey, (sender.id, key)) is None:
+            raise
     moved = ledger.transfer_for_request(
         ledger.TransferKind.TIP, payment.legs, {"creatorId": creator_id, "fanId": sender.id},
-        user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq",
-        params={"to": creator_id, "amount": amount, "message": message, "context": ctx},
+        user_id=sender.id, key=key, scope=SCOPE, id_sequence="tips_id_seq", params=params,
         record=ledger.Record(_INSERT, (sender.id, creator_id, amount, payment.creator_share, payment.platform_share,
                                        message, ctx["stream_id"], ctx["call_id"], ctx["channel"],
                                        extra["menu_item_id"], extra["menu_label"], extra["message_status"])))

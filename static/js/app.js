@@ -290,3 +290,15 @@
   else start();
 })();
 /* === chat (issue 18): end === */
+/* ==== tipmenu (issue 18) ==== */
+// The tip menu editor re-renders itself on every edit: after "Add item" the new row's label
+// takes the focus (else the focus stays on the button that was pressed, as htmx keeps it).
+document.addEventListener("htmx:afterSwap", (event) => {
+  const editor = event.target instanceof Element ? event.target.closest("#tip-menu") : null;
+  const fresh = editor && editor.querySelector("[data-new-row]");
+  if (fresh) {
+    fresh.removeAttribute("data-new-row");
+    fresh.focus();
+  }
+});
+/* ==== end tipmenu ==== */

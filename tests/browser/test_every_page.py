@@ -115,6 +115,7 @@ PAGES: list[Visit] = [
     Visit("creator settings", "creator", "/creator/settings"),
     Visit("stream with its chat, moderated (creator)", "creator", "/streams/{stream}"),
     Visit("own stream with the goal editor open", "creator", "/streams/{stream}", then=open_goal_editor),
+    Visit("tip menu editor (without JavaScript)", "creator", "/creator/tip-menu"),
     Visit("payouts", "creator", "/payouts"),
     Visit("call (creator)", "creator", "/calls/{call}"),
     Visit("platform", "operator", "/platform"),
@@ -139,6 +140,8 @@ FORMS: list[FormCheck] = [
               {"#currentPassword": "not-my-password", "#newPassword": "a-new-password-1"}),
     FormCheck("payout request", "creator", "/payouts", "#payout-amount", {"#payout-amount": "abc"}),
     FormCheck("chat message", "fan", "/streams/{stream}", "#chat-text", {"#chat-text": "x" * 501}),
+    FormCheck("tip menu item price", "creator", "/creator/settings", "#menu-price-1", {"#menu-price-1": "0"}),
+    FormCheck("daily spending limit", "fan", "/wallet", "#daily-spend-limit", {"#daily-spend-limit": "-5"}),
 ]
 
 
@@ -172,6 +175,11 @@ def scene(ctx, make_fan, make_creator, make_user, make_stream, earn, clock, monk
     chat.post_message(fan, stream.id, "Hello from the walk")  # the chat has a message and a tip line
     chat.post_message(creator, stream.id, "Welcome!")
     chat.ban_user(creator, make_fan(name=f"Walk Troll {uuid.uuid4().hex[:4]}").id, 60)  # a ban to list in settings
+    from app.protections.service import set_daily_limit
+    from app.tipmenu.service import replace_menu
+    replace_menu(creator, [{"label": "Song request", "priceTokens": 50},
+                           {"label": "A much longer item label that goes on and on to fill sixty", "priceTokens": 100_000}])
+    set_daily_limit(fan, 50_000)  # /wallet and the tip modal show what it leaves today
     notifications.announce_live(stream.id)  # the fan's /notifications has the "is live" one
     call = calls.init_call(fan, creator.id, 60)
     pushes.mark_tips_seen(creator.id)  # the nav's unseen-tips badge (see test_payouts.py)

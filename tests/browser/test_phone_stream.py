@@ -36,7 +36,7 @@ def open_page(browser, live_server):
 def send_tip(sender, creator, amount, message="", stream_id=None):
     """A tip through the tips service (as the JSON API would send it)."""
     context = {"streamId": stream_id} if stream_id else None
-    return tips.send_tip(sender, creator.id, amount, message, context, str(uuid.uuid4())).tip
+    return tips.send_tip(sender, creator.id, amount, message, context, str(uuid.uuid4()), confirmed=True).tip
 
 
 def assert_seen(locator, what: str) -> None:

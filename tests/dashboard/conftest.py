@@ -64,7 +64,7 @@ class History:
 
     def tip(self, fan, creator, amount, stream=None):
         ctx = {"streamId": stream.id} if stream is not None else None
-        tips.send_tip(fan, creator.id, amount, "", ctx, f"t-{uuid.uuid4()}")
+        tips.send_tip(fan, creator.id, amount, "", ctx, f"t-{uuid.uuid4()}", confirmed=True)
 
     def show(self, creator, fans, price, *, cancel=False, start=True, end=True, live_tips=()):
         """A private show: tickets for `fans`; then started and ended (settled),
@@ -100,7 +100,7 @@ class History:
         rate = self.rng.randint(1, 40) if rate is None else rate
         call_id = self.make_call(rate=rate, fan=fan, creator=creator).call_id  # block 0
         if tip:
-            tips.send_tip(fan, creator.id, tip, "", {"callId": call_id}, f"t-{uuid.uuid4()}")
+            tips.send_tip(fan, creator.id, tip, "", {"callId": call_id}, f"t-{uuid.uuid4()}", confirmed=True)
         for _ in range(blocks - 1):
             self.clock.advance(30)
             calls.meter()

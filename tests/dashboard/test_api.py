@@ -15,7 +15,7 @@ from app.tips import service as tips
 
 
 def tip(fan, creator, amount):
-    tips.send_tip(fan, creator.id, amount, "", None, f"api-{uuid.uuid4()}")
+    tips.send_tip(fan, creator.id, amount, "", None, f"api-{uuid.uuid4()}", confirmed=True)
 
 
 def test_a_creator_sees_only_their_own_earnings(client, ctx, make_fan, make_creator, api_headers):

@@ -182,7 +182,7 @@ def test_overlapping_runs_during_ledger_writes_count_each_entry_once(app, ctx, m
 def test_rebuild_in_small_chunks_equals_incremental_and_a_second_run_adds_nothing(ctx, make_fan, make_creator):
     creator, fan = make_creator(), make_fan(balance=1000)
     for amount in (5, 7, 11):
-        tips.send_tip(fan, creator.id, amount, "", None, f"k-{uuid.uuid4()}")
+        tips.send_tip(fan, creator.id, amount, "", None, f"k-{uuid.uuid4()}", confirmed=True)
     rollups.run()
     incremental = snapshot()
     assert rollups.run()["rolled"] == 0

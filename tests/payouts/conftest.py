@@ -21,7 +21,7 @@ def earn(make_fan):
         gross, rest = divmod(tokens * 100, ledger.split(100)[0])
         assert not rest, "pick an amount the share divides exactly"
         fan = make_fan(balance=gross)
-        tips.send_tip(fan, creator.id, gross, "", None, f"earn-{uuid.uuid4()}")
+        tips.send_tip(fan, creator.id, gross, "", None, f"earn-{uuid.uuid4()}", confirmed=True)
         return fan
     return _earn
 

@@ -55,7 +55,7 @@ def two_months(ctx, make_creator, make_fan, make_stream, make_call):
     a payout (paid), asked for another (rejected) and had a call block clawed back."""
     creator = make_creator()
     mark = last_transfer_id()
-    tips.send_tip(make_fan(balance=5000), creator.id, 5000, "", None, f"t-{uuid.uuid4()}")  # 4,000 earned
+    tips.send_tip(make_fan(balance=5000), creator.id, 5000, "", None, f"t-{uuid.uuid4()}", confirmed=True)  # 4,000 earned
     show = make_stream(creator, "private", title="Show", ticket_price=100)
     tickets.checkout(make_fan(balance=100), show)
     streams.change_status(creator, show.id, "start")

@@ -79,7 +79,7 @@ class Api:
 
     def tip(self, headers, creator_id: int, amount: int, message: str = "", stream_id: int | None = None,
             key: str | None = None):
-        body = {"toCreatorId": creator_id, "amountTokens": amount, "message": message}
+        body = {"toCreatorId": creator_id, "amountTokens": amount, "message": message, "confirm": True}
         if stream_id is not None:
             body["context"] = {"streamId": stream_id}
         return call(self.base, "POST", "/api/tips/send", body,

@@ -150,7 +150,7 @@ def test_tip_of_exactly_the_whole_balance_is_allowed(client, scene):
 
 def test_max_tip_tokens_is_accepted(client, make_fan, make_creator, api_headers):
     fan, creator = make_fan(balance=MAX_TIP), make_creator()
-    resp = send(client, api_headers(fan), {"toCreatorId": creator.id, "amountTokens": MAX_TIP})
+    resp = send(client, api_headers(fan), {"toCreatorId": creator.id, "amountTokens": MAX_TIP, "confirm": True})
     assert resp.status_code == 201, resp.get_data(as_text=True)
     assert resp.get_json()["newBalance"] == 0
 
@@ -551,7 +551,7 @@ def test_tip_above_the_balance_is_402_with_the_exact_shortfall_and_moves_nothing
 
 def test_a_refused_tip_does_not_burn_its_key_the_retry_after_topping_up_succeeds(client, scene):
     s = scene
-    body = {"toCreatorId": s.creator.id, "amountTokens": 1500}
+    body = {"toCreatorId": s.creator.id, "amountTokens": 1500, "confirm": True}
     assert send(client, s.headers, body, key="retry-after-topup").status_code == 402
     wallet.purchase_tokens(s.fan, 500, f"topup-{uuid.uuid4()}")
     resp = send(client, s.headers, body, key="retry-after-topup")

@@ -62,7 +62,7 @@ def owed(user_id: int) -> int:
 def spend(user, creator, tokens: int) -> None:
     """`user` tips `creator` `tokens` (a wallet emptied by spending, not by refunds)."""
     from app.tips import service as tips
-    tips.send_tip(user, creator.id, tokens, "", None, f"spend-{uuid.uuid4()}")
+    tips.send_tip(user, creator.id, tokens, "", None, f"spend-{uuid.uuid4()}", confirmed=True)
 
 
 def _locked(purchase: Purchase) -> Purchase:

@@ -49,7 +49,7 @@ def test_a_tip_pushes_the_creators_new_earnings(ctx, make_fan, make_creator, pus
     tips.send_tip(fan, creator.id, 1_000, "", None, str(uuid.uuid4()))
     run_jobs()
     with pushed_earnings(creator.id) as figures:
-        tips.send_tip(fan, creator.id, 2_500, "", None, str(uuid.uuid4()))
+        tips.send_tip(fan, creator.id, 2_500, "", None, str(uuid.uuid4()), confirmed=True)
     assert figures == ["2,800"]  # 800 + 2,000
 
 

@@ -11,7 +11,7 @@ from tests.helpers import visible
 
 def tip(fan, creator, amount, stream_id=None, call_id=None):
     context = {"streamId": stream_id} if stream_id else None
-    return tips.send_tip(fan, creator.id, amount, "", context, str(uuid.uuid4())).tip
+    return tips.send_tip(fan, creator.id, amount, "", context, str(uuid.uuid4()), confirmed=True).tip
 
 
 def what_of(html: str) -> str:
