@@ -5,6 +5,9 @@
 - the demo creator's bio, call rate with calls open, a live public stream
   (what `make run` prints the OBS settings for) and a scheduled private show
   with a ticket price, an hour ahead;
+- the live stream's room: a tip goal, the creator's tip menu and a welcome
+  line in the chat (each only where there is none yet: changes made in the
+  app stay);
 - the demo fan's tokens, bought once through the wallet (a purchase with a
   fixed idempotency key: re-running the seed replays it and adds nothing,
   even after the fan spent them). Only with the demo payment provider: with
@@ -37,6 +40,10 @@ DEMO_SHOW_STARTS_IN = timedelta(hours=1)
 DEMO_CALL_RATE = 30  # tokens a minute
 DEMO_BIO = ("Hi, I'm the demo creator. Drop a tip on my live stream, grab a ticket to my private show "
             "or video-call me: it's all demo tokens.")
+DEMO_GOAL = ("Acoustic encore", 2_000)
+DEMO_TIP_MENU = ({"label": "Say hi", "priceTokens": 20}, {"label": "Song request", "priceTokens": 100},
+                 {"label": "Dance", "priceTokens": 250}, {"label": "Shout-out on stream", "priceTokens": 500})
+DEMO_WELCOME = "Welcome to the room! Pick something from my tip menu, or help us reach the goal."
 DEMO_FAN_TOKENS = 5_000
 # The demo fan's one purchase: the same key every run, so it is bought once.
 DEMO_FAN_PURCHASE_KEY = "demo-seed-fan-tokens"
@@ -107,6 +114,22 @@ def _set_up_creator(creator: User) -> None:
         calls.update_settings(creator, DEMO_CALL_RATE, True)
 
 
+def _set_up_room(creator: User, stream) -> None:
+    """A goal on the live stream, a tip menu and the creator's welcome in the chat, each only
+    while there is none (a goal the creator cleared comes back at the next start: it is a demo)."""
+    from app.chat.models import ChatMessage
+    from app.chat.service import post_message
+    from app.goals.service import current_goal, set_goal
+    from app.tipmenu.service import listed_items, replace_menu
+
+    if current_goal(stream.id) is None:
+        set_goal(creator, stream.id, *DEMO_GOAL)
+    if not listed_items(creator.id):
+        replace_menu(creator, list(DEMO_TIP_MENU))
+    if db.session.scalar(select(ChatMessage.id).where(ChatMessage.stream_id == stream.id).limit(1)) is None:
+        post_message(creator, stream.id, DEMO_WELCOME)
+
+
 def _fund_fan(fan: User) -> int | None:
     """The demo fan's balance after their one demo purchase of DEMO_FAN_TOKENS; None
     (nothing bought) unless payments are the demo provider's."""
@@ -132,6 +155,7 @@ def seed_demo() -> Demo:
     creator, fan = _demo_user(0), _demo_user(1)
     _set_up_creator(creator)
     stream = demo_stream()
+    _set_up_room(creator, stream)
     show = demo_show(creator)
     return Demo(accounts, stream.id, show.id, show.ticket_price, _fund_fan(fan))
 
@@ -141,6 +165,7 @@ def try_it_lines(demo: Demo, origin: str) -> list[str]:
     tokens = f" ({demo.fan_tokens:,} demo tokens)" if demo.fan_tokens is not None else ""
     return [f"  try it now, logged in as {DEMO_USERS[1][0]}{tokens}:",
             f"    tip or video-call Demo Creator on the live stream  {origin}/streams/{demo.stream_id}",
+            "    (chat, tip from the tip menu and fill the goal bar there)",
             f"    buy a ticket ({demo.show_ticket_price:,} tokens) to the private show   "
             f"{origin}/streams/{demo.show_id}",
             f"  and as {DEMO_USERS[0][0]}, the creator's side:       {origin}/dashboard"]

@@ -123,3 +123,29 @@ def test_the_banner_lines_name_the_fan_the_tokens_and_each_page_to_open(seed_app
     assert f"http://127.0.0.1:5000/streams/{demo.stream_id}" in text
     assert f"http://127.0.0.1:5000/streams/{demo.show_id}" in text and "ticket" in text
     assert "video-call" in text
+
+
+def test_the_live_stream_has_a_room_to_try_a_goal_a_tip_menu_and_a_welcome(seed_app):
+    """The newcomer's stream is a room at once: a goal to fill, a menu to tip from and the
+    creator's welcome in the chat; seeding again adds none of them twice, and a menu the
+    creator edited stays theirs."""
+    from app.chat.models import ChatMessage
+    from app.goals.models import StreamGoal
+    from app.goals.service import current_goal
+    from app.seed import DEMO_GOAL, DEMO_TIP_MENU
+    from app.tipmenu.service import listed_items, replace_menu
+
+    demo = seed_demo()
+    goal = current_goal(demo.stream_id)
+    assert (goal.goal.title, goal.goal.target_tokens, goal.progress) == (*DEMO_GOAL, 0)
+    creator = _user(0)
+    assert [(i.label, i.price_tokens) for i in listed_items(creator.id)] == [
+        (item["label"], item["priceTokens"]) for item in DEMO_TIP_MENU]
+    welcome = db.session.scalars(select(ChatMessage).where(ChatMessage.stream_id == demo.stream_id)).all()
+    assert [m.user_id for m in welcome] == [creator.id]
+
+    replace_menu(creator, [{"label": "Only this", "priceTokens": 7}])
+    seed_demo()
+    assert [(i.label, i.price_tokens) for i in listed_items(creator.id)] == [("Only this", 7)]
+    assert db.session.scalar(select(func.count()).select_from(StreamGoal)) == 1
+    assert db.session.scalar(select(func.count()).select_from(ChatMessage)) == 1
