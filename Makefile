@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks bench-hls-auth clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks bench-hls-auth bench-chat bench-tips-room clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -47,6 +47,12 @@ bench-webhooks: install
 
 bench-hls-auth: install
 	$(BIN)/python bench/hls_auth.py
+
+bench-chat: install
+	$(BIN)/python bench/chat.py
+
+bench-tips-room: install
+	$(BIN)/python bench/tips_http.py --room
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

@@ -14,8 +14,11 @@ A cron tick logs at DEBUG unless it did something (`QuietCronTicks`): RQ's
 own lines about a periodic job (enqueued, started, completed, OK, result
 kept) go down to DEBUG, and each job logs its own INFO line when it charged,
 refunded, settled or canceled something. Every 5 s of INFO would push the
-demo passwords `make run` printed off the screen within seconds. Other jobs
-(a show's refunds, a payout) keep RQ's INFO lines; failures stay visible.
+demo passwords `make run` printed off the screen within seconds. The jobs that
+only refresh what pages show (`display_refreshes`: a room's goal bar and
+leaderboard, a creator's earnings pill) are quiet the same way: a tip storm
+runs them back to back. Other jobs (a show's refunds, a payout) keep RQ's INFO
+lines; failures stay visible.
 """
 from __future__ import annotations
 
@@ -44,6 +47,13 @@ def cron_jobs() -> list:
     """(job, interval in seconds) of every feature's periodic jobs. Needs an app context."""
     return [*streams_cron.schedule(), *calls_cron.schedule(), *dashboard_cron.schedule(), *wallet_cron.schedule(),
             *payouts_cron.schedule(), *notifications_cron.schedule()]
+
+
+def display_refreshes() -> list:
+    """Jobs that only re-read and publish what pages show, queued by tips and calls."""
+    from app.goals.jobs import push_room
+    from app.wallet.jobs import push_earnings
+    return [push_room, push_earnings]
 
 
 class QuietCronTicks(logging.Filter):
@@ -131,8 +141,8 @@ def main() -> None:
     app = create_app()
     with app.app_context():
         connection = Redis.from_url(app.config["REDIS_URL"])
+        quiet_cron_ticks([func for func, _ in cron_jobs()] + display_refreshes())
         if cron_jobs():
-            quiet_cron_ticks([func for func, _ in cron_jobs()])
             # Its own connection: sharing the worker's made the worker's blocking
             # dequeue time out every few seconds (seen with RQ 3.0).
             _start_cron(Redis.from_url(app.config["REDIS_URL"]), queue_name(), cron_jobs())

@@ -192,3 +192,28 @@ def test_a_metering_tick_logs_info_only_when_it_charged_or_ended_something(clock
         meter_calls()
     charged = [r.getMessage() for r in caplog.records if r.name == "app.calls.cron" and r.levelno == logging.INFO]
     assert len(charged) == 1 and "block(s) charged" in charged[0] and not charged[0].startswith("metering: 0 ")
+
+
+def test_the_display_refreshes_a_tip_storm_queues_are_quiet_too(ctx):
+    """A room's goal bar and leaderboard, a creator's earnings pill: jobs a storm runs back to
+    back log nothing at INFO (RQ's lines become DEBUG), like the cron ticks."""
+    from worker import QuietCronTicks, display_refreshes
+    quiet = QuietCronTicks(display_refreshes())
+    job_id = "0b7a2a4e-3f0c-4f55-9b0e-3c1d5e6f7a8b"
+    lines = [
+        _record("rq.worker", "Worker %s: %s: %s (%s)", "w1", "pm:jobs", "app.goals.jobs.push_room(1)", job_id),
+        _record("rq.worker", "Worker %s: %s: %s (%s)", "w1", "pm:jobs", "Job OK", job_id),
+        _record("rq.worker", "Worker %s: %s: %s (%s)", "w1", "pm:jobs", "app.wallet.jobs.push_earnings([1])",
+                job_id.replace("0b", "1c")),
+    ]
+    kept = _record("rq.worker", "Worker %s: %s: %s (%s)", "w1", "pm:jobs", "app.streams.jobs.refund_show(3)",
+                   "90175481-2a17-4071-ab0c-31a1f6b28db6")
+    worker_log = logging.getLogger("rq.worker")
+    was_disabled, worker_log.disabled = worker_log.disabled, False
+    worker_log.setLevel(logging.INFO)
+    try:
+        assert [quiet.filter(r) for r in lines] == [False, False, False]
+        assert quiet.filter(kept) and kept.levelno == logging.INFO
+    finally:
+        worker_log.setLevel(logging.NOTSET)
+        worker_log.disabled = was_disabled
