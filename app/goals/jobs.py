@@ -7,7 +7,7 @@ from app.extensions import db
 from app.goals import pushes, service
 from app.jobs import job
 from app.leaderboard.pushes import leaderboard_html
-from app.leaderboard.service import stream_top
+from app.leaderboard.service import forget_king, stream_top
 from app.streams.models import Stream
 
 
@@ -22,6 +22,7 @@ def push_room(stream_id: int) -> bool:
         return False
     state = service.current_goal(stream_id)
     top = stream_top(stream_id)
+    forget_king(stream.creator_id)  # the board's crown is read now, not up to a minute ago
     announce = []
     if state is not None and state.reached and state.goal.reached_at is None:
         reached_at = service.mark_reached(state.goal.id)

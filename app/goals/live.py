@@ -4,9 +4,8 @@
 `overlay-goal:<creator id>`). What goals publish is in pushes.py / jobs.py."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, g, request
+from flask import Blueprint, Flask, g
 
-from app.errors import NotFound, error_response
 from app.extensions import sock
 from app.goals import pushes, service
 from app.realtime import fragments
@@ -14,7 +13,7 @@ from app.realtime.channels import register_channel_share
 from app.realtime.sockets import serve
 from app.streams.models import CHANNEL_PREFIX
 from app.streams.service import stream_for_channel
-from app.tips.service import creator_for_overlay
+from app.tips.live import join_overlay
 
 bp = Blueprint("goals_live", __name__)
 
@@ -29,13 +28,7 @@ def _stream_goal(channel: str) -> str | None:
     return pushes.goal_html(service.current_goal(stream.id)) if stream else None
 
 
-@bp.before_request
-def _join_overlay():
-    creator = creator_for_overlay(request.view_args["secret"])
-    if creator is None:
-        return error_response(NotFound("No such overlay.", "overlay_not_found"))
-    g.overlay_creator_id = creator.id
-    return None
+bp.before_request(join_overlay)  # the secret URL is the credential, as for the tip overlay
 
 
 @sock.route("/ws/overlay/<secret>/goal", bp=bp)

@@ -109,6 +109,13 @@ def is_king(creator_id: int | None, user_id: int | None) -> bool:
     return bool(creator_id and user_id) and king_of(creator_id) == user_id
 
 
+def forget_king(creator_id: int) -> None:
+    """Read the creator's king afresh next time (the room refresh does, once per coalesced
+    run: the board it publishes crowns whoever is king now, a first tipper included)."""
+    with _kings_lock:
+        _kings.pop(creator_id, None)
+
+
 def forget_kings() -> None:
     """Drop the cached kings (tests, and after a refund changes who tipped most)."""
     with _kings_lock:

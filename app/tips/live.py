@@ -35,7 +35,9 @@ def _creator_feed(user) -> str | None:
 
 
 @bp.before_request
-def _join_overlay():
+def join_overlay():
+    """Who may open an OBS source's socket (this one, and the goal's in app/goals): whoever
+    has its secret URL, the only credential. Names the creator in `g.overlay_creator_id`."""
     creator = service.creator_for_overlay(request.view_args["secret"])
     if creator is None:
         return error_response(NotFound("No such overlay.", "overlay_not_found"))

@@ -149,7 +149,7 @@ def test_goal_and_board_fit_and_are_accessible(open_page, hub, make_fan, new_cre
     stream = make_stream(creator, live=True)
     goals.set_goal(creator, stream.id, "W" * 80, 10_000_000)
     for amount in (9_999, 777):
-        tips.send_tip(fan, creator.id, amount, "", {"streamId": stream.id}, str(uuid.uuid4()))
+        tips.send_tip(fan, creator.id, amount, "", {"streamId": stream.id}, str(uuid.uuid4()), confirmed=True)
     for user in (fan, creator):
         p = open_page(user, f"/streams/{stream.id}")
         p.page.set_viewport_size(viewport)
