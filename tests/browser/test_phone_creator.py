@@ -125,7 +125,7 @@ def test_settings_mask_the_stream_key_and_overlay_url_and_copy_them(open_page, l
         assert clipboard(p) == field.input_value()
         row.get_by_role("button", name="Show").click()
         assert not is_masked(field)
-    assert clipboard(p) == p.page.get_by_label("Overlay URL").input_value()
+    assert clipboard(p) == p.page.get_by_label("Overlay URL", exact=True).input_value()
     assert urlsplit(clipboard(p)).path.startswith("/overlay/")
     assert_fits_and_accessible(p)
     p.assert_clean()
