@@ -22,7 +22,7 @@ from app import validation
 from app.auth.models import User
 from app.auth.service import require_operator
 from app.calls import display, refunds, service
-from app.errors import AccountRestricted, BadRequest, Conflict, InsufficientFunds, InvalidValue, NotFound
+from app.errors import AccountRestricted, BadRequest, Conflict, Forbidden, InsufficientFunds, InvalidValue, NotFound
 from app.extensions import db
 from app.http import int_arg, is_htmx, redirect_to, render, request_idempotency_key
 from app.tips.service import recent_tips
@@ -82,6 +82,10 @@ def request_call():
         return _modal(creator, err.status, error=err.message, shortfall=err.required)
     except AccountRestricted as err:
         return _modal(creator, err.status, owed=err.owed)
+    except Forbidden as err:
+        if err.code != "spend_limit_reached":
+            raise
+        return _modal(creator, err.status, error=err.message)  # the fan's own daily cap, in the modal
     except (Conflict, InvalidValue) as err:
         db.session.refresh(creator)  # show the rate as it is now
         return _modal(creator, err.status, error=err.message, open_call_id=err.extra.get("callId"))

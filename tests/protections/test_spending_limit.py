@@ -236,3 +236,17 @@ def test_call_blocks_count_as_spending(make_call, clock, no_open_calls):  # noqa
     calls.meter()
     db.session.rollback()
     assert protections.spent_today(scene.fan.id) == 60  # blocks 0 and 1, each 30
+
+
+def test_the_call_modal_says_when_the_cap_leaves_too_little_for_a_call(client, fan, make_creator, no_open_calls,
+                                                                      login):
+    """From the Call modal (htmx), the cap's refusal comes back in the modal, next to "Call now"."""
+    creator = make_creator()
+    calls.update_settings(creator, 60, True)
+    protections.set_daily_limit(fan, calls.minimum_balance(60) - 1)
+    csrf = login(fan)
+    resp = client.post("/calls", data={"creatorId": creator.id, "rate": 60, "csrf_token": csrf},
+                       headers={"HX-Request": "true"})
+    assert resp.status_code == 403
+    html = resp.get_data(as_text=True)
+    assert "daily spending limit" in html and 'role="dialog"' in html
