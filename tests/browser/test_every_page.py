@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, expect
 
 from app.extensions import db
 from tests.browser.pages import Page, axe_violations, wait_htmx_ready
@@ -227,8 +227,21 @@ def _load(p: Page, path: str, size: dict, status: int, then) -> None:
     assert answer is not None and answer.status == status, f"answered {answer and answer.status}, not {status}"
     p.page.wait_for_load_state("load")
     wait_htmx_ready(p.page)
+    _wait_sockets_synced(p)
     if then is not None:
         then(p)
+
+
+def _wait_sockets_synced(p: Page) -> None:
+    """Let each socket's (re)connect state land first (WS_PROBE counts its messages): it swaps
+    parts of the page (the balance, and with it the tip modal's amount field), and a form
+    filled while that happens loses its field mid-check. A settling wait, bounded: a socket
+    that sends nothing on connect just costs the bound."""
+    try:
+        p.page.wait_for_function("""() => [...document.querySelectorAll("[ws-connect]")]
+            .every((el) => el.hasAttribute("data-test-ws-messages"))""", timeout=5_000)
+    except PlaywrightTimeoutError:
+        pass
 
 
 _BUTTON_PROBLEMS = """(selector) => {
