@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import WebServer, api, fresh_services, fund, register  # noqa: E402
-from fanout import TIP_ID, MiniWebSocket, percentile, send_tips  # noqa: E402
+from fanout import TIP_ID, percentile, read_arrivals, send_tips  # noqa: E402
 
 CHAT_ID = re.compile(rb'id="chat-(\d+)"')
 LIMIT, PERIOD = 5, 10.0  # CHAT_LIMIT_PER_USER's default, "5 per 10 seconds"
@@ -48,29 +48,10 @@ INTERVAL = PERIOD / LIMIT * 1.02  # a hair slower than the limit: clocks and win
 
 
 async def viewer(port: int, path: str, ready: asyncio.Event, counter: list, seen: list, stop: asyncio.Event) -> None:
-    """One socket: after its (re)connect state, the first arrival time of each chat line and tip pop."""
-    ws = await MiniWebSocket.connect("127.0.0.1", port, path)
-    chats: dict[int, float] = {}
-    tips: dict[int, float] = {}
-    seen.append((chats, tips))
-    first = True
-    try:
-        async for message in ws.messages():
-            if first:  # the state sent on connect (it holds the chat's history)
-                first = False
-                counter[0] += 1
-                if counter[0] == counter[1]:
-                    ready.set()
-                continue
-            now = time.monotonic()
-            for message_id in CHAT_ID.findall(message):
-                chats.setdefault(int(message_id), now)
-            for tip_id in TIP_ID.findall(message):
-                tips.setdefault(int(tip_id), now)
-            if stop.is_set():
-                break
-    finally:
-        ws.close()
+    """One socket: after its (re)connect state, the first arrival time of each chat line and
+    tip pop, appended to `seen` as ({chat id: time}, {tip id: time})."""
+    await read_arrivals(port, path, (CHAT_ID, TIP_ID), ready, counter, stop,
+                        lambda _ws, arrivals: seen.append(arrivals))
 
 
 def chatter(base: str, token: str, stream_id: int, offset: float, until: float, sent: dict, refused: list,

@@ -116,11 +116,15 @@ class MiniWebSocket:
         self.writer.close()
 
 
-async def viewer(port: int, path: str, ready: asyncio.Event, counter: list, received: dict,
-                 stop: asyncio.Event) -> None:
+async def read_arrivals(port: int, path: str, patterns: tuple, ready: asyncio.Event, counter: list,
+                        stop: asyncio.Event, record) -> None:
+    """One viewer's socket: skip its connect state (counting joins in `counter`, setting
+    `ready` once all joined), then note when each id matched by each of `patterns` first
+    arrives. `record(ws, arrivals)` is called once connected, with one {id: monotonic time}
+    per pattern."""
     ws = await MiniWebSocket.connect("127.0.0.1", port, path)
-    seen: dict[int, float] = {}
-    received[id(ws)] = seen
+    arrivals: tuple[dict[int, float], ...] = tuple({} for _ in patterns)
+    record(ws, arrivals)
     first = True
     try:
         async for message in ws.messages():
@@ -131,12 +135,20 @@ async def viewer(port: int, path: str, ready: asyncio.Event, counter: list, rece
                     ready.set()
                 continue
             now = time.monotonic()
-            for tip_id in TIP_ID.findall(message):
-                seen.setdefault(int(tip_id), now)
+            for pattern, seen in zip(patterns, arrivals):
+                for found in pattern.findall(message):
+                    seen.setdefault(int(found), now)
             if stop.is_set():
                 break
     finally:
         ws.close()
+
+
+async def viewer(port: int, path: str, ready: asyncio.Event, counter: list, received: dict,
+                 stop: asyncio.Event) -> None:
+    """A viewer of tip pops: `received[id(ws)]` = {tip id: first arrival}."""
+    await read_arrivals(port, path, (TIP_ID,), ready, counter, stop,
+                        lambda ws, arrivals: received.__setitem__(id(ws), arrivals[0]))
 
 
 def send_tips(base: str, fan: dict, creator_id: int, stream_id: int, n: int, rate: float, sent: dict) -> None:
