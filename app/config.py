@@ -158,6 +158,12 @@ class Config:
     # Namespace of every realtime key and pub/sub channel in Redis, so several
     # deployments (or test runs) can share one Redis without hearing each other.
     REDIS_PREFIX: str = "pm:"
+    # Redis connections per process and client (the app's, the realtime hub's):
+    # commands queue for a free one (1 s at most, then a clear "pool exhausted"
+    # error, handled like Redis being down) instead of opening one per busy
+    # greenlet. 50 serves thousands of sockets; keep processes × 2 × this under
+    # Redis's maxclients (10,000 by default).
+    REDIS_MAX_CONNECTIONS: int = 50
     # API tokens stop working this many days after they were issued.
     API_TOKEN_TTL_DAYS: int = 30
     # A browser session unused for this many days has ended.
@@ -224,6 +230,7 @@ class Config:
             TRUSTED_PROXIES=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
+            REDIS_MAX_CONNECTIONS=_int(env, "REDIS_MAX_CONNECTIONS", 50, 2, 10_000),
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
             VAPID_PUBLIC_KEY=env.get("VAPID_PUBLIC_KEY", "").strip(),
             VAPID_PRIVATE_KEY=env.get("VAPID_PRIVATE_KEY", "").strip(),
