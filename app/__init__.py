@@ -128,7 +128,8 @@ def _init_realtime(app: Flask) -> None:
 
     app.extensions["realtime_fragments"] = Fragments(app)
     channels = app.extensions["realtime_channels"] = Registry(app)
-    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], channels.audience, app.config["REDIS_PREFIX"])
+    app.extensions["realtime_hub"] = Hub(app.config["REDIS_URL"], channels.audience, app.config["REDIS_PREFIX"],
+                                         app.config["REDIS_MAX_CONNECTIONS"])
     # Ping idle sockets so dead peers are noticed and proxies keep them open.
     # No client message may exceed 64 KB (only call signaling reads any): bigger closes with 1009.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 64 * 1024})

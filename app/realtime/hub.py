@@ -4,26 +4,63 @@ Design note
 -----------
 Web instances are stateless, so an event committed on instance A must reach a
 viewer connected to instance B: every event is PUBLISHed to Redis
-(`<prefix><channel>`, prefix `pm:` by default), and each web process runs exactly one listener thread that
-PSUBSCRIBEs to `<prefix>*` and hands each message to the sockets *this* process
-holds for that channel.
+(`<prefix><channel>`, prefix `pm:` by default), and each web process runs
+exactly one listener thread that hands each message to the sockets *this*
+process holds for that channel.
 
-* **Bounded per-socket queues.** The listener never blocks on a socket: it
-  `put_nowait`s into each subscriber's queue (`QUEUE_SIZE` messages). A
-  subscriber whose queue is full is marked dropped; its socket loop closes
+* **Subscribed per channel.** The listener SUBSCRIBEs a channel when the
+  process's first local socket joins it and UNSUBSCRIBEs when the last one
+  leaves, so a process's work grows with the channels its own sockets watch,
+  not with every room on the site. Only the listener thread touches its pubsub
+  connection (redis-py's PubSub is not safe across threads): `subscribe` and
+  `unsubscribe` only change the reference counts (`_subs`, under `_lock`) and
+  mark the channel dirty; the listener applies dirty channels on its next turn,
+  deciding under the same lock, so a join racing the last leave either keeps
+  the subscription or waits for the new one. A join that needs a new
+  subscription wakes the listener at once by publishing to the process's own
+  control channel (`<prefix>hub:<random>`, which the listener always holds, so
+  a process with no sockets still proves its connection). Replies to
+  SUBSCRIBE/UNSUBSCRIBE come back in order, so a channel is *live* once every
+  request sent for it is answered and the last one was a SUBSCRIBE. After a
+  reconnect every channel with local sockets is subscribed again, and once
+  Redis has confirmed them all every local socket is offered `RESYNC`.
+* **Credential feeds** (`<prefix>auth:*`, see `bus.credential_channel`) are one
+  pattern subscription per process instead: nearly every socket has its own
+  (one per login session), their events are rare (a logout), and a SUBSCRIBE
+  round trip per join would cost more than the odd logout every process reads.
+* **No gap at subscribe.** `subscribe()` returns only once Redis has confirmed
+  the subscription of each of the socket's channels (bounded wait; no wait
+  during an outage; no wait at all when the channel is already live, the common
+  case for the thousandth viewer of a stream), so a socket that subscribes and
+  *then* reads its state from the database misses nothing committed in between.
+* **Coalesced fan-out.** When the listener reads a message it also takes what
+  Redis has already sent (never waiting for more, so latency does not grow).
+  For a channel with an audience (a stream's), the messages of one read become
+  ONE frame, their HTML joined with newlines: htmx's ws extension swaps every
+  top-level element of a message out of band, in order, so one frame of three
+  fragments is three messages to the page, at a third of the socket writes
+  (at 1,000 viewers and ~200 tips/s the writes are the cost). Other channels
+  are never coalesced: call signaling reads one JSON document per frame, and
+  a credential feed's message becomes `ENDED`. Order within a channel is kept.
+* **Bounded per-socket inboxes.** The listener never blocks on a socket: it
+  offers each message to each subscriber's inbox (`QUEUE_SIZE` items). A
+  subscriber whose inbox is full is marked dropped; its socket loop closes
   the connection (the browser reconnects and re-syncs). One slow phone never
-  delays the other viewers. The listener yields after each delivered message
-  so that, in a burst, sockets that keep up get to drain their queues.
+  delays the other viewers. The listener yields after each delivered frame
+  so that, in a burst, sockets that keep up get to drain their inboxes.
+  The inbox is the `Subscriber` itself: a list and a lock made on its first
+  wait, ~0.5 KB (a `queue.Queue` is a deque, a lock and three Conditions:
+  ~2.5 KB under gevent, 4 KB with threads). It has one reader, the socket's loop.
+* **Memory given back.** A thousand sockets leaving free their objects into
+  the allocator's arenas, which glibc keeps. When the local socket count falls
+  well below its peak the listener collects garbage and calls `malloc_trim`,
+  so an instance shrinks again after a storm.
 * **Redis outages.** The listener reconnects with backoff, so after Redis
   comes back events flow again without restarting the app. Publishing while
   Redis is down logs and returns False: the money has already committed.
   Events published during the outage are lost, so once the listener is back
   every local socket is offered `RESYNC` and re-sends its state (as on a
   reconnect): a missed message never leaves a page stale.
-* **No gap at subscribe.** `subscribe()` returns only once the listener's
-  PSUBSCRIBE is confirmed by Redis (bounded wait; no wait during an outage),
-  so a socket that subscribes and *then* reads its state from the database
-  misses nothing committed in between.
 * **One frame per message.** The listener turns each message into a complete
   WebSocket text frame once (`text_frame`) and every local socket writes those
   same bytes: server frames are unmasked and sockets negotiate no extension
@@ -46,24 +83,39 @@ holds for that channel.
   seconds: O(channels) Redis calls per process, not O(viewers²) messages on
   every join.
 
-Pattern-subscribing to everything means every process sees every event; a
-process drops those with no local subscriber after one dict lookup. That is
-fine at this product's event rates and keeps subscription bookkeeping out of
-the hot path.
+Redis Cluster. Plain SUBSCRIBE/PSUBSCRIBE/PUBLISH work unchanged on a cluster
+(any node; every PUBLISH is broadcast to all nodes over the cluster bus, so
+the cluster's own traffic still grows with all events, but each web process's
+does not). Sharded pub/sub (SSUBSCRIBE/SPUBLISH, where a message stays on its
+channel's shard) does NOT work unchanged: (1) bus.py publishes several
+channels in one Lua script call, and on a cluster a script may only touch
+keys (and, for SPUBLISH, channels) of one hash slot, while one tip's messages
+go to a stream channel and to two users' feeds; the publisher would have to
+group messages by slot (one call per slot) or channel names would need hash
+tags; (2) the listener would need one connection per shard (a channel's
+SSUBSCRIBE must go to the node owning its slot, and must follow slot
+migrations, which redis-py's ClusterPubSub does); (3) sharded pub/sub has no
+patterns, so credential feeds would become per-channel SSUBSCRIBEs too.
 """
 from __future__ import annotations
 
+import _thread
+import ctypes
+import ctypes.util
+import gc
+import itertools
 import logging
 import queue
 import struct
 import threading
 import time
 import uuid
-from collections import defaultdict
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from app.redis_client import DEFAULT_MAX_CONNECTIONS, bounded_client
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +124,14 @@ CREDENTIAL_FEEDS = "auth:"  # see bus.credential_channel
 QUEUE_SIZE = 256
 PRESENCE_INTERVAL = 5.0
 PRESENCE_TTL = 60.0
-SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for a cold listener to be subscribed
+SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for its channels to be subscribed
+SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE command when many are (re)subscribed at once
+READ_BATCH = 1000  # most messages taken from the buffer before they are delivered
 
 WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
+# Give memory back once the local socket count has fallen by at least this many
+# and to under half its peak since the last time.
+TRIM_AFTER_LEAVING = 500
 
 # Offered to every socket when the listener is back after missing events: re-send your state.
 RESYNC = object()
@@ -104,77 +161,177 @@ def frame_payload(frame: bytes) -> bytes:
     return frame[2 + (0 if n < 126 else 2 if n == 126 else 8):]
 
 
-class Subscriber:
-    """One socket's inbox: frames (bytes, from `text_frame`), `RESYNC`, `WAKE` or `ENDED`."""
+_ids = itertools.count(1)
 
-    __slots__ = ("id", "channels", "queue", "dropped")
+
+class Subscriber:
+    """One socket's inbox: frames (bytes, from `text_frame`), `RESYNC`, `WAKE` or `ENDED`.
+
+    `queue` is the inbox itself (`get`, `get_nowait`, `put_nowait`, `qsize`,
+    `empty`, as a `queue.Queue`), bounded to `QUEUE_SIZE`. Any thread may put;
+    only one (the socket's loop) may get.
+    """
+
+    __slots__ = ("id", "channels", "dropped", "_items", "_waiter")
 
     def __init__(self, channels: tuple[str, ...]):
-        self.id = uuid.uuid4().hex
+        self.id = next(_ids)  # unique in this process; presence adds the process's token
         self.channels = channels
-        self.queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self.dropped = False
+        # A list, not a deque: an empty deque is ~600 bytes, an empty list 56, and
+        # inboxes hold a few items at most (popping the front of 256 is a short memmove).
+        self._items: list = []
+        self._waiter = None  # a lock made on the first wait, released by a put
+
+    @property
+    def queue(self) -> "Subscriber":
+        return self
 
     def offer(self, message) -> None:
         if self.dropped:
             return
         try:
-            self.queue.put_nowait(message)
+            self.put_nowait(message)
         except queue.Full:
             self.dropped = True  # the socket loop closes it; never block the listener
 
     def wake(self) -> None:
-        if self.queue.empty():  # a busy inbox wakes its loop anyway
+        if not self._items:  # a busy inbox wakes its loop anyway
             try:
-                self.queue.put_nowait(WAKE)
+                self.put_nowait(WAKE)
             except queue.Full:
                 pass
+
+    def put_nowait(self, item) -> None:
+        """Append `item`; raises queue.Full at `QUEUE_SIZE` items."""
+        if len(self._items) >= QUEUE_SIZE:
+            raise queue.Full
+        self._items.append(item)
+        # Read the waiter only after appending: the reader sets it before it looks
+        # at the items again, so either it sees this item or we see its waiter.
+        waiter = self._waiter
+        if waiter is not None:
+            try:
+                waiter.release()
+            except (RuntimeError, ValueError):  # already released by another put
+                pass
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        """The oldest item; waits for one (at most `timeout` seconds) unless
+        `block` is false. Raises queue.Empty when there is none."""
+        items = self._items
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not items:
+            if not block:
+                raise queue.Empty
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = _thread.allocate_lock()
+            waiter.acquire(False)  # locked, whatever puts released it before
+            if items:  # arrived before the waiter was armed
+                break
+            if deadline is None:
+                waiter.acquire()
+            elif not waiter.acquire(True, max(deadline - time.monotonic(), 0)):
+                if not items:
+                    raise queue.Empty
+        return items.pop(0)
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
 
 
 class Hub:
     """`audience(channel)` → how that channel's viewer count reads (count → HTML,
     called on the listener's thread), or None for a channel nobody counts: one
-    person's feeds, a call's two pages. No `audience`: nothing is counted."""
+    person's feeds, a call's two pages. No `audience`: nothing is counted, and
+    nothing is coalesced. `max_connections` bounds the hub's own Redis pool (for
+    presence and wake-ups; the listener has its own connection)."""
 
-    def __init__(self, redis_url: str, audience=None, prefix: str = PREFIX):
+    def __init__(self, redis_url: str, audience=None, prefix: str = PREFIX,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
         self.redis_url = redis_url
         self.prefix = prefix
-        self._subs: dict[str, set[Subscriber]] = defaultdict(set)
+        self._subs: dict[str, set[Subscriber]] = {}
         self._lock = threading.Lock()
+        self._live: set[str] = set()  # channels whose SUBSCRIBE Redis confirmed (none sent since)
+        self._dirty: set[str] = set()  # channels whose first socket joined or last left
+        self._waiting: dict[str, threading.Event] = {}  # set when the channel is live
+        token = uuid.uuid4().hex
+        self._control = f"{prefix}hub:{token}"
+        self.listener_name = f"{prefix}hub-listener:{token}"  # CLIENT SETNAME of the listener's connection
+        self._member = uuid.uuid4().hex[:12] + ":"  # presence member = this + Subscriber.id
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._audience = audience
+        self._coalesce: dict[str, bool] = {}  # the listener's cache of `audience(c) is not None`
         self._last_counts: dict[str, int] = {}
-        self.connected = threading.Event()  # set while the listener's PSUBSCRIBE is confirmed
+        self._sockets = 0
+        self.received = 0  # messages the listener read from Redis (its control channel aside)
+        self.connected = threading.Event()  # set while the listener's connection is confirmed
         self._outage = threading.Event()  # set while the listener can't reach Redis
-        # For presence writes from socket threads (redis-py clients are thread-safe).
-        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1)
+        # For presence writes and wake-ups from socket threads (redis-py clients are thread-safe).
+        self._client = bounded_client(redis_url, max_connections, socket_connect_timeout=0.5, socket_timeout=1)
 
     # ---- sockets ---------------------------------------------------------------
 
     def subscribe(self, channels: tuple[str, ...]) -> Subscriber:
+        """A new inbox for `channels`. Returns once every message published to
+        them from now on will reach it (waits at most `SUBSCRIBE_WAIT`; not at
+        all while Redis is unreachable)."""
         sub = Subscriber(channels)
+        waits: list[threading.Event] = []
+        new_channel = False
         with self._lock:
+            self._sockets += 1
             for channel in channels:
-                self._subs[channel].add(sub)
+                members = self._subs.get(channel)
+                if members is None:
+                    members = self._subs[channel] = set()
+                    if not channel.startswith(CREDENTIAL_FEEDS):
+                        self._dirty.add(channel)
+                        new_channel = True
+                members.add(sub)
+                if channel.startswith(CREDENTIAL_FEEDS):
+                    continue  # the listener's pattern: live whenever `connected` is
+                if channel not in self._live:
+                    event = self._waiting.get(channel)
+                    if event is None:
+                        event = self._waiting[channel] = threading.Event()
+                    waits.append(event)
+        if any(c.startswith(CREDENTIAL_FEEDS) for c in channels):
+            waits.append(self.connected)
         self._ensure_listener()
+        if new_channel:
+            self._wake_listener()
         self._presence_add(sub)
         # Everything published after we return must reach `sub`: the caller reads
-        # the state *after* subscribing. A cold listener may not have subscribed yet.
+        # the state *after* subscribing.
         deadline = time.monotonic() + SUBSCRIBE_WAIT
-        while (not self.connected.wait(0.02) and not self._outage.is_set()
-               and time.monotonic() < deadline):
-            pass
+        for event in waits:
+            while (not event.wait(0.05) and not self._outage.is_set()
+                   and time.monotonic() < deadline):
+                pass
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        """Remove `sub`; a channel's last local socket leaving ends its subscription."""
         with self._lock:
+            self._sockets -= 1
             for channel in sub.channels:
                 members = self._subs.get(channel)
                 if members is not None:
                     members.discard(sub)
                     if not members:
                         del self._subs[channel]
+                        if not channel.startswith(CREDENTIAL_FEEDS):
+                            self._dirty.add(channel)  # the listener unsubscribes on its next turn
         self._presence_remove(sub)
 
     def viewer_count(self, channel: str) -> int | None:
@@ -211,45 +368,93 @@ class Hub:
                 self._thread = threading.Thread(target=self._run, name="realtime-hub", daemon=True)
                 self._thread.start()
 
+    def _wake_listener(self) -> None:
+        """Have the listener apply a new channel now rather than at its next timeout."""
+        try:
+            self._client.publish(self._control, b"")
+        except (redis.RedisError, OSError):
+            pass  # the listener is down too; it applies every channel when it is back
+
     def stop(self) -> None:
         self._stopping.set()
+        self._client.close()
 
     def _run(self) -> None:
         backoff = 0.2
         next_presence = next_wake = 0.0
         missed = False  # events may have been published while we weren't subscribed
+        peak = 0  # most local sockets since memory was last given back
         while not self._stopping.is_set():
             pubsub = None
             try:
                 # No silent retries inside redis-py: a dropped connection must surface
                 # here, or events lost while it reconnected would go unnoticed.
                 client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5,
-                                              retry=Retry(NoBackoff(), 0))
+                                              retry=Retry(NoBackoff(), 0), client_name=self.listener_name)
                 pubsub = client.pubsub()
-                pubsub.psubscribe(self.prefix + "*")
+                with self._lock:
+                    # A new connection holds no subscriptions: every channel with local sockets is subscribed anew.
+                    self._live.clear()
+                    self._dirty.update(c for c in self._subs if not c.startswith(CREDENTIAL_FEEDS))
+                requested: set[str] = set()  # channels whose last request sent was SUBSCRIBE
+                unanswered: dict[str, int] = {}  # requests sent per channel, not yet answered
+                confirmed = 0  # of the control channel and the credential pattern
+                pubsub.subscribe(self._control)
+                pubsub.psubscribe(self.prefix + CREDENTIAL_FEEDS + "*")
                 while not self._stopping.is_set():
+                    self._apply(pubsub, requested, unanswered)
                     message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        if message["type"] == "pmessage":
-                            self._dispatch(message["channel"], message["data"])
-                        elif message["type"] == "psubscribe":
-                            # Confirmed by Redis: from now on every PUBLISH reaches us.
-                            self._outage.clear()
-                            self.connected.set()
-                            backoff = 0.2
-                            if missed:
-                                log.info("realtime hub: reconnected to Redis; local sockets resync")
-                                self._resync_all()
-                                missed = False
-                    if time.monotonic() >= next_wake:
-                        next_wake = time.monotonic() + WAKE_INTERVAL
+                    batch = []
+                    taken = 0
+                    while message is not None:
+                        kind = message["type"]
+                        if kind == "message":
+                            channel = message["channel"].decode()
+                            if channel != self._control:
+                                batch.append((channel[len(self.prefix):], message["data"]))
+                        elif kind == "pmessage":
+                            batch.append((message["channel"].decode()[len(self.prefix):], message["data"]))
+                        elif kind == "subscribe" or kind == "unsubscribe":
+                            channel = message["channel"].decode()
+                            if channel == self._control:
+                                confirmed += 1
+                            else:
+                                self._answered(channel[len(self.prefix):], kind, requested, unanswered)
+                        elif kind == "psubscribe":
+                            confirmed += 1
+                        taken += 1
+                        if taken >= READ_BATCH:
+                            break
+                        # Whatever Redis already sent, without waiting for more.
+                        message = pubsub.get_message(timeout=0)
+                    if batch:
+                        self.received += len(batch)
+                        self._dispatch(batch)
+                    if confirmed == 2 and not self.connected.is_set():
+                        # Confirmed by Redis: from now on every PUBLISH to our channels reaches us.
+                        self._outage.clear()
+                        self.connected.set()
+                        backoff = 0.2
+                    if missed and self.connected.is_set() and not unanswered:
+                        log.info("realtime hub: reconnected to Redis; local sockets resync")
+                        self._resync_all()
+                        missed = False
+                    now = time.monotonic()
+                    if now >= next_wake:
+                        next_wake = now + WAKE_INTERVAL
+                        peak = self._give_back_memory(peak)
                         self._wake_all()
-                    if time.monotonic() >= next_presence:
-                        next_presence = time.monotonic() + PRESENCE_INTERVAL
+                    if now >= next_presence:
+                        next_presence = now + PRESENCE_INTERVAL
                         self._presence_tick(client)
             except (redis.RedisError, OSError) as exc:
                 self.connected.clear()
                 self._outage.set()
+                with self._lock:
+                    self._live.clear()
+                    waiting, self._waiting = self._waiting, {}
+                for event in waiting.values():
+                    event.set()  # nobody waits for Redis during an outage
                 missed = True
                 log.warning("realtime hub: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 self._wake_all()
@@ -261,6 +466,45 @@ class Hub:
                         pubsub.close()
                     except Exception:  # noqa: BLE001 - closing a dead connection
                         pass
+
+    def _apply(self, pubsub, requested: set[str], unanswered: dict[str, int]) -> None:
+        """Send SUBSCRIBE for dirty channels that now have local sockets and
+        UNSUBSCRIBE for those that have none (listener thread only)."""
+        if not self._dirty:
+            return
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            joined = [c for c in dirty if c in self._subs and c not in requested]
+            left = [c for c in dirty if c not in self._subs and c in requested]
+            # Decided under the lock: a socket joining from now on finds the channel
+            # not live and waits for its new SUBSCRIBE.
+            self._live.difference_update(left)
+        requested.update(joined)
+        requested.difference_update(left)
+        for channels, send in ((joined, pubsub.subscribe), (left, pubsub.unsubscribe)):
+            for i in range(0, len(channels), SUBSCRIBE_BATCH):
+                chunk = channels[i:i + SUBSCRIBE_BATCH]
+                send(*(self.prefix + c for c in chunk))
+                for c in chunk:
+                    unanswered[c] = unanswered.get(c, 0) + 1
+        for c in left:
+            self._coalesce.pop(c, None)
+            self._last_counts.pop(c, None)
+
+    def _answered(self, channel: str, kind: str, requested: set[str], unanswered: dict[str, int]) -> None:
+        """Redis answered one (UN)SUBSCRIBE of `channel`: live once all are answered
+        and the last one sent was a SUBSCRIBE."""
+        left = unanswered.get(channel, 0) - 1
+        if left > 0:
+            unanswered[channel] = left
+            return
+        unanswered.pop(channel, None)
+        if channel in requested:
+            with self._lock:
+                self._live.add(channel)
+                event = self._waiting.pop(channel, None)
+            if event is not None:
+                event.set()
 
     def _local_subscribers(self) -> set[Subscriber]:
         with self._lock:
@@ -274,20 +518,59 @@ class Hub:
         for sub in self._local_subscribers():
             sub.wake()
 
-    def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
-        channel = raw_channel.decode()[len(self.prefix):]
-        with self._lock:
-            targets = list(self._subs.get(channel, ()))
-        if targets:
-            # Redis hands us the UTF-8 bytes the frame carries
-            frame = ENDED if channel.startswith(CREDENTIAL_FEEDS) else text_frame(data)
-            for sub in targets:
-                sub.offer(frame)
-            # Let the sockets run. In a burst the listener reads message after message
-            # from its buffer without a syscall, so without yielding it would fill every
-            # queue — dropping fast sockets too — before any of them got the GIL (or,
-            # under gevent, before any other greenlet ran).
-            time.sleep(0)
+    def _coalesces(self, channel: str) -> bool:
+        coalesce = self._coalesce.get(channel)
+        if coalesce is None:
+            coalesce = self._coalesce[channel] = self._audience is not None and self._audience(channel) is not None
+        return coalesce
+
+    def _dispatch(self, batch: list[tuple[str, bytes]]) -> None:
+        """Deliver messages read together: per channel, in order; a channel with an
+        audience gets them as one frame."""
+        if len(batch) == 1:
+            by_channel = {batch[0][0]: [batch[0][1]]}
+        else:
+            by_channel = {}
+            for channel, data in batch:
+                by_channel.setdefault(channel, []).append(data)
+        for channel, messages in by_channel.items():
+            with self._lock:
+                targets = list(self._subs.get(channel, ()))
+            if not targets:
+                continue
+            if channel.startswith(CREDENTIAL_FEEDS):
+                frames = [ENDED]
+            elif len(messages) > 1 and self._coalesces(channel):
+                frames = [text_frame(b"\n".join(messages))]
+            else:
+                # Redis hands us the UTF-8 bytes the frame carries
+                frames = [text_frame(data) for data in messages]
+            for frame in frames:
+                for sub in targets:
+                    sub.offer(frame)
+                # Let the sockets run. In a burst the listener reads message after message
+                # from its buffer without a syscall, so without yielding it would fill every
+                # inbox — dropping fast sockets too — before any of them got the GIL (or,
+                # under gevent, before any other greenlet ran).
+                time.sleep(0)
+
+    # ---- memory ------------------------------------------------------------------
+
+    def _give_back_memory(self, peak: int) -> int:
+        """After many sockets have left, return their memory to the OS; → the new peak."""
+        now = self._sockets
+        if now > peak:
+            return now
+        if peak - now >= TRIM_AFTER_LEAVING and now < peak // 2:
+            started = time.monotonic()
+            # Their objects may sit in cycles that the raised gc threshold (gunicorn.conf.py)
+            # leaves for a long while; glibc keeps freed arenas unless asked.
+            gc.collect()
+            _malloc_trim()
+            log.info("realtime hub: %d of %d sockets left; memory given back in %.0f ms",
+                     peak - now, peak, (time.monotonic() - started) * 1000)
+            return now
+        return peak
 
     # ---- presence ----------------------------------------------------------------
 
@@ -295,11 +578,13 @@ class Hub:
         return f"{self.prefix}viewers:{channel}"
 
     def _presence_add(self, sub: Subscriber) -> None:
-        self._presence_write(lambda pipe: [pipe.zadd(self._presence_key(c), {sub.id: time.time()})
+        member = self._member + str(sub.id)
+        self._presence_write(lambda pipe: [pipe.zadd(self._presence_key(c), {member: time.time()})
                                            for c in sub.channels])
 
     def _presence_remove(self, sub: Subscriber) -> None:
-        self._presence_write(lambda pipe: [pipe.zrem(self._presence_key(c), sub.id) for c in sub.channels])
+        member = self._member + str(sub.id)
+        self._presence_write(lambda pipe: [pipe.zrem(self._presence_key(c), member) for c in sub.channels])
 
     def _presence_write(self, fill) -> None:
         try:
@@ -322,7 +607,7 @@ class Hub:
         pipe = client.pipeline(transaction=False)
         for channel, _render, ids in counted:
             key = self._presence_key(channel)
-            pipe.zadd(key, dict.fromkeys(ids, now))
+            pipe.zadd(key, {self._member + str(i): now for i in ids})
             pipe.zremrangebyscore(key, 0, now - PRESENCE_TTL)
             pipe.zcard(key)
             pipe.expire(key, int(PRESENCE_TTL * 2))
@@ -336,3 +621,18 @@ class Hub:
                     targets = list(self._subs.get(channel, ()))
                 for sub in targets:
                     sub.offer(frame)
+
+
+def _load_malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_trim = _load_malloc_trim()
+
+
+def _malloc_trim() -> None:
+    if _trim is not None:
+        _trim(0)
