@@ -18,6 +18,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
 # gthread: one thread per request *and per open WebSocket*.
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+# Listen queue for connection storms (10,000 viewers joining at once): with
+# gunicorn's default 2,048 the kernel dropped ~51,000 SYNs in one 10,000-viewer
+# join. The kernel silently caps it at net.core.somaxconn (4,096 on the machine
+# this was measured on; raise it with `sysctl -w net.core.somaxconn=8192`).
+backlog = int(os.environ.get("GUNICORN_BACKLOG", "8192"))
 timeout = 60
 graceful_timeout = 20
 keepalive = 5
