@@ -49,8 +49,9 @@ process holds for that channel.
   delays the other viewers. The listener yields after each delivered frame
   so that, in a burst, sockets that keep up get to drain their inboxes.
   The inbox is the `Subscriber` itself: a list and a lock made on its first
-  wait, ~0.5 KB (a `queue.Queue` is a deque, a lock and three Conditions:
-  ~2.5 KB under gevent, 4 KB with threads). It has one reader, the socket's loop.
+  wait, ~0.3 KB (a `queue.Queue` is a deque, a lock and three Conditions:
+  ~2.5 KB under gevent, 4 KB with threads; tracemalloc). It has one reader,
+  the socket's loop.
 * **Memory given back.** A thousand sockets leaving free their objects into
   the allocator's arenas, which glibc keeps. When the local socket count falls
   well below its peak the listener collects garbage and calls `malloc_trim`,
@@ -101,7 +102,6 @@ from __future__ import annotations
 
 import _thread
 import ctypes
-import ctypes.util
 import gc
 import itertools
 import logging
@@ -625,7 +625,7 @@ class Hub:
 
 def _load_malloc_trim():
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
 
