@@ -305,6 +305,10 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
                 failed(view, status.decode(errors="replace"))
                 return
             view.phase, buf = "open", buf[end + 4:]
+        if view.phase == "open" and buf.startswith(b"HTTP/"):
+            # The handler failed after the 101 and the server wrote an HTTP error into the socket.
+            failed(view, "after 101: " + buf[:buf.find(b"\r\n")].decode(errors="replace"))
+            return
         offset, size = 0, len(buf)
         while size - offset >= 2:
             opcode, length, at = buf[offset] & 0x0F, buf[offset + 1] & 0x7F, offset + 2

@@ -6,9 +6,9 @@ The web CPU it takes to deliver one message to one viewer when the audience is s
 over many rooms, against the same audience in one room, at the same deliveries per
 second, in the same run.
 
-Three production web instances (gunicorn with gunicorn.conf.py: gevent, `--server-workers`
-processes each) on this machine, one fresh database and Redis. A and B hold the viewers;
-C takes the tips. In the "rooms" case, `--rooms` creators (default 100) are live, each
+Three production web instances (gunicorn with gunicorn.conf.py, gevent) on this machine,
+one fresh database and Redis. A and B (`--server-workers` processes each, default 2)
+hold the viewers; C (`--tipper-workers`, default 1) takes the tips. In the "rooms" case, `--rooms` creators (default 100) are live, each
 with `--per-room` viewers (default 20; every room's viewers dealt half to A, half to B),
 and every room is tipped `--rate` times a second (default 1: 100 tips/s in all). In the
 "one room" case, one live stream has rooms × per-room viewers (2,000, half on A, half on
@@ -41,7 +41,8 @@ machine's cores: compare within a run.
 Usage::
 
     .venv/bin/python bench/rooms.py [--rooms 100] [--per-room 20] [--rate 1] [--seconds 15] [--rounds 2]
-                                    [--idle 5] [--fans 10] [--server-workers 2] [--port 0]
+                                    [--idle 5] [--fans 10] [--server-workers 2] [--tipper-workers 1]
+                                    [--port 0]
 """
 from __future__ import annotations
 
@@ -166,6 +167,9 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="idle seconds measured before each tip window")
     parser.add_argument("--fans", type=int, default=10)
     parser.add_argument("--server-workers", type=int, default=2, help="gunicorn processes per instance")
+    parser.add_argument("--tipper-workers", type=int, default=1,
+                        help="gunicorn processes of C (not measured; one keeps the three instances' database "
+                             "pools, (10 + 10) per process, under PostgreSQL's default max_connections of 100)")
     parser.add_argument("--readers", type=int, default=None, help="viewer processes (default one per 2,500)")
     parser.add_argument("--join-concurrency", type=int, default=1000)
     parser.add_argument("--join-timeout", type=float, default=120.0)
@@ -181,7 +185,8 @@ def main() -> int:
         servers = []
         try:
             for i, label in enumerate("ABC"):
-                servers.append(WebServer(db_url, redis, "gevent", extra, port=args.port + i if args.port else None,
+                env = {**extra, "WEB_CONCURRENCY": str(args.tipper_workers)} if label == "C" else extra
+                servers.append(WebServer(db_url, redis, "gevent", env, port=args.port + i if args.port else None,
                                          log_path=f"/tmp/pm-bench-rooms-{label}.log"))
             viewers_at, tipper = servers[:2], servers[2]
             base = tipper.base
@@ -192,8 +197,8 @@ def main() -> int:
             per_fan = int(args.rounds * args.seconds * args.rooms * args.rate / args.fans) + 100
             for f in fans:
                 fund(base, f["token"], per_fan)
-            print(f"database {name}; viewers on A and B, tips through C ({args.server_workers} gevent workers "
-                  f"each); {total:,} viewers: {args.rooms} rooms × {args.per_room} at {args.rate:g} tip/s each, "
+            print(f"database {name}; viewers on A and B ({args.server_workers} gevent workers each), tips "
+                  f"through C ({args.tipper_workers}); {total:,} viewers: {args.rooms} rooms × {args.per_room} at {args.rate:g} tip/s each, "
                   f"vs 1 room × {total:,} at {args.rate:g} tip/s; {args.seconds:g} s per window, "
                   f"{args.rounds} round(s)\n", flush=True)
             results = []
