@@ -231,7 +231,6 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
     arrivals: tuple[dict, ...] = tuple({} for _ in patterns)
     stats = {"joined": 0, "retries": 0, "closed": 0, "first_connect": None, "last_join": None,
              "failures": {}, "close_codes": {}}
-    joined_paths: dict[str, int] = {}
     in_flight = 0
     told = False
 
@@ -269,8 +268,6 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
             in_flight -= 1
             stats["joined"] += 1
             stats["last_join"] = now
-            path = targets[view.target][1]
-            joined_paths[path] = joined_paths.get(path, 0) + 1
             return
         for i, pattern in enumerate(patterns):
             for found in pattern.findall(payload):
@@ -370,7 +367,7 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
                         if view.phase == "joined":
                             view.sock.send(CLOSE_FRAME)
                     drop(view)
-                conn.send(("done", {"stats": stats, "joined_paths": joined_paths,
+                conn.send(("done", {"stats": stats,
                                     "arrivals": tuple({k: array("d", v) for k, v in a.items()} for a in arrivals)}))
                 return
             view = by_fd.get(fd)
@@ -450,12 +447,12 @@ class ViewerPool:
 
     def leave(self) -> dict:
         """Every viewer closes its socket; returns the merged results: "arrivals" (per
-        pattern, {id: [arrival times]}, one per socket that got it), "joined_paths"
-        ({path: sockets that joined}), "closed" (joined sockets the server closed; their
-        close codes in "close_codes"), "failures" (join attempts that failed, by reason)."""
+        pattern, {id: [arrival times]}, one per socket that got it), "closed" (joined sockets
+        the server closed; their close codes in "close_codes"), "failures" (join attempts
+        that failed, by reason)."""
         for conn in self.conns:
             conn.send("leave")
-        merged = {"arrivals": None, "joined_paths": {}, "closed": 0, "close_codes": {}, "failures": {}}
+        merged = {"arrivals": None, "closed": 0, "close_codes": {}, "failures": {}}
         for conn, proc in zip(self.conns, self.procs):
             _, result = conn.recv()
             proc.join(10)
@@ -464,9 +461,6 @@ class ViewerPool:
             for into, got in zip(merged["arrivals"], result["arrivals"]):
                 for k, times in got.items():
                     into.setdefault(k, array("d")).extend(times)
-            for key in ("joined_paths",):
-                for path, n in result[key].items():
-                    merged[key][path] = merged[key].get(path, 0) + n
             merged["closed"] += result["stats"]["closed"]
             for key in ("close_codes", "failures"):
                 for reason, n in result["stats"][key].items():
