@@ -206,15 +206,16 @@ HANDSHAKE = ("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocke
              "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
 CLOSE_FRAME = b"\x88\x82\0\0\0\0\x03\xe8"  # masked (zero mask) close, code 1000: the viewer leaves
 RETRY_AFTER = 1.0  # a refused or failed join is tried again after this long, as a browser reconnects
+STATE_TIMEOUT = 30.0  # a socket with no connect state this long after its connect is given up and retried
 
 
 class _View:
     """One viewer socket inside a reader process."""
 
-    __slots__ = ("target", "sock", "phase", "buf", "seen")
+    __slots__ = ("target", "sock", "phase", "buf", "seen", "since")
 
     def __init__(self, target: int):
-        self.target, self.sock, self.phase, self.buf = target, None, "connect", b""
+        self.target, self.sock, self.phase, self.buf, self.since = target, None, "connect", b"", 0.0
         self.seen: set = set()
 
 
@@ -233,6 +234,7 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
              "failures": {}, "close_codes": {}}
     in_flight = 0
     told = False
+    next_check = time.monotonic() + 1.0
 
     def start(view: _View) -> None:
         port, _ = targets[view.target]
@@ -240,7 +242,7 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
         s.setblocking(False)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.connect_ex(("127.0.0.1", port))
-        view.sock, view.phase, view.buf = s, "connect", b""
+        view.sock, view.phase, view.buf, view.since = s, "connect", b"", time.monotonic()
         by_fd[s.fileno()] = view
         ep.register(s.fileno(), select.EPOLLOUT)
         if stats["first_connect"] is None:
@@ -346,6 +348,10 @@ def _reader(conn, targets: list[tuple[int, str]], concurrency: int, patterns: tu
         while waiting and in_flight < concurrency:
             start(waiting.pop())
             in_flight += 1
+        if now >= next_check:  # once a second: joins that hang (no state, no error) are retried
+            next_check = now + 1.0
+            for view in [v for v in by_fd.values() if v.phase != "joined" and now - v.since > STATE_TIMEOUT]:
+                failed(view, f"no connect state within {STATE_TIMEOUT:g} s ({view.phase})")
         if not told and stats["joined"] == len(targets):
             conn.send(("joined", stats["first_connect"], stats["last_join"], stats["retries"]))
             told = True
@@ -395,8 +401,9 @@ class ViewerPool:
     epoll loop over non-blocking sockets with the least a viewer needs (handshake, frame
     header, payload match). At most `concurrency` joins are in flight at once (split over
     the processes): a crowd arriving, not one synchronized SYN flood; 0 means no limit.
-    A join that fails (refused, reset, closed before the state arrived, non-101) is retried
-    after RETRY_AFTER and counted. Arrival times are CLOCK_MONOTONIC, which all processes
+    A join that fails (refused, reset, closed before the state arrived, non-101, an HTTP
+    error after the 101, no state within STATE_TIMEOUT) is retried after RETRY_AFTER and
+    counted by reason. Arrival times are CLOCK_MONOTONIC, which all processes
     share, so they compare with the parent's `time.monotonic()` send times.
     """
 
