@@ -120,8 +120,8 @@ class WebServer:
     """gunicorn with the repo's gunicorn.conf.py (the production config) on a free port."""
 
     def __init__(self, db_url: str, redis: str, worker_class: str = "gevent", extra_env: dict | None = None,
-                 log_path: str | None = None):
-        self.port = embedded.free_port()
+                 log_path: str | None = None, port: int | None = None):
+        self.port = port or embedded.free_port()
         env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis, "APP_ENV": "production",
                "SECRET_KEY": "bench-secret-key", "ALLOW_DEMO_PAYMENTS": "1", "PORT": str(self.port),
                "HOST": "127.0.0.1", "GUNICORN_WORKER_CLASS": worker_class,
@@ -147,9 +147,52 @@ class WebServer:
         """CPU time used so far by the gunicorn master and its workers."""
         return tree_cpu(self.proc.pid)
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn worker processes (the master's children)."""
+        import psutil
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
     def stop(self) -> None:
         embedded.stop(self.proc, timeout=20)
         self.log.close()
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Sum of the processes' resident set sizes (VmRSS in /proc/<pid>/status)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (thousands of sockets); returns it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full
+    (TcpExt ListenOverflows in /proc/net/netstat, machine-wide)."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split()[1:], values.split()[1:])).get("ListenOverflows", 0))
+    return 0
 
 
 def api(base: str, method: str, path: str, body: dict | None = None, token: str | None = None,
