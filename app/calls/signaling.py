@@ -192,6 +192,25 @@ class Presence:
             pass
 
 
+# How many parties one script call checks: Redis runs nothing else meanwhile, and
+# 2,000 ZCOUNTs take about a millisecond.
+SWEEP_CHUNK = 2_000
+
+# The parties (KEYS, their presence sets) with no heartbeat newer than ARGV[1]:
+# their 1-based positions. One round trip per chunk instead of a pipelined ZCOUNT
+# each, which cost ~15 µs of the worker's Python a party (3 s a tick at 100,000
+# calls); a healthy tick answers with an empty list.
+_STALE_PARTIES = """
+local stale = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('ZCOUNT', key, ARGV[1], '+inf') == 0 then
+        stale[#stale + 1] = i
+    end
+end
+return stale
+"""
+
+
 def sweep_stale_presence() -> list[tuple[int, str]]:
     """Report gone every party the database counts as present whose pages all stopped
     heartbeating — their web instance died, so no socket close ever said so. Run
@@ -205,17 +224,20 @@ def sweep_stale_presence() -> list[tuple[int, str]]:
         return []
     redis, prefix = get_redis(), current_app.config["REDIS_PREFIX"]
     try:
-        pipe = redis.pipeline(transaction=False)
-        for call_id, party in present:
-            pipe.zcount(f"{prefix}call-presence:{call_id}:{party}", time.time() - STALE_SECONDS, "+inf")
-        live = pipe.execute()
+        script = current_app.extensions.get("calls_stale_parties_script")
+        if script is None:
+            script = current_app.extensions["calls_stale_parties_script"] = redis.register_script(_STALE_PARTIES)
+        since = time.time() - STALE_SECONDS
+        silent = []
+        for start in range(0, len(present), SWEEP_CHUNK):
+            chunk = present[start:start + SWEEP_CHUNK]
+            keys = [f"{prefix}call-presence:{call_id}:{party}" for call_id, party in chunk]
+            silent += [chunk[i - 1] for i in script(keys=keys, args=[since])]
     except (RedisError, OSError) as exc:
         log.warning("presence sweep skipped, Redis unavailable: %s", exc)
         return []
     reported = []
-    for (call_id, party), count in zip(present, live, strict=True):
-        if count:
-            continue
+    for call_id, party in silent:
         key = f"{prefix}call-presence:{call_id}:{party}"
         try:
             with redis.lock(key + ":lock", timeout=30, blocking_timeout=5):
