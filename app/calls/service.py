@@ -583,7 +583,7 @@ def _meter_batches(now: datetime, claims: _Claims, publisher) -> MeterResult:
         _bill_many(outcomes, now)
         changed = [(call, outcome) for call, outcome in outcomes if outcome.events]
         _write_events([outcome for _call, outcome in changed])
-        _write_counters([call for call, _outcome in changed])
+        _write_counters(changed)
         db.session.commit()
         for _call, outcome in changed:
             result.blocks_charged += outcome.blocks
@@ -619,11 +619,27 @@ _UPDATE_CALLS = (
     "end_reason, ended_at, blocks_charged, total_charged, low_balance_block) WHERE c.id = u.id")
 
 
-def _write_counters(calls) -> None:
-    """Write billing's changes to these (locked, plain-row) calls in one statement."""
-    if calls:
-        columns = [[c.id for c in calls]] + [[getattr(c, name) for c in calls] for name in _BILLING_COLUMNS]
-        driver_connection().execute(_UPDATE_CALLS, columns)
+# A batch's usual change: blocks charged and nothing else (3 arrays to dump, not 10).
+_UPDATE_CHARGED = (
+    "UPDATE calls c SET blocks_charged = u.blocks_charged, total_charged = u.total_charged "
+    "FROM unnest(%b::bigint[], %b::int[], %b::bigint[]) AS u(id, blocks_charged, total_charged) WHERE c.id = u.id")
+
+
+def _write_counters(changed) -> None:
+    """Write billing's changes to these (locked, plain-row) calls, given with their
+    outcomes: calls whose only events are charged blocks (only `blocks_charged` and
+    `total_charged` moved, `_record_block`) in one narrow statement, the others
+    (paused, ended, warned) with every billing column in another."""
+    charged, other = [], []
+    for call, outcome in changed:
+        (charged if all(event[1] == "block_charged" for event in outcome.events) else other).append(call)
+    conn = driver_connection()
+    if charged:
+        conn.execute(_UPDATE_CHARGED, [[c.id for c in charged], [c.blocks_charged for c in charged],
+                                       [c.total_charged for c in charged]])
+    if other:
+        columns = [[c.id for c in other]] + [[getattr(c, name) for c in other] for name in _BILLING_COLUMNS]
+        conn.execute(_UPDATE_CALLS, columns)
 
 
 def _expire_requests(now: datetime) -> None:
