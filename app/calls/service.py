@@ -540,7 +540,8 @@ class _Claims:
 
     def next(self) -> tuple[list[SimpleNamespace], int]:
         """(the next batch's locked call rows, how many running calls this claim went
-        over that are not another meter's); ([], 0) once every call was handed out."""
+        over that are not another meter's). The rows may be none (nothing due, or all
+        another meter's); `exhausted` says when the walk has reached the last call."""
         with self._lock:
             conn = driver_connection()
             due, passed = [], 0
