@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 
-from _common import BENCH_INSTANCE, create_database, drop_database, libpq_url, migrate, redis_url, server_url  # noqa: E402
+from _common import (BENCH_INSTANCE, create_database, drop_database, libpq_url, migrate,  # noqa: E402
+                     redis_url, server_url)
 
 from app import embedded  # noqa: E402
 
