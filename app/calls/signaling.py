@@ -38,11 +38,10 @@ from flask import current_app
 from redis import RedisError
 from redis.exceptions import LockError
 from simple_websocket import ConnectionClosed
-from sqlalchemy import select
 
 from app.calls import service
 from app.calls.models import Call
-from app.extensions import db
+from app.extensions import db, driver_connection
 from app.realtime.bus import publish
 from app.realtime.hub import ENDED, RESYNC, WAKE, frame_payload, text_frame
 from app.realtime import sockets
@@ -211,15 +210,19 @@ return stale
 """
 
 
+# Open calls with a party the database counts as present: (id, fan here, creator here).
+_PRESENT = ("SELECT id, fan_missing_since IS NULL, creator_missing_since IS NULL FROM calls "
+            "WHERE status IN ('active', 'paused') AND (fan_missing_since IS NULL OR creator_missing_since IS NULL)")
+
+
 def sweep_stale_presence() -> list[tuple[int, str]]:
     """Report gone every party the database counts as present whose pages all stopped
     heartbeating — their web instance died, so no socket close ever said so. Run
     by the worker before each metering tick; returns the (call id, party) reported."""
-    rows = db.session.execute(select(Call.id, Call.fan_missing_since, Call.creator_missing_since)
-                              .where(Call.status.in_(("active", "paused")))).all()
+    rows = driver_connection().execute(_PRESENT).fetchall()  # plain tuples: 100,000 rows at scale
     db.session.rollback()
-    present = [(call_id, party) for call_id, fan_gone, creator_gone in rows
-               for party, gone in (("fan", fan_gone), ("creator", creator_gone)) if gone is None]
+    present = [(call_id, party) for call_id, fan_here, creator_here in rows
+               for party, here in (("fan", fan_here), ("creator", creator_here)) if here]
     if not present:
         return []
     redis, prefix = get_redis(), current_app.config["REDIS_PREFIX"]
