@@ -140,6 +140,14 @@ class Population:
     def __init__(self, label: str, calls: int, sets: int, base: str, redis: str):
         self.label, self.calls = label, calls
         self.name, self.db_url = create_database(base)
+        try:
+            self._build(calls, sets, redis)
+        except BaseException:
+            drop_database(base, self.name)
+            raise
+
+    def _build(self, calls: int, sets: int, redis: str) -> None:
+        label = self.label
         self.prefix = f"pm-bench-{uuid.uuid4().hex[:8]}:"
         self.redis = redis
         migrate(self.db_url, redis)
@@ -203,20 +211,27 @@ class Population:
     def finish(self, base: str, rounds: int) -> tuple[dict, list]:
         """(blocks per call → number of calls, ledger violations); drops the database and the Redis keys."""
         with self.app.app_context():
-            from rq import Queue
-
-            from app.jobs import queue_name
             from app.ledger import verify
-            from app.redis_client import get_redis
             violations = verify()
-            redis = get_redis()
-            Queue(queue_name(), connection=redis).empty()  # the earnings refreshes no worker ran
-            for keys in _chunks(list(redis.scan_iter(match=self.prefix + "*", count=10_000)), 10_000):
-                redis.delete(*keys)
+        self.forget_keys()
         counts = dict(self.conn.execute("SELECT blocks_charged, count(*) FROM calls GROUP BY 1").fetchall())
         self.conn.close()
         drop_database(base, self.name)
         return counts, violations
+
+
+    def forget_keys(self) -> None:
+        """Delete this run's Redis keys (heartbeats, earnings claims: its own prefix) and
+        the earnings-refresh jobs its ticks queued (no worker runs them)."""
+        with self.app.app_context():
+            from rq import Queue
+
+            from app.jobs import queue_name
+            from app.redis_client import get_redis
+            redis = get_redis()
+            Queue(queue_name(), connection=redis).empty()
+            for keys in _chunks(list(redis.scan_iter(match=self.prefix + "*", count=10_000)), 10_000):
+                redis.delete(*keys)
 
 
 def _chunks(items, size):
@@ -300,6 +315,7 @@ def main() -> int:
         populations.clear()
     finally:
         for pop in populations:
+            pop.forget_keys()
             pop.conn.close()
             drop_database(base, pop.name)
         embedded.stop(redis_proc)
