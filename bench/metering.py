@@ -229,7 +229,7 @@ class Population:
             from app.jobs import queue_name
             from app.redis_client import get_redis
             redis = get_redis()
-            Queue(queue_name(), connection=redis).empty()
+            Queue(queue_name(), connection=redis).delete(delete_jobs=True)
             for keys in _chunks(list(redis.scan_iter(match=self.prefix + "*", count=10_000)), 10_000):
                 redis.delete(*keys)
 
