@@ -38,11 +38,10 @@ from flask import current_app
 from redis import RedisError
 from redis.exceptions import LockError
 from simple_websocket import ConnectionClosed
-from sqlalchemy import select
 
 from app.calls import service
 from app.calls.models import Call
-from app.extensions import db
+from app.extensions import db, driver_connection
 from app.realtime.bus import publish
 from app.realtime.hub import ENDED, RESYNC, WAKE, frame_payload, text_frame
 from app.realtime import sockets
@@ -192,30 +191,56 @@ class Presence:
             pass
 
 
+# How many parties one script call checks: Redis runs nothing else meanwhile, and
+# 2,000 ZCOUNTs take about a millisecond.
+SWEEP_CHUNK = 2_000
+
+# The parties (KEYS, their presence sets) with no heartbeat newer than ARGV[1]:
+# their 1-based positions. One round trip per chunk instead of a pipelined ZCOUNT
+# each, which cost ~15 µs of the worker's Python a party (3 s a tick at 100,000
+# calls); a healthy tick answers with an empty list.
+_STALE_PARTIES = """
+local stale = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('ZCOUNT', key, ARGV[1], '+inf') == 0 then
+        stale[#stale + 1] = i
+    end
+end
+return stale
+"""
+
+
+# Open calls with a party the database counts as present: (id, fan here, creator here).
+_PRESENT = ("SELECT id, fan_missing_since IS NULL, creator_missing_since IS NULL FROM calls "
+            "WHERE status IN ('active', 'paused') AND (fan_missing_since IS NULL OR creator_missing_since IS NULL)")
+
+
 def sweep_stale_presence() -> list[tuple[int, str]]:
     """Report gone every party the database counts as present whose pages all stopped
     heartbeating — their web instance died, so no socket close ever said so. Run
     by the worker before each metering tick; returns the (call id, party) reported."""
-    rows = db.session.execute(select(Call.id, Call.fan_missing_since, Call.creator_missing_since)
-                              .where(Call.status.in_(("active", "paused")))).all()
+    rows = driver_connection().execute(_PRESENT).fetchall()  # plain tuples: 100,000 rows at scale
     db.session.rollback()
-    present = [(call_id, party) for call_id, fan_gone, creator_gone in rows
-               for party, gone in (("fan", fan_gone), ("creator", creator_gone)) if gone is None]
+    present = [(call_id, party) for call_id, fan_here, creator_here in rows
+               for party, here in (("fan", fan_here), ("creator", creator_here)) if here]
     if not present:
         return []
     redis, prefix = get_redis(), current_app.config["REDIS_PREFIX"]
     try:
-        pipe = redis.pipeline(transaction=False)
-        for call_id, party in present:
-            pipe.zcount(f"{prefix}call-presence:{call_id}:{party}", time.time() - STALE_SECONDS, "+inf")
-        live = pipe.execute()
+        script = current_app.extensions.get("calls_stale_parties_script")
+        if script is None:
+            script = current_app.extensions["calls_stale_parties_script"] = redis.register_script(_STALE_PARTIES)
+        since = time.time() - STALE_SECONDS
+        silent = []
+        for start in range(0, len(present), SWEEP_CHUNK):
+            chunk = present[start:start + SWEEP_CHUNK]
+            keys = [f"{prefix}call-presence:{call_id}:{party}" for call_id, party in chunk]
+            silent += [chunk[i - 1] for i in script(keys=keys, args=[since])]
     except (RedisError, OSError) as exc:
         log.warning("presence sweep skipped, Redis unavailable: %s", exc)
         return []
     reported = []
-    for (call_id, party), count in zip(present, live, strict=True):
-        if count:
-            continue
+    for call_id, party in silent:
         key = f"{prefix}call-presence:{call_id}:{party}"
         try:
             with redis.lock(key + ":lock", timeout=30, blocking_timeout=5):

@@ -30,7 +30,7 @@ from app.auth.models import User
 from app.calls import cron, service
 from app.calls.billing import block_price
 from app.errors import Conflict
-from app.extensions import db
+from app.extensions import db, driver_connection
 from tests.clock import install_clock
 from tests.calls.helpers import (block_keys, block_transfer_kinds, charged_blocks, earnings, event_types, events,
                                  fresh_call, platform_fees, wallet, wallet_debits_for_call)
@@ -772,3 +772,77 @@ def test_meter_calls_is_a_cron_job_and_charges_due_blocks_in_a_real_rq_worker(ct
     assert again.return_value() == {"metered": 1, "blocksCharged": 0, "callsEnded": 0}
     assert_charged_exactly(call_id, fan_id, 60, 4)
     assert ledger.verify() == []
+
+
+def test_the_claims_due_filter_agrees_with_the_billing_rule_to_the_microsecond(clock, make_call):
+    """The meter locks only calls with a block due or a presence pause to apply; its SQL
+    test of "a block is due" (`service._WINDOW`) says yes exactly when `billing.blocks_due`
+    does, for banked time, a running segment with microseconds, and moments right at,
+    just before and just after a block boundary."""
+    from app.calls import billing
+    _, _, call_id = make_call(rate=25, balance=1000)
+    now = clock.now
+    gone_before = now - timedelta(days=1)  # nobody gone: only the block rule decides
+    rng = random.Random(19)
+    conn = driver_connection()
+    try:
+        for _ in range(300):
+            block_seconds = rng.choice((1, 30, 45, 3600))
+            active_ms = rng.randrange(0, 10 * block_seconds * 1000)
+            # The running segment ends within ±2 ms (and µs) of a block boundary, or anywhere.
+            charged = rng.randrange(0, 12)
+            boundary_ms = charged * block_seconds * 1000 - active_ms
+            running_us = max(0, boundary_ms * 1000 + rng.choice((-2001, -1000, -1, 0, 1, 999, 1000, 2001)))
+            if rng.random() < 0.3:
+                running_us = rng.randrange(0, 20 * block_seconds * 1_000_000)
+            since = now - timedelta(microseconds=running_us)
+            conn.execute("UPDATE calls SET block_seconds = %s, active_ms = %s, active_since = %s, blocks_charged = %s "
+                         "WHERE id = %s", (block_seconds, active_ms, since, charged, call_id))
+            due = dict(conn.execute(service._WINDOW, {"now": now, "gone_before": gone_before, "after": call_id - 1,
+                                                      "size": 1}).fetchall())[call_id]
+            expected = charged < billing.blocks_due(billing.active_ms_at(active_ms, since, now), block_seconds)
+            assert due is expected, (block_seconds, active_ms, running_us, charged)
+    finally:
+        db.session.rollback()
+
+
+def test_a_tick_between_block_boundaries_needs_no_call_row_lock(clock, make_call, services):
+    """A tick with nothing due goes over the running calls without locking them (so a
+    tick costs an index scan, not a lock per call, while nothing is due), and still
+    counts them as metered; once a block is due, a row another transaction holds is
+    skipped as before and billed by the next tick."""
+    fan, _, call_id = make_call(rate=60, balance=1000)
+    holder = psycopg.connect(make_url(services[0]).set(drivername="postgresql").render_as_string(
+        hide_password=False))
+    try:
+        holder.execute("SELECT 1 FROM calls WHERE id = %s FOR UPDATE", (call_id,))
+        clock.advance(29)
+        assert meter() == {"metered": 1, "blocksCharged": 0, "callsEnded": 0}
+        clock.advance(1)
+        assert meter() == {"metered": 0, "blocksCharged": 0, "callsEnded": 0}
+    finally:
+        holder.rollback()
+        holder.close()
+    assert meter() == {"metered": 1, "blocksCharged": 1, "callsEnded": 0}
+    assert_charged_exactly(call_id, fan.id, 60, 2)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_calls_with_and_without_a_due_block_across_small_batches_are_each_counted_and_billed_once(
+        clock, make_call, threads):
+    """Claims walk windows of `batch` running calls and gather up to `batch` due ones:
+    however due and not-due calls interleave, each running call is counted once and
+    each due block charged once."""
+    made = []
+    for _ in range(7):
+        made.append(make_call(rate=60, balance=1000))
+        clock.advance(10)  # accepted 10 s apart: at any moment some have a block due, some not
+    clock.advance(5)  # 75 s after the first: ages 75, 65 … 15 s, so blocks 1 and 2, 1, or none due
+    expected = {call_id: 1 + int((clock.now - fresh_call(call_id).accepted_at).total_seconds()) // 30
+                for _, _, call_id in made}
+    assert sorted(expected.values()) == [1, 1, 2, 2, 2, 3, 3]
+    due = sum(n - 1 for n in expected.values())
+    assert service.meter(batch=2, threads=threads).to_dict() == {"metered": 7, "blocksCharged": due, "callsEnded": 0}
+    for fan, _, call_id in made:
+        assert_charged_exactly(call_id, fan.id, 60, expected[call_id])
+    assert service.meter(batch=2, threads=threads).to_dict() == {"metered": 7, "blocksCharged": 0, "callsEnded": 0}

@@ -51,3 +51,31 @@ def test_parties_with_a_live_page_are_left_alone(app, make_call, services):
     finally:
         r.delete(key + "creator", key + "fan")
         r.close()
+
+
+def test_the_sweep_checks_parties_in_chunks_and_reports_exactly_the_silent_ones(app, make_call, services,
+                                                                                 monkeypatch):
+    """The sweep asks Redis about SWEEP_CHUNK parties per script call; a chunk boundary
+    loses or shifts no one (positions come back per chunk)."""
+    monkeypatch.setattr(signaling, "SWEEP_CHUNK", 3)
+    scenes = [make_call() for _ in range(4)]  # 8 parties: chunks of 3, 3 and 2
+    prefix = f"{app.config['REDIS_PREFIX']}call-presence:"
+    r = redis.Redis.from_url(services[1])
+    silent = {(scenes[0].call_id, "creator"), (scenes[2].call_id, "fan"), (scenes[3].call_id, "creator")}
+    keys = []
+    for scene in scenes:
+        for party in ("fan", "creator"):
+            key = f"{prefix}{scene.call_id}:{party}"
+            keys.append(key)
+            old = (scene.call_id, party) in silent
+            r.zadd(key, {f"page-{party}": time.time() - (signaling.STALE_SECONDS + 5 if old else 0)})
+    try:
+        reported = signaling.sweep_stale_presence()
+        assert {p for p in reported if p[0] in {s.call_id for s in scenes}} == silent
+        for scene in scenes:
+            call = fresh_call(scene.call_id)
+            assert (call.fan_missing_since is not None) == ((scene.call_id, "fan") in silent)
+            assert (call.creator_missing_since is not None) == ((scene.call_id, "creator") in silent)
+    finally:
+        r.delete(*keys)
+        r.close()
