@@ -43,8 +43,19 @@ _WM = "(SELECT last_entry_id FROM rollup_state WHERE id = 1)"
 # commits in between (W only moves forward, except during `rollups.rebuild()`).
 
 
+# Read before each statement that reads the tail, it also turns PostgreSQL's JIT off
+# for the rest of the transaction (set_config(..., true) is SET LOCAL), in the same
+# round trip. The facts view's per-entry lookups make the planner price a tail of a
+# few thousand entries above jit_above_cost, and compiling the plan then took
+# 1.2 s of a 1.3 s top-fans query (EXPLAIN ANALYZE, bench/dashboard.py's backlog)
+# whose rows take 60 ms to read: these statements read too few rows for JIT to pay.
+_WM_NO_JIT = "SELECT last_entry_id, set_config('jit', 'off', true) FROM rollup_state WHERE id = 1"
+
+
 def watermark() -> int:
-    return int(db.session.execute(text(_WM)).scalar_one())
+    """The rollup watermark W (see the design note); turns JIT off for the rest of
+    the session's transaction (see _WM_NO_JIT)."""
+    return int(db.session.execute(text(_WM_NO_JIT)).first()[0])
 
 
 def account_id(user_id: int, kind: str) -> int | None:
