@@ -95,6 +95,20 @@ TARGET = 1.5         # p95(big) / p95(small), every range, both scenarios
 PURCHASE_MAX = 100_000
 
 
+def connect(url: str, **kw) -> psycopg.Connection:
+    """psycopg.connect, retried for up to a minute while the server is out of
+    connection slots (other benchmarks on a shared server): one refused connect
+    should not throw away a loaded million-entry database."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return psycopg.connect(url, **kw)
+        except psycopg.OperationalError as err:
+            if "too many clients" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 # ---- history -------------------------------------------------------------------
 
 def _scale(n: int) -> tuple[int, int]:
@@ -380,7 +394,7 @@ SEQUENCES = {"streams_id_seq": "streams", "tickets_id_seq": "tickets", "calls_id
 
 def build(db_url: str, big: int, small: int, share: int, block_s: int) -> dict:
     """Write both creators' histories (see the module docstring); returns ids and counts."""
-    with psycopg.connect(libpq_url(db_url)) as conn:
+    with connect(libpq_url(db_url)) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("SELECT setseed(0.2024)")
         users = conn.execute("""
@@ -441,7 +455,7 @@ def build(db_url: str, big: int, small: int, share: int, block_s: int) -> dict:
         counts = dict(conn.execute("""SELECT a.user_id, count(*) FROM ledger_entries e JOIN ledger_accounts a
                                       ON a.id = e.account_id WHERE a.kind = 'earnings' GROUP BY 1""").fetchall())
         total = conn.execute("SELECT count(*) FROM ledger_entries").fetchone()[0]
-    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+    with connect(libpq_url(db_url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return {"small": small_id, "big": big_id, "load_s": load_s, "mix": mix,
             "earning_entries": {"small": counts.get(small_id), "big": counts.get(big_id)}, "entries": total}
@@ -527,7 +541,7 @@ def add_backlog(db_url: str, creator_id: int, n: int, share: int) -> dict:
     """Write `n` tips to `creator_id` above the rollup watermark (see TAIL); returns
     how many earning entries of theirs and entries in all are now above it."""
     from app.payments.providers import price_cents
-    with psycopg.connect(libpq_url(db_url)) as conn:
+    with connect(libpq_url(db_url)) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("SELECT setseed(0.2025)")
 
@@ -550,7 +564,7 @@ def add_backlog(db_url: str, creator_id: int, n: int, share: int) -> dict:
         mine = conn.execute("SELECT count(*) FROM ledger_entries WHERE account_id = %s AND id > %s",
                             (earnings, w)).fetchone()[0]
         total = conn.execute("SELECT count(*) FROM ledger_entries WHERE id > %s", (w,)).fetchone()[0]
-    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+    with connect(libpq_url(db_url), autocommit=True) as conn:
         conn.execute("ANALYZE")  # not VACUUM: new entries' pages are not all-visible yet in real life either
     return {"earning_entries": mine, "entries": total, "watermark": w}
 
@@ -805,7 +819,7 @@ def main() -> int:
             rolled = rollups.run(wait_seconds=30)
             print(f"rollups built: {rolled['rolled']:,} entries in {time.perf_counter() - t:.1f}s", flush=True)
             db.session.commit()
-        with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        with connect(libpq_url(db_url), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
         if args.explain:
             explain(db_url, redis, ids["big"], PAGE_RANGE)
