@@ -236,7 +236,8 @@ def _safe_bound(conn, wait_seconds: float) -> int | None:
         time.sleep(0.01)
 
 
-def run(*, chunk: int = CHUNK, wait_seconds: float = 5.0, block: bool = True) -> dict:
+def run(*, chunk: int = CHUNK, wait_seconds: float = 5.0, block: bool = True,
+        max_chunks: int | None = None) -> dict:
     """Move the moving windows to today (see the module docstring), then roll every
     entry above the watermark (up to the safe bound) into the rollups.
 
@@ -244,7 +245,8 @@ def run(*, chunk: int = CHUNK, wait_seconds: float = 5.0, block: bool = True) ->
     transaction per `chunk` entries. Returns {"rolled": n, "watermark": W,
     "deferred": bool, "busy": bool} ("deferred": a long-running writer kept the
     bound back; "busy": `block` was False and another run held the lock, so this
-    one did nothing).
+    one did nothing). With `max_chunks`, stops after that many chunks (the next
+    run goes on from there).
     """
     rolled = 0
     day = today()
@@ -261,7 +263,9 @@ def run(*, chunk: int = CHUNK, wait_seconds: float = 5.0, block: bool = True) ->
             _shift_windows(conn, day)
             conn.commit()
             bound = _safe_bound(conn, wait_seconds)
-            while True:
+            chunks = 0
+            while max_chunks is None or chunks < max_chunks:
+                chunks += 1
                 w = conn.execute(text("SELECT last_entry_id FROM rollup_state WHERE id = 1 FOR UPDATE")).scalar_one()
                 if bound is None or w >= bound:
                     conn.rollback()
@@ -318,7 +322,8 @@ def catch_up(account_ids, limit: int | None = None) -> dict | None:
     # End the caller's (read-only) transaction first: its connection goes back to the
     # pool while the run takes one, so requests catching up at once cannot starve it.
     db.session.commit()
-    result = run(wait_seconds=CATCH_UP_WAIT, block=False)
+    # One chunk at most: after a long outage a page should not fold millions of entries.
+    result = run(wait_seconds=CATCH_UP_WAIT, block=False, max_chunks=1)
     if result["deferred"]:
         _backoff_until = time.monotonic() + CATCH_UP_BACKOFF
     return result

@@ -421,3 +421,19 @@ def test_a_catch_up_leaves_the_work_to_a_run_holding_the_lock_and_to_the_worker_
     result = rollups.catch_up([earnings], limit=1)
     assert result["deferred"] is False and result["rolled"] > 0
     assert service.creator_earnings(creator, "all").total == _earned(creator) == 48
+
+
+def test_a_run_with_max_chunks_stops_there_and_the_next_run_goes_on(ctx, make_fan, make_creator):
+    """run(max_chunks=1) (what a page's catch-up does) rolls one chunk; the rest is
+    the next run's, and the rollups stay the entries' sums throughout."""
+    creator, fan = make_creator(), make_fan(balance=10_000)
+    rollups.run()
+    for amount in (10, 20, 30):
+        tips.send_tip(fan, creator.id, amount, "", None, f"t-{uuid.uuid4()}", confirmed=True)
+    w = rollups.watermark()
+    first = rollups.run(chunk=4, max_chunks=1)
+    assert first["rolled"] == 4 and first["watermark"] == w + 4
+    assert_rollups_are_direct_sums(first["watermark"])
+    rest = rollups.run(chunk=4)
+    assert rest["watermark"] == _last_entry() and rest["rolled"] == _last_entry() - w - 4
+    assert_rollups_are_direct_sums(rest["watermark"])
