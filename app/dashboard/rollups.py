@@ -55,8 +55,9 @@ runs), a dashboard about to read more than `LIVE_LIMIT` of an account's
 entries live rolls them up first (`catch_up`): the one request that finds the
 backlog pays for folding it once, instead of every request reading it again.
 It takes the lock without waiting (a run already holding it is doing that very
-work), waits at most `CATCH_UP_WAIT` seconds for open writers, and after a
-deferred attempt leaves it to the worker for `CATCH_UP_BACKOFF` seconds.
+work), waits at most `CATCH_UP_WAIT` seconds for open writers, rolls at most
+`CATCH_UP_MAX` entries, and after a deferred attempt leaves it to the worker
+for `CATCH_UP_BACKOFF` seconds.
 
 Runs are serialised by a session-level advisory lock and each chunk moves W
 in the same transaction as its sums, so two overlapping runs (two cron
@@ -82,6 +83,7 @@ CHUNK = 250_000  # entries per transaction when catching up
 LIVE_LIMIT = 500        # entries of an account above W a dashboard reads live (~30 µs each); more: roll up
 CATCH_UP_WAIT = 0.5     # seconds a catch-up waits for open writers (the worker's run waits 5)
 CATCH_UP_BACKOFF = 10.0  # seconds without catch-ups in this process after a deferred one
+CATCH_UP_MAX = 500_000  # entries a catch-up rolls at most (one transaction); the rest is the worker's
 _backoff_until = 0.0
 
 # One chunk of entries (id in (lo, hi]) into every rollup. The windows take the
@@ -322,8 +324,8 @@ def catch_up(account_ids, limit: int | None = None) -> dict | None:
     # End the caller's (read-only) transaction first: its connection goes back to the
     # pool while the run takes one, so requests catching up at once cannot starve it.
     db.session.commit()
-    # One chunk at most: after a long outage a page should not fold millions of entries.
-    result = run(wait_seconds=CATCH_UP_WAIT, block=False, max_chunks=1)
+    # Bounded: after a long outage a page should not fold millions of entries.
+    result = run(chunk=CATCH_UP_MAX, wait_seconds=CATCH_UP_WAIT, block=False, max_chunks=1)
     if result["deferred"]:
         _backoff_until = time.monotonic() + CATCH_UP_BACKOFF
     return result

@@ -424,8 +424,8 @@ def test_a_catch_up_leaves_the_work_to_a_run_holding_the_lock_and_to_the_worker_
 
 
 def test_a_run_with_max_chunks_stops_there_and_the_next_run_goes_on(ctx, make_fan, make_creator):
-    """run(max_chunks=1) (what a page's catch-up does) rolls one chunk; the rest is
-    the next run's, and the rollups stay the entries' sums throughout."""
+    """run(max_chunks=1) (a page's catch-up: one chunk of CATCH_UP_MAX entries) rolls
+    one chunk; the rest is the next run's, and the rollups stay the entries' sums."""
     creator, fan = make_creator(), make_fan(balance=10_000)
     rollups.run()
     for amount in (10, 20, 30):
