@@ -27,7 +27,9 @@ def _csv(chunks, filename: str) -> Response:
 
 @bp.get("/creator/earnings")
 def creator_earnings():
-    return jsonify(service.creator_earnings(current_user, _range()).to_dict())
+    range_ = _range()
+    service.keep_current(current_user)
+    return jsonify(service.creator_earnings(current_user, range_).to_dict())
 
 
 @bp.get("/creator/earnings/export")

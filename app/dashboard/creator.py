@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.auth.service import require_creator
-from app.dashboard import queries, sources
-from app.dashboard.ranges import DayTotals, days, parse_range, start_day
+from app.dashboard import queries, rollups, sources
+from app.dashboard.ranges import DayTotals, days, months, parse_range, start_day
 from app.dashboard.sources import EARNING_KINDS
 
 NOT_A_CREATOR = "Only creators have earnings."
@@ -56,6 +56,17 @@ class CallRevenue:
     refunded: int = 0           # blocks refunded in the range
 
 
+def keep_current(creator) -> None:
+    """Before a creator's figures are read: if more than `rollups.LIVE_LIMIT` of their
+    earnings entries wait above the rollup watermark (the worker is behind), fold
+    them into the rollups now, so this page and the next ones read rollups instead
+    of re-reading them all (`rollups.catch_up`; commits the session when it does).
+    The figures are exact either way. Raises Forbidden ("not_a_creator") for
+    non-creators."""
+    require_creator(creator, NOT_A_CREATOR)
+    rollups.catch_up([queries.account_id(creator.id, "earnings")])
+
+
 def creator_earnings(creator, range_: str) -> Earnings:
     """Creator shares earned by `creator` in the range, by source — credited to
     their earnings account, less the shares of call blocks refunded in the range
@@ -79,6 +90,33 @@ def earnings_by_day(creator, range_: str) -> list[DayTotals]:
     account_id = queries.account_id(creator.id, "earnings")
     start = queries.series_start(account_id, range_)
     return days(start, queries.by_day_source(account_id, start, EARNING_KINDS) if start else {})
+
+
+def earnings_by_month(creator) -> list[DayTotals]:
+    """One DayTotals per calendar month (UTC) from the creator's first earning month
+    to this one, at most the last MAX_MONTHS, zero months included, oldest first;
+    each one's `day` is the month's first day. Raises like `creator_earnings`."""
+    require_creator(creator, NOT_A_CREATOR)
+    account_id = queries.account_id(creator.id, "earnings")
+    start = queries.month_series_start(account_id)
+    return months(start, queries.by_month_source(account_id, start, EARNING_KINDS) if start else {})
+
+
+@dataclass
+class Series:
+    unit: str                   # "day" or "month"
+    points: list[DayTotals]     # oldest first; a month's `day` is its first day
+
+
+def earnings_series(creator, range_: str) -> Series:
+    """What the earnings chart of the range shows: per day for today / 7 / 30 days,
+    per month for all time (a bar per day over years would be a thousand bars and
+    rows that no one can read, and a page whose size grows with the history).
+    Raises like `creator_earnings`."""
+    range_ = parse_range(range_)
+    if range_ == "all":
+        return Series("month", earnings_by_month(creator))
+    return Series("day", earnings_by_day(creator, range_))
 
 
 def top_fans(creator, range_: str, limit: int = 10) -> list[FanTotal]:

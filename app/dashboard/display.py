@@ -17,6 +17,7 @@ RANGE_LABELS = {"today": "Today", "7d": "7 days", "30d": "30 days", "all": "All 
 # How a range reads inside a sentence ("No earnings in the last 7 days").
 RANGE_PHRASES = {"today": "today", "7d": "in the last 7 days", "30d": "in the last 30 days", "all": "so far"}
 SOURCE_LABELS = {"tips": "Tips", "tickets": "Tickets", "calls": "Calls"}
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # whatever the locale
 SPENDING_TYPE_LABELS = {"tips": "Tip", "tickets": "Ticket", "calls": "Call", "refund": "Refund"}
 
 # Coordinates are percentages of the SVG's box, which CSS sizes (the full width of its card,
@@ -76,7 +77,8 @@ class Chart:
     y_ticks: tuple[Tick, ...]
     x_labels: tuple[XLabel, ...]
     total: int
-    peak: Bar | None  # the day with the most, None when every day is zero
+    peak: Bar | None  # the day (or month) with the most, None when every one is zero
+    unit: str = "day"  # what a bar is: a UTC "day" or a calendar "month" (its `day` is the month's first)
 
     @property
     def empty(self) -> bool:
@@ -109,17 +111,30 @@ def nice_ceiling(value: int, ticks: int = Y_TICKS) -> int:
 
 def day_label(day: date, with_weekday: bool = False) -> str:
     """"3 Jun" (or "Mon 3 Jun"): English month names whatever the server's locale."""
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    text = f"{day.day} {months[day.month - 1]}"
+    text = f"{day.day} {MONTHS[day.month - 1]}"
     if with_weekday:
         text = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day.weekday()] + " " + text
     return text
 
 
-def bar_chart(days) -> Chart:
+def month_label(day: date) -> str:
+    """"Jun 2026": the month of `day`."""
+    return f"{MONTHS[day.month - 1]} {day.year}"
+
+
+def point_label(day: date, unit: str) -> str:
+    """A bar's full name in a sentence or a tooltip: "Mon 3 Jun 2026", or "Jun 2026"
+    for a month."""
+    if unit == "month":
+        return month_label(day)
+    return f"{day_label(day, with_weekday=True)} {day.year}"
+
+
+def bar_chart(days, unit: str = "day") -> Chart:
     """Stacked bars (tips, tickets, calls from the bottom) for `days`, a list of
     objects with `day`, `tips`, `tickets`, `calls` and `total`, oldest first
-    (the service's `DayTotals`). Any length, including none. A source below zero
+    (the service's `DayTotals`); `unit` "month" when each is a calendar month
+    (labelled "Jun 2026"). Any length, including none. A source below zero
     on a day (refunds of blocks earned on an earlier day) draws nothing: the bar
     stacks the day's positive parts, which the axis always covers."""
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
@@ -152,14 +167,15 @@ def bar_chart(days) -> Chart:
 
     every = max(1, math.ceil(n / MAX_X_LABELS))
     labelled = [i for i in range(n) if (n - 1 - i) % every == 0]  # always label the newest day
-    x_labels = tuple(_x_label(days[i].day, i, n, slot, left, right, minor=(n - 1 - i) // every % 2 == 1)
+    x_labels = tuple(_x_label(days[i].day, i, n, slot, left, right, minor=(n - 1 - i) // every % 2 == 1, unit=unit)
                      for i in labelled)
     return Chart(WIDTH, HEIGHT, left, right, top, bottom, tuple(bars), y_ticks, x_labels,
-                 sum(d.total for d in days), peak)
+                 sum(d.total for d in days), peak, unit)
 
 
-def _x_label(day: date, i: int, n: int, slot: float, left: float, right: float, minor: bool) -> XLabel:
-    text = day_label(day, with_weekday=n == 1)
+def _x_label(day: date, i: int, n: int, slot: float, left: float, right: float, minor: bool,
+             unit: str = "day") -> XLabel:
+    text = month_label(day) if unit == "month" else day_label(day, with_weekday=n == 1)
     if n > 1 and i == n - 1:
         return XLabel(text, _r(right), "end", minor)  # centred under the last bar, half of it would be cut off
     return XLabel(text, _r(left + i * slot + slot / 2), "middle", minor)

@@ -32,7 +32,7 @@ from app import ledger
 from app.dashboard import rollups
 from app.dashboard.facts import FACTS
 from app.ledger import TransferKind
-from app.dashboard.ranges import EPOCH, MAX_DAYS, midnight, start_day, today
+from app.dashboard.ranges import EPOCH, MAX_DAYS, MAX_MONTHS, add_months, midnight, month_start, start_day, today
 from app.dashboard.sources import SOURCES
 from app.extensions import db
 
@@ -43,8 +43,19 @@ _WM = "(SELECT last_entry_id FROM rollup_state WHERE id = 1)"
 # commits in between (W only moves forward, except during `rollups.rebuild()`).
 
 
+# Read before each statement that reads the tail, it also turns PostgreSQL's JIT off
+# for the rest of the transaction (set_config(..., true) is SET LOCAL), in the same
+# round trip. The facts view's per-entry lookups make the planner price a tail of a
+# few thousand entries above jit_above_cost, and compiling the plan then took
+# 1.2 s of a 1.3 s top-fans query (EXPLAIN ANALYZE, bench/dashboard.py's backlog)
+# whose rows take 60 ms to read: these statements read too few rows for JIT to pay.
+_WM_NO_JIT = "SELECT last_entry_id, set_config('jit', 'off', true) FROM rollup_state WHERE id = 1"
+
+
 def watermark() -> int:
-    return int(db.session.execute(text(_WM)).scalar_one())
+    """The rollup watermark W (see the design note); turns JIT off for the rest of
+    the session's transaction (see _WM_NO_JIT)."""
+    return int(db.session.execute(text(_WM_NO_JIT)).first()[0])
 
 
 def account_id(user_id: int, kind: str) -> int | None:
@@ -103,29 +114,41 @@ def by_kind(accounts: list[int], start: date) -> dict[str, int]:
 
 
 _SOURCE_PARAMS = {source: f"k_{source}" for source in SOURCES}  # the bound list of each source's kinds
-_BY_DAY_SOURCE = """
-        SELECT day, {columns} FROM (
+_BY_BUCKET_SOURCE = """
+        SELECT {bucket} AS bucket, {columns} FROM (
             SELECT day, transfer_kind AS kind, amount FROM rollup_daily WHERE account_id = :a AND day >= :d
             UNION ALL
             SELECT (e.created_at AT TIME ZONE 'UTC')::date, t.kind, e.amount
               FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer_id
              WHERE e.account_id = :a AND e.id > :w AND e.id > {wm} AND e.created_at >= :ts) x
-        GROUP BY day""".format(
-    columns=", ".join(f"coalesce(sum(amount) FILTER (WHERE kind = ANY(:{_SOURCE_PARAMS[source]})), 0)"
-                      for source in SOURCES),
-    wm=_WM)
+        GROUP BY 1"""
+_BY_SOURCE_COLUMNS = ", ".join(f"coalesce(sum(amount) FILTER (WHERE kind = ANY(:{_SOURCE_PARAMS[source]})), 0)"
+                               for source in SOURCES)
+_BY_DAY_SOURCE = _BY_BUCKET_SOURCE.format(bucket="day", columns=_BY_SOURCE_COLUMNS, wm=_WM)
+_BY_MONTH_SOURCE = _BY_BUCKET_SOURCE.format(bucket="date_trunc('month', day)::date", columns=_BY_SOURCE_COLUMNS,
+                                            wm=_WM)
+
+
+def _by_bucket_source(sql: str, account_id: int | None, start: date, kinds: dict[str, str]) -> dict:
+    if account_id is None:
+        return {}
+    params = {"a": account_id, "d": start, "ts": midnight(start), "w": watermark(),
+              **{_SOURCE_PARAMS[source]: [k for k, s in kinds.items() if s == source] for source in SOURCES}}
+    rows = db.session.execute(text(sql), params).all()
+    return {r[0]: tuple(int(v) for v in r[1:]) for r in rows}
 
 
 def by_day_source(account_id: int | None, start: date, kinds: dict[str, str]) -> dict[date, tuple[int, ...]]:
     """Per UTC day since `start`: the sums of the account's entries of each source
     (a tuple in SOURCES order; `kinds` maps transfer kinds to sources), days with
     entries only. Summed per day in SQL: a year of days is a row per day."""
-    if account_id is None:
-        return {}
-    params = {"a": account_id, "d": start, "ts": midnight(start), "w": watermark(),
-              **{_SOURCE_PARAMS[source]: [k for k, s in kinds.items() if s == source] for source in SOURCES}}
-    rows = db.session.execute(text(_BY_DAY_SOURCE), params).all()
-    return {r[0]: tuple(int(v) for v in r[1:]) for r in rows}
+    return _by_bucket_source(_BY_DAY_SOURCE, account_id, start, kinds)
+
+
+def by_month_source(account_id: int | None, start: date, kinds: dict[str, str]) -> dict[date, tuple[int, ...]]:
+    """Like `by_day_source`, per calendar month (UTC) since `start` (a month's first
+    day), keyed by the month's first day: five years are 60 rows."""
+    return _by_bucket_source(_BY_MONTH_SOURCE, account_id, start, kinds)
 
 
 _FIRST_DAY = f"""
@@ -148,6 +171,15 @@ def series_start(account_id: int | None, range_: str) -> date | None:
     if first is None:
         return None
     return max(first, today() - timedelta(days=MAX_DAYS - 1))
+
+
+def month_series_start(account_id: int | None) -> date | None:
+    """First month (its first day) of a month-by-month series of all time: the
+    account's first month, at most MAX_MONTHS back; None when it has no entries."""
+    first = first_day(account_id) if account_id is not None else None
+    if first is None:
+        return None
+    return max(month_start(first), add_months(month_start(today()), -(MAX_MONTHS - 1)))
 
 
 # ---- sums per counterparty -------------------------------------------------

@@ -16,6 +16,7 @@ from app.errors import InvalidValue
 
 RANGES = ("today", "7d", "30d", "all")
 MAX_DAYS = 366  # the longest day-by-day series shown ("all" shows the most recent days)
+MAX_MONTHS = 60  # the longest month-by-month series shown ("all" on a creator's chart: the last five years)
 EPOCH = date(1970, 1, 1)
 
 
@@ -57,6 +58,31 @@ def start_day(range_: str) -> date:
 
 def midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+def month_start(day: date) -> date:
+    """The first day of `day`'s calendar month."""
+    return day.replace(day=1)
+
+
+def add_months(month: date, n: int) -> date:
+    """The first day of the month `n` months after `month`'s (n may be negative)."""
+    index = month.year * 12 + month.month - 1 + n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def months(start: date | None, by_month: dict[date, tuple[int, ...]]) -> list[DayTotals]:
+    """One DayTotals per calendar month (UTC) from `start`'s month to this one, oldest
+    first, `day` being the month's first day; `by_month` gives a month's sums per
+    source (SOURCES order, keyed by its first day), months it lacks are zero.
+    [] for no start."""
+    if start is None:
+        return []
+    out, month, last, zero = [], month_start(start), month_start(today()), (0,) * len(SOURCES)
+    while month <= last:
+        out.append(DayTotals(month, *by_month.get(month, zero)))
+        month = add_months(month, 1)
+    return out
 
 
 def days(start: date | None, by_day: dict[date, tuple[int, ...]]) -> list[DayTotals]:

@@ -22,6 +22,12 @@ bp = Blueprint("dashboard", __name__)
 
 DEFAULT_RANGE = "30d"
 RECENT_TIPS = 10
+# The page's tables are capped: a creator with thousands of shows and calls gets the most
+# recent ones, and a note pointing to the CSV export (every entry) instead of a page that
+# grows with the history.
+TOP_FANS = 10
+STREAMS_SHOWN = 20
+CALLS_SHOWN = 20
 SPENDING_LINES = 50
 
 
@@ -31,13 +37,15 @@ def creator():
     """The creator's earnings. Fans get the same 403 page as /creator/streams."""
     require_creator(current_user)
     range_, error = _range_arg()
-    days = service.earnings_by_day(current_user, range_)
+    service.keep_current(current_user)
+    series = service.earnings_series(current_user, range_)
     context = dict(
         earnings=service.creator_earnings(current_user, range_),
-        chart=display.bar_chart(days),
-        fans=service.top_fans(current_user, range_),
-        streams=service.stream_revenue(current_user, range_),
-        calls=service.call_revenue(current_user, range_),
+        chart=display.bar_chart(series.points, series.unit),
+        fans=service.top_fans(current_user, range_, limit=TOP_FANS),
+        streams=service.stream_revenue(current_user, range_, limit=STREAMS_SHOWN),
+        calls=service.call_revenue(current_user, range_, limit=CALLS_SHOWN),
+        streams_shown=STREAMS_SHOWN, calls_shown=CALLS_SHOWN,
     )
     return _render("dashboard/creator.html", "dashboard/_creator_body.html", range_, error,
                    recent=None if _fragment() else recent_tips(creator_id=current_user.id, limit=RECENT_TIPS),

@@ -15,13 +15,14 @@ Where each part lives:
 """
 from __future__ import annotations
 
-from app.dashboard.creator import call_revenue, creator_earnings, earnings_by_day, stream_revenue, top_fans
+from app.dashboard.creator import (call_revenue, creator_earnings, earnings_by_day, earnings_by_month, earnings_series,
+                                   keep_current, stream_revenue, top_fans)
 from app.dashboard.export import export_earnings_csv, export_spending_csv
 from app.dashboard.fan import fan_spending, spending_by_month, spending_lines
 from app.dashboard.platform import platform_overview
 from app.dashboard.ranges import RANGES, parse_range
 from app.dashboard.sources import SOURCES
 
-__all__ = ["RANGES", "SOURCES", "call_revenue", "creator_earnings", "earnings_by_day", "export_earnings_csv",
-           "export_spending_csv", "fan_spending", "parse_range", "platform_overview", "spending_by_month",
-           "spending_lines", "stream_revenue", "top_fans"]
+__all__ = ["RANGES", "SOURCES", "call_revenue", "creator_earnings", "earnings_by_day", "earnings_by_month",
+           "earnings_series", "export_earnings_csv", "export_spending_csv", "fan_spending", "keep_current",
+           "parse_range", "platform_overview", "spending_by_month", "spending_lines", "stream_revenue", "top_fans"]

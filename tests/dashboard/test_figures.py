@@ -22,7 +22,27 @@ from tests.dashboard.conftest import day_start
 pytestmark = pytest.mark.usefixtures("no_open_calls")
 
 
+def check_months(creator, today):
+    """earnings_by_month (the all-time chart) against the oracle's days grouped by UTC
+    month: one point per month from the first earning month to today's, oldest first."""
+    want = oracle.earnings(creator.id, "all", today)
+    per_month = {}
+    for day, figures in want["per_day"].items():
+        month = per_month.setdefault(day.replace(day=1), {"tips": 0, "tickets": 0, "calls": 0})
+        for source, amount in figures.items():
+            month[source] += amount
+    series = service.earnings_by_month(creator)
+    got = {m.day: {"tips": m.tips, "tickets": m.tickets, "calls": m.calls} for m in series}
+    assert series and series[0].day == min(per_month) and series[-1].day == today.replace(day=1)
+    assert all(m.day.day == 1 for m in series) and [m.day for m in series] == sorted(got)
+    assert len(series) == (today.year - series[0].day.year) * 12 + today.month - series[0].day.month + 1
+    assert {m: f for m, f in got.items() if any(f.values())} == {m: f for m, f in per_month.items() if any(f.values())}
+    assert sum(m.total for m in series) == want["total"]
+
+
 def check_everything(creators, fans, operator, today):
+    for c in creators:
+        check_months(c, today)
     for range_ in service.RANGES:
         for c in creators:
             want = oracle.earnings(c.id, range_, today)
@@ -220,6 +240,7 @@ def test_a_day_with_no_earnings_is_a_zero_day_and_all_starts_at_the_first_earnin
     assert [d.day for d in series] == [(midnight - timedelta(days=k)).date() for k in (3, 2, 1, 0)]
     assert [d.tips for d in series] == [80, 0, 0, 40]
     assert service.earnings_by_day(make_creator(), "all") == []
+    assert service.earnings_by_month(make_creator()) == []
     assert [d.total for d in service.earnings_by_day(creator, "today")] == [40]
 
 
@@ -286,3 +307,33 @@ def test_top_fans_stay_exact_when_the_windows_lag_move_or_money_is_taken_back(ct
     check(True)
     assert not db.session.scalar(text("SELECT count(*) FROM rollup_pair_window WHERE amount = 0"))
     assert fans[0].id not in [f.user_id for f in service.top_fans(creator, "today", limit=10)]
+
+
+def test_the_all_time_chart_is_per_month_from_the_first_earning_month_and_at_most_sixty(ctx, clock, history,
+                                                                                      make_fan, make_creator):
+    """Months are UTC months: the last second of a month and the first of the next fall
+    in two bars; a history longer than MAX_MONTHS shows its last MAX_MONTHS months (the
+    totals still count everything); the same before and after the rollup job."""
+    from app.dashboard.ranges import MAX_MONTHS, add_months
+
+    h = history(2)
+    creator, fan = make_creator(), make_fan(balance=1000)
+    this_month = day_start(clock.now).replace(day=1)
+    h.tip(fan, creator, 100)
+    h.at(this_month - timedelta(seconds=1))
+    h.tip(fan, creator, 50)
+    h.at(this_month)
+    this = this_month.date()
+    for _ in range(2):  # all tail, then all rolled up
+        assert [(m.day, m.tips, m.total) for m in service.earnings_by_month(creator)] == \
+            [(add_months(this, -1), 80, 80), (this, 40, 40)]
+        rollups.run(wait_seconds=10)
+    h.tip(fan, creator, 10)
+    h.at(this_month.replace(year=this_month.year - 6))  # 72 months back
+    for _ in range(2):
+        series = service.earnings_by_month(creator)
+        assert len(series) == MAX_MONTHS
+        assert series[0].day == add_months(this, -(MAX_MONTHS - 1)) and series[-1].day == this
+        assert [m.total for m in series if m.total] == [80, 40]
+        assert service.creator_earnings(creator, "all").total == 128
+        rollups.run(wait_seconds=10)

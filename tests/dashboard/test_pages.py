@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from app.calls import service as calls
+from app.dashboard import display
 from app.dashboard import service as dashboard
 from app.extensions import db
 from app.streams import service as streams
@@ -236,15 +237,20 @@ def test_dashboard_figures_are_the_service_figures(history, browser_for, range_)
         for c in per_call:
             assert f'href="/calls/{c.call_id}"' in html
 
-    # One labelled bar per day with money, with that day's figures.
-    days = dashboard.earnings_by_day(creator, range_)
+    # One labelled bar per day (all time: per month) with money, with its figures.
+    series = dashboard.earnings_series(creator, range_)
+    assert series.unit == ("month" if range_ == "all" else "day")
+    assert series.points == (dashboard.earnings_by_month(creator) if range_ == "all"
+                             else dashboard.earnings_by_day(creator, range_))
     bars = re.findall(r'<g class="bar" role="img" aria-label="([^"]+)"><title>([^<]+)</title>', html)
-    with_money = [d for d in days if d.total]
-    assert len(bars) == len(with_money)
+    with_money = [d for d in series.points if d.total]
+    assert with_money and len(bars) == len(with_money)
     for (label, title), d in zip(bars, with_money):
         assert label == title
         assert f"{d.day.year}: {tokens(d.total)} tokens (tips {tokens(d.tips)}, tickets {tokens(d.tickets)}, " \
                f"calls {tokens(d.calls)})" in htmllib.unescape(label)
+        if range_ == "all":
+            assert htmllib.unescape(label).startswith(display.month_label(d.day) + ":")
 
 
 def test_the_history_fixture_has_money_from_every_source(history):

@@ -44,3 +44,22 @@ def test_queries_formats_no_string_inside_a_function():
     offending = [(fn.name, node.lineno) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
                  for node in ast.walk(fn) if _formats_a_string(node)]
     assert offending == []
+
+
+def test_reading_the_watermark_turns_jit_off_for_the_rest_of_the_transaction_only(ctx):
+    """Every statement that reads the tail reads W first (queries.watermark): that also
+    turns JIT off (compiling a tail query's plan cost 20x reading its rows), for this
+    transaction only."""
+    from sqlalchemy import text
+
+    from app.dashboard import queries
+    from app.extensions import db
+
+    db.session.rollback()
+    before = db.session.scalar(text("SHOW jit"))
+    db.session.execute(text("SET LOCAL jit = on"))
+    queries.watermark()
+    assert db.session.scalar(text("SHOW jit")) == "off"
+    db.session.rollback()
+    assert db.session.scalar(text("SHOW jit")) == before
+    db.session.rollback()
