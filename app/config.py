@@ -158,6 +158,9 @@ class Config:
     # Namespace of every realtime key and pub/sub channel in Redis, so several
     # deployments (or test runs) can share one Redis without hearing each other.
     REDIS_PREFIX: str = "pm:"
+    # Serve a stream socket's connect state from a Redis-cached snapshot kept current by
+    # the publishers (app/realtime/snapshot.py); 0 reads it from PostgreSQL on every join.
+    SNAPSHOT_CACHE: bool = True
     # API tokens stop working this many days after they were issued.
     API_TOKEN_TTL_DAYS: int = 30
     # A browser session unused for this many days has ended.
@@ -224,6 +227,7 @@ class Config:
             TRUSTED_PROXIES=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
+            SNAPSHOT_CACHE=_flag(env, "SNAPSHOT_CACHE") if "SNAPSHOT_CACHE" in env else True,
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
             VAPID_PUBLIC_KEY=env.get("VAPID_PUBLIC_KEY", "").strip(),
             VAPID_PRIVATE_KEY=env.get("VAPID_PRIVATE_KEY", "").strip(),
