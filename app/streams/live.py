@@ -8,6 +8,8 @@ module for both would be an import loop.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
 from flask_login import current_user
 
@@ -23,11 +25,39 @@ def init_app(app: Flask) -> None:
     register_channel(app, CHANNEL_PREFIX, _authorize, _on_connect, viewers=_viewer_count, snapshot=True)
 
 
+@dataclass(frozen=True)
+class _Door:
+    """What deciding a join needs of a stream (`can_view` reads these): none of it
+    changes once the stream exists, and streams are never deleted."""
+    id: int
+    creator_id: int
+    type: str
+
+
+# Per process, channel → its stream's door: a storm of joins to one stream reads the
+# streams table once, not once per join (a cached join then touches no PostgreSQL at
+# all for a public stream). Bounded: emptied when full.
+_doors: dict[str, _Door] = {}
+_DOORS_MAX = 10_000
+
+
+def _door(channel: str) -> _Door | None:
+    door = _doors.get(channel)
+    if door is None:
+        stream = stream_for_channel(channel)
+        if stream is None:
+            return None  # not remembered: a name that is no stream stays a lookup
+        if len(_doors) >= _DOORS_MAX:
+            _doors.clear()
+        door = _doors[channel] = _Door(stream.id, stream.creator_id, stream.type)
+    return door
+
+
 def _authorize(channel: str) -> None:
-    stream = stream_for_channel(channel)
-    if stream is None:
+    door = _door(channel)
+    if door is None:
         raise channel_not_found()
-    if not can_view(current_user, stream):
+    if not can_view(current_user, door):  # a private stream's ticket is still looked up per join
         raise Forbidden("You don't have access to this stream.", "no_access")
 
 

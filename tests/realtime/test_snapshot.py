@@ -295,3 +295,33 @@ def test_no_join_misses_a_tip_published_before_its_subscription_while_tips_and_j
         older_than_shown = len(listed) == 10 and min(listed)
         missed += [t for t in before if t not in shown and not (older_than_shown and t < older_than_shown)]
     assert not missed, f"{len(missed)} tips published before a join are neither in its state nor delivered"
+
+
+def test_a_cached_join_to_a_public_stream_runs_no_sql_from_handshake_to_state(app, live_api, people, viewers):
+    """The stream behind a channel is remembered per process (its id, creator and type
+    never change): with the snapshot cached, a logged-out join touches no PostgreSQL."""
+    _creator, creator_h, _fans = people(fans=0)
+    stream = live_api.live_stream(creator_h)
+    url = live_api.ws(f"/ws/channels/{stream['channel']}")
+    assert 'id="stream-status"' in viewers(url).receive(5)
+    with statements(app) as seen:
+        state = viewers(url).receive(5)
+    assert 'id="stream-status"' in state and 'id="chat-history"' in state
+    assert seen == [], seen
+
+
+def test_a_private_streams_ticket_is_checked_on_every_join(app, live_server, make_fan, make_stream, api_headers):
+    """Only the stream is remembered, not the access: a refunded ticket stops the next join."""
+    from app.streams import service as streams
+    from app.streams import tickets
+    from tests.realtime.helpers import handshake
+    stream = make_stream(type_="private", ticket_price=100)
+    fan = make_fan(balance=1_000)
+    tickets.checkout(fan, stream)
+    path = f"/ws/channels/{stream.channel}"
+    assert handshake(live_server, path, api_headers(fan)).status == 101
+    creator = db.session.get(User, stream.creator_id)
+    streams.change_status(creator, stream.id, "cancel")
+    tickets.refund_show(stream.id)
+    refused = handshake(live_server, path, api_headers(fan))
+    assert refused.status == 403 and b"no_access" in refused.body
