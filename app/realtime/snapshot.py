@@ -19,8 +19,11 @@ on a miss.
   `bus.snapshot_changed`. One key, so the generation and the HTML expire
   together (`TTL`, renewed by every publish and store): a generation never
   starts again from 0 under a cached HTML.
-* **A hit** (one HMGET, after the socket subscribed): `hg == g` (no `g` counts
-  as 0) and `at` younger than `MAX_AGE`.
+* **A hit** (one round trip, after the socket subscribed): `hg == g` (no `g`
+  counts as 0) and `at` younger than `MAX_AGE`. Each process keeps the last HTML
+  it got per channel with its (`hg`, `at`), and `_READ` sends `h` only when the
+  hash holds another render than that: a storm of joins moves a few bytes per
+  join from Redis, not the whole state.
 * **Why a hit misses nothing.** Let E be an event PUBLISHed before the socket's
   subscription was confirmed. E's script raised `g` to some e before the
   PUBLISH, so the HMGET (after the confirmation) reads g >= e. On a hit, `h` was
@@ -78,6 +81,16 @@ return 1
 """
 
 
+# KEYS[1] the snapshot hash; ARGV: the (hg, at) of the render this process holds.
+# → g, hg, at, and h unless the hash holds that same render.
+_READ = """
+local v = redis.call('HMGET', KEYS[1], 'g', 'hg', 'at')
+if v[2] ~= ARGV[1] or v[3] ~= ARGV[2] then v[4] = redis.call('HGET', KEYS[1], 'h') end
+return v
+"""
+_LOCAL_MAX = 10_000  # channels whose last render a process keeps (emptied when full)
+
+
 class _Flight:
     """One render of a channel's state in one process, shared with the joiners it is good for."""
 
@@ -101,7 +114,8 @@ class Snapshots:
     def __init__(self):
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
-        self._store = None
+        self._local: dict[str, tuple[bytes, bytes, str]] = {}  # channel → (hg, at, html) last read or stored
+        self._scripts = {}
 
     def state(self, channel: str, render: Callable[[], str | None], since: float, fresh: bool = False) -> str | None:
         """The shared connect state of `channel` for a socket subscribed at `since`
@@ -111,14 +125,21 @@ class Snapshots:
         have failed without raising the generation). Raises what `render` raises."""
         gen = None
         if not fresh:
+            held = self._local.get(channel)
             try:
-                g, hg, html, at = get_redis().hmget(self._key(channel), "g", "hg", "h", "at")
+                g, hg, at, *html = self._script(_READ)(keys=[self._key(channel)],
+                                                       args=held[:2] if held else ["", ""])
             except RedisError:
                 pass  # render from PostgreSQL, as without a cache
             else:
                 gen = g or b"0"
-                if hg == gen and html is not None and time.time() - float(at) < MAX_AGE:
-                    return html.decode() or None
+                if hg == gen and time.time() - float(at) < MAX_AGE:
+                    if html and html[0] is not None:
+                        state = html[0].decode()
+                        self._hold(channel, hg, at, state)
+                        return state or None
+                    if held:  # the hash holds the render we hold
+                        return held[2] or None
         return self._render_once(channel, render, since, gen)
 
     def _render_once(self, channel: str, render, since: float, gen: bytes | None) -> str | None:
@@ -152,12 +173,22 @@ class Snapshots:
         html = render()
         if flight.gen is not None:
             try:
-                if self._store is None:
-                    self._store = redis.register_script(_STORE)
-                self._store(keys=[key], args=[flight.gen, html or "", repr(began), TTL])
+                if self._script(_STORE)(keys=[key], args=[flight.gen, html or "", repr(began), TTL]):
+                    self._hold(channel, flight.gen, repr(began).encode(), html or "")
             except RedisError:
                 pass  # the next join renders again
         return html
+
+    def _hold(self, channel: str, hg: bytes, at: bytes, html: str) -> None:
+        if len(self._local) >= _LOCAL_MAX:
+            self._local.clear()
+        self._local[channel] = (hg, at, html)
+
+    def _script(self, source: str):
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = get_redis().register_script(source)
+        return script
 
     @staticmethod
     def _key(channel: str) -> str:

@@ -325,3 +325,18 @@ def test_a_private_streams_ticket_is_checked_on_every_join(app, live_server, mak
     tickets.refund_show(stream.id)
     refused = handshake(live_server, path, api_headers(fan))
     assert refused.status == 403 and b"no_access" in refused.body
+
+
+def test_a_process_holding_an_older_render_gets_the_newer_one_another_process_stored(
+        app, make_app, live, make_fan):
+    """Each process keeps its last render and Redis sends the HTML only when the hash holds
+    another one: after another instance re-rendered, this one serves the new state."""
+    other = make_app()
+    fan = make_fan(balance=100)
+    join_state(app, live.channel)
+    with app.app_context():
+        tipped = tip(fan.id, live)
+    assert recent_ids(join_state(other, live.channel)) == [tipped]  # rendered and stored there
+    with statements(app) as seen:
+        state = join_state(app, live.channel)
+    assert seen == [] and recent_ids(state) == [tipped]
