@@ -88,7 +88,7 @@ local v = redis.call('HMGET', KEYS[1], 'g', 'hg', 'at')
 if v[2] ~= ARGV[1] or v[3] ~= ARGV[2] then v[4] = redis.call('HGET', KEYS[1], 'h') end
 return v
 """
-_LOCAL_MAX = 10_000  # channels whose last render a process keeps (emptied when full)
+_LOCAL_MAX = 512  # channels whose last render (tens of KB each) a process keeps; emptied when full
 
 
 class _Flight:
