@@ -164,6 +164,9 @@ class Config:
     # greenlet. 50 serves thousands of sockets; keep processes × 2 × this under
     # Redis's maxclients (10,000 by default).
     REDIS_MAX_CONNECTIONS: int = 50
+    # Serve a stream socket's connect state from a Redis-cached snapshot kept current by
+    # the publishers (app/realtime/snapshot.py); 0 reads it from PostgreSQL on every join.
+    SNAPSHOT_CACHE: bool = True
     # API tokens stop working this many days after they were issued.
     API_TOKEN_TTL_DAYS: int = 30
     # A browser session unused for this many days has ended.
@@ -231,6 +234,7 @@ class Config:
             INSTANCE_DIR=os.path.abspath(env.get("INSTANCE_DIR", "instance")),
             REDIS_PREFIX=env.get("REDIS_PREFIX") or "pm:",
             REDIS_MAX_CONNECTIONS=_int(env, "REDIS_MAX_CONNECTIONS", 50, 2, 10_000),
+            SNAPSHOT_CACHE=_flag(env, "SNAPSHOT_CACHE") if "SNAPSHOT_CACHE" in env else True,
             RATELIMIT_KEY_PREFIX=env.get("RATELIMIT_KEY_PREFIX", ""),
             VAPID_PUBLIC_KEY=env.get("VAPID_PUBLIC_KEY", "").strip(),
             VAPID_PRIVATE_KEY=env.get("VAPID_PRIVATE_KEY", "").strip(),

@@ -8,6 +8,7 @@ from app.goals import pushes, service
 from app.jobs import job
 from app.leaderboard.pushes import leaderboard_html
 from app.leaderboard.service import forget_king, stream_top
+from app.realtime.bus import snapshot_changed
 from app.streams.models import Stream
 
 
@@ -34,4 +35,7 @@ def push_room(stream_id: int) -> bool:
     messages = [(stream.channel, pushes.goal_html(state) + leaderboard_html(stream, top))]
     if stream.status == "live":
         messages.append((pushes.obs_goal_channel(stream.creator_id), pushes.goal_html(state, obs=True)))
+    # A goal set or cleared is announced only here, by goals' own script: joins must stop
+    # being served a cached state without it before that PUBLISH (app/realtime/snapshot.py).
+    snapshot_changed([stream.channel])
     return pushes.publish_refresh(stream_id, ticket, messages, announce)

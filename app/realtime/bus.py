@@ -3,6 +3,10 @@
 `publish` never raises: Redis being down loses the overlay, not the money
 (the caller has already committed). Channels: a name some feature serves
 (channels.py), or `user:<id>` for one user's own feed (`/ws/me`).
+
+A message to a `snapshot` channel (a stream's) also raises that channel's
+snapshot generation, in the same script call and before the PUBLISH, so no join
+is served a cached state older than a message it did not get (snapshot.py).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from redis import RedisError
 
 from flask import current_app
 
+from app.realtime.snapshot import TTL as SNAPSHOT_TTL, snapshot_key
 from app.redis_client import get_redis, report_failure, report_recovery
 
 
@@ -46,6 +51,7 @@ def publish_many(messages: list[tuple[str, str]]) -> bool:
         # One script call rather than a pipeline of PUBLISHes: the meter sends
         # ~20,000 messages a tick, and a pipeline costs ~15 µs of Python per command.
         _script(_PUBLISH_ALL, "realtime_publish_script")(
+            keys=_snapshot_keys(prefix, messages),
             args=[part for channel, html in messages for part in (prefix + channel, html)])
         report_recovery()
         return True
@@ -54,7 +60,38 @@ def publish_many(messages: list[tuple[str, str]]) -> bool:
         return False
 
 
-_PUBLISH_ALL = """
+def snapshot_changed(channels) -> bool:
+    """The connect state of `channels` changed (committed) and what announces it is
+    not published through this module (another feature's own script): raise their
+    snapshot generations, so joins render it afresh. Call before that PUBLISH. False
+    if Redis is down (the snapshots then live at most snapshot.MAX_AGE)."""
+    keys = _snapshot_keys(current_app.config["REDIS_PREFIX"], [(c, "") for c in channels])
+    if not keys:
+        return True
+    try:
+        _script(_PUBLISH_ALL, "realtime_publish_script")(keys=keys, args=[])
+        return True
+    except RedisError as exc:
+        report_failure("realtime: snapshots of " + ", ".join(channels) + " not invalidated", exc)
+        return False
+
+
+def _snapshot_keys(prefix: str, messages) -> list[str]:
+    """The snapshot keys of the channels among `messages` that have one (once each)."""
+    snapshotted = current_app.extensions["realtime_channels"].snapshot_prefixes
+    return [snapshot_key(prefix, channel)
+            for channel in dict.fromkeys(channel for channel, _html in messages if channel.startswith(snapshotted))]
+
+
+# KEYS: snapshot hashes whose generation goes up (snapshot.py), first, in the same call.
+_BUMP_SNAPSHOTS = """
+for i = {first}, #KEYS do
+    redis.call('HINCRBY', KEYS[i], 'g', 1)
+    redis.call('EXPIRE', KEYS[i], {ttl})
+end
+"""
+
+_PUBLISH_ALL = _BUMP_SNAPSHOTS.format(first=1, ttl=SNAPSHOT_TTL) + """
 for i = 1, #ARGV, 2 do
     redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
 end
@@ -74,9 +111,10 @@ def _script(source: str, name: str):
 # process, so text a user typed (a tip message, say) can never contain it.
 COUNT = f"count-{secrets.token_hex(8)}"
 
-# INCR the counter, then publish each message with its last COUNT replaced
+# INCR the counter (KEYS[1]), then publish each message with its last COUNT replaced
 # by the new value: a counter and the messages showing it in one round trip.
-_COUNT_AND_PUBLISH = """
+# KEYS[2…]: snapshots of the channels published to, as in _PUBLISH_ALL.
+_COUNT_AND_PUBLISH = _BUMP_SNAPSHOTS.format(first=2, ttl=SNAPSHOT_TTL) + """
 local n = redis.call('INCR', KEYS[1])
 for i = 1, #ARGV, 3 do
     if ARGV[i + 2] == '' then
@@ -99,7 +137,8 @@ def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
         head, found, tail = html.rpartition(COUNT)
         args += [prefix + channel, head, tail] if found else [prefix + channel, html, ""]
     try:
-        _script(_COUNT_AND_PUBLISH, "realtime_count_script")(keys=[prefix + counter], args=args)
+        _script(_COUNT_AND_PUBLISH, "realtime_count_script")(
+            keys=[prefix + counter, *_snapshot_keys(prefix, messages)], args=args)
         report_recovery()
         return True
     except RedisError as exc:

@@ -5,7 +5,8 @@ The transport knows no feature (STYLE.md 9). At app creation each feature's
 
 * the channels it serves on `/ws/channels/<channel>`, by name prefix: who may
   join (checked at the handshake, before the upgrade), what a (re)connect
-  receives and, for a channel with an audience, how its viewer count reads;
+  receives (for a `snapshot` channel, the same for everyone and cached:
+  snapshot.py) and, for a channel with an audience, how its viewer count reads;
 * its share of each user's own feed, `/ws/me` (the balance, a creator's tips,
   their call requests): what a (re)connect of that socket receives;
 * its share of another feature's channels (a stream's chat, goal and
@@ -18,6 +19,7 @@ compression) apply to every socket, whoever declares it (sockets.py).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -25,6 +27,7 @@ from typing import Any, Callable
 from flask import Flask, current_app
 
 from app.errors import NotFound
+from app.realtime.snapshot import Snapshots
 
 
 @dataclass(frozen=True)
@@ -38,13 +41,19 @@ class Channel:
     channel for, Unauthorized or Forbidden for one this user may not join.
     `on_connect(name, joined)` → the HTML sent first on every (re)connect and
     after a Redis outage (None: nothing), read in a fresh DB session.
-    `viewers(count)` → the HTML of the channel's viewer count, pushed when it
-    changes; None for a channel nobody counts (a call's two pages)."""
+    `viewers(count)` → the HTML of the channel's viewer count, sent after the
+    state on every (re)connect and pushed when it changes; None for a channel
+    nobody counts (a call's two pages).
+    `snapshot`: the state (`on_connect` and the shares) is the same for every
+    viewer — it reads neither `joined` nor who is asking — and every change to it
+    is published on the channel (realtime.bus) or announced with
+    `bus.snapshot_changed`; it is then served from a cache (snapshot.py)."""
 
     prefix: str
     authorize: Callable[[str], Any]
     on_connect: Callable[[str, Any], str | None]
     viewers: Callable[[int], str] | None = None
+    snapshot: bool = False
 
 
 class Registry:
@@ -55,12 +64,17 @@ class Registry:
         self._channels: tuple[Channel, ...] = ()
         self.feed: tuple[Callable[[Any], str | None], ...] = ()
         self._shares: dict[str, tuple[Callable[[str], str | None], ...]] = {}
+        self._snapshots = Snapshots()
+        # The prefixes of `snapshot` channels, for `str.startswith` (bus.py asks per message).
+        self.snapshot_prefixes: tuple[str, ...] = ()
 
     def add_channel(self, channel: Channel) -> None:
         for other in self._channels:
             if other.prefix.startswith(channel.prefix) or channel.prefix.startswith(other.prefix):
                 raise ValueError(f"channel prefix {channel.prefix!r} overlaps {other.prefix!r}")
         self._channels += (channel,)
+        if channel.snapshot:
+            self.snapshot_prefixes += (channel.prefix,)
 
     def add_feed(self, on_connect: Callable[[Any], str | None]) -> None:
         self.feed += (on_connect,)
@@ -70,9 +84,26 @@ class Registry:
             raise ValueError(f"no channel {prefix!r} to add a share to")
         self._shares[prefix] = self._shares.get(prefix, ()) + (on_connect,)
 
-    def connect_state(self, channel: Channel, name: str, joined) -> str | None:
-        """What a (re)connect of channel `name` receives: its owner's state, then each
-        share's, in the order they were registered (None: nothing)."""
+    def connect_state(self, channel: Channel, name: str, joined, fresh: bool = False) -> str | None:
+        """What a (re)connect of channel `name` receives, for a socket that has
+        subscribed to it: its owner's state, then each share's, in the order they
+        were registered, then its viewer count (None: nothing). A `snapshot`
+        channel's state comes from the cache unless `fresh` (re-sending after a
+        Redis outage) or the app's SNAPSHOT_CACHE is off."""
+        since = time.monotonic()  # the hub confirmed the subscription before this call
+        render = partial(self._state, channel, name, joined)
+        if channel.snapshot and self._app.config["SNAPSHOT_CACHE"]:
+            state = self._snapshots.state(name, render, since, fresh)
+        else:
+            state = render()
+        parts = [state]
+        if channel.viewers is not None:
+            count = self._app.extensions["realtime_hub"].viewer_count(name)
+            if count is not None:  # unknown while Redis is down: the presence tick sends it later
+                parts.append(channel.viewers(count))
+        return "\n".join(part for part in parts if part) or None
+
+    def _state(self, channel: Channel, name: str, joined) -> str | None:
         parts = [channel.on_connect(name, joined), *(share(name) for share in self._shares.get(channel.prefix, ()))]
         return "\n".join(part for part in parts if part) or None
 
@@ -106,10 +137,10 @@ def registry() -> Registry:
 
 def register_channel(app: Flask, prefix: str, authorize: Callable[[str], Any],
                      on_connect: Callable[[str, Any], str | None],
-                     viewers: Callable[[int], str] | None = None) -> None:
+                     viewers: Callable[[int], str] | None = None, snapshot: bool = False) -> None:
     """Serve channels named `prefix…` on `/ws/channels/<channel>` (see `Channel`).
     Raises ValueError if `prefix` overlaps a registered one."""
-    app.extensions["realtime_channels"].add_channel(Channel(prefix, authorize, on_connect, viewers))
+    app.extensions["realtime_channels"].add_channel(Channel(prefix, authorize, on_connect, viewers, snapshot))
 
 
 def register_feed(app: Flask, on_connect: Callable[[Any], str | None]) -> None:

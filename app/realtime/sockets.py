@@ -107,10 +107,13 @@ def credential_channels() -> tuple[str, ...]:
     return ()
 
 
-def serve(ws, channels: tuple[str, ...], render_state=None) -> None:
+def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -> None:
     """Subscribe `ws` to `channels`, send `render_state()` (its current state,
     read in a fresh DB session; None sends nothing), then relay its hub messages
-    until either side goes away, or the socket's session or token ends."""
+    until either side goes away, or the socket's session or token ends. After a
+    Redis outage the state is sent again: `resync_state()` if given (a state that
+    must not come from a cache kept current by publishes, which may have failed
+    during the outage), else `render_state()`."""
     channels += credential_channels()
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
@@ -130,7 +133,7 @@ def serve(ws, channels: tuple[str, ...], render_state=None) -> None:
                 close(ws, 1008, "Your session has ended; log in again.")
                 break
             if message is RESYNC:
-                state = _state(render_state)
+                state = _state(resync_state or render_state)
                 if state:
                     ws.send(state)
                 continue
@@ -176,7 +179,8 @@ def _state(render_state) -> str | None:
 @sock.route("/ws/channels/<channel>", bp=bp)
 def channel_socket(ws, channel):
     served, joined = g.joined  # `_join` checked the channel exists and this user may join it
-    serve(ws, (channel,), partial(registry().connect_state, served, channel, joined))
+    state = partial(registry().connect_state, served, channel, joined)
+    serve(ws, (channel,), state, partial(state, fresh=True))
 
 
 @sock.route("/ws/me", bp=bp)
