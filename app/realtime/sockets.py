@@ -23,6 +23,7 @@ connections.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from functools import partial
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from app.realtime.channels import channel_not_found, registry
 from app.realtime.hub import ENDED, RESYNC, WAKE
 
 bp = Blueprint("realtime", __name__)
+log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
@@ -118,7 +120,15 @@ def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
     try:
-        state = _state(render_state)
+        try:
+            state = _state(render_state)
+        except Exception:  # noqa: BLE001 - e.g. no DB connection free in a join storm
+            # After the 101 an exception would make the server write an HTTP 500 into
+            # the upgraded socket. Close it as a WebSocket instead: 1011 tells the
+            # browser to reconnect, and the reconnect re-sends the state.
+            log.exception("realtime: the state of %s could not be read; closing the socket", channels[0])
+            close(ws, 1011, "Could not load the live state; reconnect.")
+            return
         if state:
             ws.send(state)
         while ws.connected:
@@ -133,7 +143,12 @@ def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -
                 close(ws, 1008, "Your session has ended; log in again.")
                 break
             if message is RESYNC:
-                state = _state(resync_state or render_state)
+                try:
+                    state = _state(resync_state or render_state)
+                except Exception:  # noqa: BLE001 - as at connect: close, the reconnect resyncs
+                    log.exception("realtime: the state of %s could not be re-read; closing the socket", channels[0])
+                    close(ws, 1011, "Could not load the live state; reconnect.")
+                    break
                 if state:
                     ws.send(state)
                 continue

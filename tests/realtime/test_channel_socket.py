@@ -121,3 +121,27 @@ def test_permessage_deflate_is_declined_and_a_client_offering_it_still_gets_ever
     tips = [live_api.send_tip(fan_h, creator.id, n, f"tip {n}", stream["id"])["tip"] for n in (1, 2, 3)]
     for tip in tips:
         assert viewer.wait_for(f'id="tip-{tip["id"]}"', 2), viewer.messages
+
+
+def test_a_join_whose_state_cannot_be_read_is_closed_as_a_websocket_not_answered_with_an_http_500(
+        app, live_api, people, viewers, monkeypatch):
+    """A join storm can leave no database connection free while a socket reads its
+    state, after the 101: the socket is closed with 1011 (reconnect), never sent the
+    raw `HTTP/1.1 500` a raised exception would write into the upgraded stream."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    _creator, creator_h, _fans = people(fans=0)
+    stream = live_api.live_stream(creator_h)
+    url = live_api.ws(f"/ws/channels/{stream['channel']}")
+    registry = app.extensions["realtime_channels"]
+
+    def no_connection(*_args, **_kwargs):
+        raise PoolTimeout("QueuePool limit of size 10 overflow 10 reached")
+    monkeypatch.setattr(registry, "connect_state", no_connection)
+    refused = viewers(url)
+    assert refused.receive(5) is None and refused.closed
+    assert refused.ws.close_reason == 1011, refused.ws.close_reason
+    assert not [m for m in refused.messages if "HTTP/1.1" in m]
+
+    monkeypatch.undo()
+    assert 'id="stream-status"' in viewers(url).receive(5)  # the reconnect gets the state
