@@ -42,9 +42,10 @@ Tips and fan-out share the web workers in production. This mode adds "stream"
 (tips into a live public stream nobody watches) and "watched" (the same tips
 into a second live stream of the creator with `--viewers` WebSockets open on its
 channel, `/ws/channels/s-…`, of the same server) and reports watched/stream
-(target ≥ 0.7). The viewers live in a child process (asyncio, no frame parsing
-but for a sample of `--sample` sockets), so their reading does not compete with
-the bench's threads for one GIL; they connect before the first round and stay
+(target ≥ 0.7). The viewers live in a child process (asyncio protocols that
+read frame headers, skip payloads and answer pings; a sample of `--sample`
+sockets also notes each tip), so their reading does not compete with the
+bench's threads for one GIL; they connect before the first round and stay
 connected throughout. Afterwards every viewer must still be connected and have
 received bytes, and each sampled socket must have received every watched tip
 (its `id="tip-<id>"` pop): a loss fails the run. With ``--room`` too, both
@@ -164,17 +165,18 @@ TIP_POP = re.compile(rb'id="tip-(\d+)"')
 
 
 class _Viewer(asyncio.Protocol):
-    """One viewer's socket: the handshake, then every byte counted; a sampled viewer also
-    parses its frames and notes the tip pops it receives after its connect state. The
-    server sends unmasked frames and no pings, so the others need not parse at all."""
+    """One viewer's socket: the handshake, then every frame's header read (payloads are
+    skipped, not copied) and each ping answered, as a browser does (the server closes a
+    socket that misses its pongs). A sampled viewer also notes the tip pops it receives
+    after its connect state, and the code of a close the server sent."""
 
     def __init__(self, request: bytes, sample: bool, joined: asyncio.Future):
         self.request, self.sample, self.joined = request, sample, joined
-        self.head, self.upgraded, self.open = b"", False, False
-        self.received, self.buf, self.frames, self.tips = 0, b"", 0, set()
+        self.head, self.upgraded, self.open, self.transport = b"", False, False, None
+        self.received, self.buf, self.frames, self.tips, self.close_code = 0, b"", 0, set(), None
 
     def connection_made(self, transport) -> None:
-        self.open = True
+        self.open, self.transport = True, transport
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
@@ -190,26 +192,24 @@ class _Viewer(asyncio.Protocol):
         self.received += len(data)
         if self.received and not self.joined.done():
             self.joined.set_result(True)  # the connect state has started to arrive
-        if self.sample:
-            self.buf += data
-            while (frame := self._frame()) is not None:
-                self.frames += 1
-                if self.frames > 1:  # the first is the connect state (recent tips included)
-                    self.tips.update(TIP_POP.findall(frame))
-
-    def _frame(self) -> bytes | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        length, offset = buf[1] & 0x7F, 2
-        if length == 126:
-            length, offset = int.from_bytes(buf[2:4], "big"), 4
-        elif length == 127:
-            length, offset = int.from_bytes(buf[2:10], "big"), 10
-        if len(buf) < offset + length:
-            return None
-        self.buf = buf[offset + length:]
-        return buf[offset:offset + length]
+        buf, pos = self.buf + data if self.buf else data, 0
+        while len(buf) - pos >= 2:
+            opcode, length, offset = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+            if length == 126:
+                length, offset = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+            elif length == 127:
+                length, offset = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            if len(buf) < offset + length or offset > len(buf):
+                break
+            self.frames += 1
+            if opcode == 9:  # ping → pong (a client's frames are masked; a zero mask)
+                self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + buf[offset:offset + length])
+            elif opcode == 8:
+                self.close_code = int.from_bytes(buf[offset:offset + 2], "big") if length >= 2 else 1005
+            elif self.sample and self.frames > 1:  # the first is the connect state (recent tips included)
+                self.tips.update(TIP_POP.findall(buf, offset, offset + length))
+            pos = offset + length
+        self.buf = buf[pos:]
 
     def connection_lost(self, exc) -> None:
         self.open = False
@@ -232,7 +232,7 @@ def _viewers_child(port: int, path: str, n: int, sample: int, conn) -> None:
             if i % 100 == 99:
                 await asyncio.sleep(0.05)  # don't SYN-flood the listen backlog
         await asyncio.wait_for(asyncio.gather(*(v.joined for v in viewers)), timeout=120)
-        conn.send(("joined", time.monotonic() - t0))
+        conn.send(("joined", time.monotonic() - t0, sum(v.open for v in viewers)))
         done = loop.create_future()
 
         def command() -> None:
@@ -240,8 +240,10 @@ def _viewers_child(port: int, path: str, n: int, sample: int, conn) -> None:
             if what == "stop":
                 done.set_result(None)
                 return
+            codes = [v.close_code for v in viewers if v.sample and v.close_code is not None]
             conn.send({"open": sum(v.open for v in viewers), "silent": sum(v.received == 0 for v in viewers),
-                       "sampled": [len(v.tips) for v in viewers if v.sample]})
+                       "sampled": [len(v.tips) for v in viewers if v.sample],
+                       "closed_by_server": {code: codes.count(code) for code in set(codes)}})
         loop.add_reader(conn.fileno(), command)
         await done
     asyncio.run(run())
@@ -258,7 +260,7 @@ class Viewers:
         self.proc.start()
         if not self.conn.poll(180):
             raise RuntimeError("the viewers did not join within 180 s")
-        _, self.join_seconds = self.conn.recv()
+        _, self.join_seconds, self.open_after_join = self.conn.recv()
 
     def cpu_seconds(self) -> float:
         from _common import tree_cpu
@@ -291,7 +293,8 @@ def viewers_books(viewers: Viewers, n: int, expected: int) -> bool:
     lost = sum(expected - got for got in state["sampled"] if got < expected)
     print(f"viewers: {state['open']:,} of {n:,} still connected, {state['silent']} received nothing; "
           f"{len(state['sampled'])} sampled sockets received {min(state['sampled']):,}–{max(state['sampled']):,} "
-          f"of the {expected:,} watched tips (lost {lost})")
+          f"of the {expected:,} watched tips (lost {lost}); {viewers.open_after_join:,} were connected once all "
+          f"had joined; sampled sockets closed by the server, by close code: {state['closed_by_server'] or 'none'}")
     return state["open"] == n and state["silent"] == 0 and lost == 0
 
 
@@ -354,10 +357,13 @@ def main() -> int:
                 for held_id in held:
                     room_claim(redis, held_id, hold=True)
             if args.viewers:
-                viewers = Viewers(server.port, streams["watched"]["channel"], args.viewers, min(args.sample, args.viewers))
+                viewers = Viewers(server.port, streams["watched"]["channel"], args.viewers,
+                                  min(args.sample, args.viewers))
+            watched = f"; {args.viewers:,} viewers on the watched stream (joined in {viewers.join_seconds:.1f} s, " \
+                f"{viewers.open_after_join:,} connected then)" if viewers else ""
             print(f"database {name}; {args.fans} fans → one creator; gunicorn {worker_class} (gunicorn.conf.py)"
                   f"{'; room mode: worker.py running, goal + leaderboard on a live stream' if args.room else ''}"
-                  f"{f'; {args.viewers:,} viewers on the watched stream (joined in {viewers.join_seconds:.1f} s)' if viewers else ''}\n")
+                  f"{watched}\n")
             rates = {m: [] for m in modes}
             totals = {m: 0 for m in modes}
             per_run = args.seconds / args.rounds

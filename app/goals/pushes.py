@@ -1,9 +1,10 @@
 """How a stream's room (its goal bar and its leaderboard) reaches viewers without
 slowing tips down (DESIGN.md §12).
 
-A tip to a stream, or a goal set or cleared, calls `room_changed(stream id)`: one
-`SET NX EX` in Redis claims `room-push:<stream id>`, and only the caller that wins
-the claim queues the job (`app.goals.jobs.push_room`). So however hard a room is
+A goal set or cleared calls `room_changed(stream id)`, and a tip to a stream takes
+`room_claim(stream id)` in the script call that publishes it: one `SET NX EX` in
+Redis claims `room-push:<stream id>`, and only the caller that wins the claim
+queues the job (`app.goals.jobs.push_room`). So however hard a room is
 tipped, at most one refresh per stream is queued at a time; a tip takes the claim
 in the round trip that publishes it (`room_claim`), so the room costs it no round
 trip of its own. The job drops the claim and draws a ticket (one round trip), then
