@@ -46,7 +46,9 @@ channel, `/ws/channels/s-…`, of the same server) and reports watched/stream
 read frame headers, skip payloads and answer pings; a sample of `--sample`
 sockets also notes each tip), so their reading does not compete with the
 bench's threads for one GIL; they connect before the first round and stay
-connected throughout. Afterwards every viewer must still be connected and have
+connected throughout. After each watched round the bench waits until the
+sampled viewers have every tip (printing how long), so what the server still
+owes the sockets does not slow the next mode's round. Afterwards every viewer must still be connected and have
 received bytes, and each sampled socket must have received every watched tip
 (its `id="tip-<id>"` pop): a loss fails the run. With ``--room`` too, both
 streams' room claims are held, so they differ by the viewers alone.
@@ -243,6 +245,7 @@ def _viewers_child(port: int, path: str, n: int, sample: int, conn) -> None:
             codes = [v.close_code for v in viewers if v.sample and v.close_code is not None]
             conn.send({"open": sum(v.open for v in viewers), "silent": sum(v.received == 0 for v in viewers),
                        "sampled": [len(v.tips) for v in viewers if v.sample],
+                       "frames": [v.frames for v in viewers if v.sample],
                        "closed_by_server": {code: codes.count(code) for code in set(codes)}})
         loop.add_reader(conn.fileno(), command)
         await done
@@ -270,6 +273,14 @@ class Viewers:
         self.conn.send("count")
         return self.conn.recv()
 
+    def catch_up(self, expected: int, timeout: float = 30.0) -> float:
+        """Wait until every sampled viewer has `expected` tips (or `timeout`): what the server
+        still owes the sockets must not run into the next mode's round. Seconds waited."""
+        t0 = time.monotonic()
+        while min(self.state()["sampled"]) < expected and time.monotonic() - t0 < timeout:
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
     def stop(self) -> None:
         try:
             self.conn.send("stop")
@@ -295,6 +306,10 @@ def viewers_books(viewers: Viewers, n: int, expected: int) -> bool:
           f"{len(state['sampled'])} sampled sockets received {min(state['sampled']):,}–{max(state['sampled']):,} "
           f"of the {expected:,} watched tips (lost {lost}); {viewers.open_after_join:,} were connected once all "
           f"had joined; sampled sockets closed by the server, by close code: {state['closed_by_server'] or 'none'}")
+    if lost:  # for whoever debugs it: which sampled sockets, and how many frames each got at all
+        print("  short sampled sockets (index: tips, frames): " + ", ".join(
+            f"{i}: {got}, {frames}" for i, (got, frames) in enumerate(zip(state["sampled"], state["frames"]))
+            if got < expected))
     return state["open"] == n and state["silent"] == 0 and lost == 0
 
 
@@ -375,6 +390,9 @@ def main() -> int:
                     rates[mode].append(rate)
                     totals[mode] += total
                     print(f"  round {r + 1}  {mode:<6} {rate:7.0f} req/s", flush=True)
+                    if mode == "watched":
+                        print(f"      viewers caught up {viewers.catch_up(totals['watched']):.1f} s after the round",
+                              flush=True)
             mean = {m: sum(v) / len(v) for m, v in rates.items()}
             noop, tips = mean["no-op"], mean["tips"]
             ratio = tips / noop
