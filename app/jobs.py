@@ -53,7 +53,12 @@ def enqueue(func, *args) -> bool:
 
     from app.redis_client import get_redis
     try:
-        Queue(queue_name(), connection=get_redis()).enqueue(func, *args)
+        # In one pipeline: RQ on its own sends the queue's registration and the job in
+        # two round trips (a tip storm queues a refresh per job the worker finishes).
+        redis = get_redis()
+        pipe = redis.pipeline()
+        Queue(queue_name(), connection=redis).enqueue_call(func, args=args, pipeline=pipe)
+        pipe.execute()
         return True
     except RedisError as exc:
         log.warning("jobs: could not queue %s%r (%s); the next sweep will do it", func.__name__, args, exc)

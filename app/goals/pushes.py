@@ -1,11 +1,13 @@
 """How a stream's room (its goal bar and its leaderboard) reaches viewers without
 slowing tips down (DESIGN.md §12).
 
-A tip to a stream, or a goal set or cleared, calls `room_changed(stream id)`: one
-`SET NX EX` in Redis claims `room-push:<stream id>`, and only the caller that wins
-the claim queues the job (`app.goals.jobs.push_room`). So however hard a room is
-tipped, at most one refresh per stream is queued at a time, and a tip costs one
-Redis round trip. The job drops the claim and draws a ticket (one round trip), then
+A goal set or cleared calls `room_changed(stream id)`, and a tip to a stream takes
+`room_claim(stream id)` in the script call that publishes it: one `SET NX EX` in
+Redis claims `room-push:<stream id>`, and only the caller that wins the claim
+queues the job (`app.goals.jobs.push_room`). So however hard a room is
+tipped, at most one refresh per stream is queued at a time; a tip takes the claim
+in the round trip that publishes it (`room_claim`), so the room costs it no round
+trip of its own. The job drops the claim and draws a ticket (one round trip), then
 reads the goal's progress and the top 10 from PostgreSQL (the truth) and publishes
 them: a change committed before the job's read is in what it publishes, and one
 committed after finds no claim and queues the next refresh. The last state is
@@ -28,6 +30,7 @@ from flask import current_app
 from redis import RedisError
 
 from app.realtime import fragments
+from app.realtime.bus import Claim
 from app.redis_client import get_redis, report_failure, report_recovery
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,20 @@ def room_changed(stream_id: int) -> None:
         report_failure(f"room refresh of stream {stream_id}", exc)
         return
     if won:
-        from app.jobs import enqueue
-        from app.goals.jobs import push_room
-        enqueue(push_room, stream_id)
+        room_claimed(stream_id)
+
+
+def room_claim(stream_id: int) -> Claim:
+    """`room_changed`'s claim, for a caller that takes it in its own publish's round trip
+    (a tip: `bus.count_publish_and_claim`); whoever wins it calls `room_claimed`."""
+    return Claim(claim_key(stream_id), CLAIM_SECONDS)
+
+
+def room_claimed(stream_id: int) -> None:
+    """The caller won the stream's claim: queue the refresh."""
+    from app.jobs import enqueue
+    from app.goals.jobs import push_room
+    enqueue(push_room, stream_id)
 
 
 def start_refresh(stream_id: int) -> int | None:

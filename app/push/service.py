@@ -9,19 +9,27 @@ account had moves it to the current user (the other account stops getting
 pushes on a device it no longer uses).
 
 `push_to_users` never sends: it queues `jobs.send_push` after the caller's
-commit, and only when one of the users has a subscription with the topic (so a
-tip storm to a creator without push costs one indexed SELECT per tip, not a
-job). It never raises into its caller: the action that triggered it is done.
+commit, and only when one of the users has a subscription with the topic. It
+never raises into its caller: the action that triggered it is done. For one
+user (each tip asks about its creator) the topics their devices have on are
+read at most once per `TOPICS_CACHE_SECONDS` per process, so a tip storm to a
+creator without push costs no query per tip. So a device subscribed (or a topic
+turned on) gets pushes within `TOPICS_CACHE_SECONDS` at most: at once when it
+was done through this same process (its cached read is dropped), unless a read
+raced with it. A device removed meanwhile may still get a job queued, which
+finds no subscription and sends nothing.
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import delete, exists, literal_column, select
+from sqlalchemy import delete, exists, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app import validation
@@ -39,6 +47,8 @@ MAX_ENDPOINT_LENGTH = 1000
 MAX_DEVICES_PER_USER = 20
 # A job's share of a fan-out: a creator with many followers queues several jobs.
 USERS_PER_JOB = 1000
+# How long this process trusts what it read of one user's push topics (see the docstring).
+TOPICS_CACHE_SECONDS = 5.0
 # PostgreSQL: a row this INSERT wrote (not its ON CONFLICT update) has xmax 0.
 _INSERTED = literal_column("(xmax = 0)")
 
@@ -87,6 +97,7 @@ def subscribe(user, endpoint, keys_value, topics) -> tuple[PushSubscription, boo
     sub_id, created = db.session.execute(stmt).one()
     _forget_oldest(user.id)
     db.session.commit()
+    _forget_topics(user.id)
     return db.session.get(PushSubscription, sub_id), created
 
 
@@ -105,6 +116,7 @@ def unsubscribe(user, endpoint) -> None:
     deleted = db.session.execute(delete(PushSubscription).where(
         PushSubscription.user_id == user.id, PushSubscription.endpoint == endpoint)).rowcount
     db.session.commit()
+    _forget_topics(user.id)
     if not deleted:
         raise NotFound("This device has no push subscription here.", "subscription_not_found")
 
@@ -113,6 +125,7 @@ def forget_devices(user_id: int) -> None:
     """Delete every push subscription of a user, in the caller's transaction (no commit):
     "log out everywhere" also stops notifications to a lost phone."""
     db.session.execute(delete(PushSubscription).where(PushSubscription.user_id == user_id))
+    _forget_topics(user_id)
 
 
 def subscriptions_of(user) -> list[PushSubscription]:
@@ -159,8 +172,34 @@ def page_path(endpoint: str, **values) -> str:
 
 
 def _anyone_subscribed(ids: list[int], topic: str) -> bool:
+    if len(ids) == 1:
+        return topic in _topics_of(ids[0])
     return bool(db.session.scalar(select(exists().where(PushSubscription.user_id.in_(ids),
                                                         PushSubscription.topics.any(topic)))))
+
+
+_topics_cache: dict[int, tuple[float, frozenset[str]]] = {}
+_topics_lock = threading.Lock()
+
+
+def _topics_of(user_id: int) -> frozenset[str]:
+    """The topics any of the user's devices has on, read at most once per
+    `TOPICS_CACHE_SECONDS` in this process."""
+    now = time.monotonic()
+    cached = _topics_cache.get(user_id)
+    if cached and cached[0] > now:
+        return cached[1]
+    found = frozenset(db.session.scalars(
+        select(func.unnest(PushSubscription.topics)).where(PushSubscription.user_id == user_id).distinct()))
+    with _topics_lock:
+        _topics_cache[user_id] = (now + TOPICS_CACHE_SECONDS, found)
+    return found
+
+
+def _forget_topics(user_id: int) -> None:
+    """This process changed the user's devices: read their topics afresh next time."""
+    with _topics_lock:
+        _topics_cache.pop(user_id, None)
 
 
 def _message(title: str, body: str, url: str, tag: str) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
+from dataclasses import dataclass
 
 from redis import RedisError
 
@@ -111,39 +112,66 @@ def _script(source: str, name: str):
 # process, so text a user typed (a tip message, say) can never contain it.
 COUNT = f"count-{secrets.token_hex(8)}"
 
-# INCR the counter (KEYS[1]), then publish each message with its last COUNT replaced
-# by the new value: a counter and the messages showing it in one round trip.
-# KEYS[2…]: snapshots of the channels published to, as in _PUBLISH_ALL.
-_COUNT_AND_PUBLISH = _BUMP_SNAPSHOTS.format(first=2, ttl=SNAPSHOT_TTL) + """
+# KEYS[1]: the counter. ARGV[1]: how many claims, c. Claims first (KEYS[2..c+1], each
+# `SET NX EX` with its seconds in ARGV[2..c+1]; which were won comes back after the
+# count), then the snapshots of the channels published to (KEYS[c+2..], as in
+# _PUBLISH_ALL), then INCR the counter and publish each message (ARGV[c+2..]) with its
+# last COUNT replaced by the new value: a counter, the messages showing it, their
+# snapshots' invalidation and the claims in one round trip.
+_COUNT_AND_PUBLISH = """
+local c = tonumber(ARGV[1])
+local won = {}
+for i = 2, c + 1 do
+    won[i - 1] = redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[i]) and 1 or 0
+end
+local first = c + 2
+""" + _BUMP_SNAPSHOTS.format(first="c + 2", ttl=SNAPSHOT_TTL) + """
 local n = redis.call('INCR', KEYS[1])
-for i = 1, #ARGV, 3 do
+for i = first, #ARGV, 3 do
     if ARGV[i + 2] == '' then
         redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
     else
         redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. n .. ARGV[i + 2])
     end
 end
-return n
+return {n, unpack(won)}
 """
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key (with the prefix) that whoever sets it first owns for `seconds`: a feature's
+    "one refresh queued at a time" (app/goals, app/wallet), taken in a publish's round trip."""
+    key: str
+    seconds: int
 
 
 def count_and_publish(counter: str, messages: list[tuple[str, str]]) -> bool:
     """Increment `counter` (a key without the prefix) and publish `messages`,
     where `COUNT` in a message stands for the counter's new value; one round
     trip. False if Redis is down: nothing is counted or delivered."""
-    args = []
+    return count_publish_and_claim(counter, messages, ()) is not None
+
+
+def count_publish_and_claim(counter: str, messages: list[tuple[str, str]],
+                            claims: list[Claim]) -> list[bool] | None:
+    """`count_and_publish`, and in the same round trip try each of `claims` (`SET NX EX`):
+    whether each was won, in order. None if Redis is down: nothing is counted, delivered
+    or claimed (so no caller queues work on a claim it cannot hold)."""
+    args = [len(claims), *(claim.seconds for claim in claims)]
     prefix = current_app.config["REDIS_PREFIX"]
     for channel, html in messages:
         head, found, tail = html.rpartition(COUNT)
         args += [prefix + channel, head, tail] if found else [prefix + channel, html, ""]
     try:
-        _script(_COUNT_AND_PUBLISH, "realtime_count_script")(
-            keys=[prefix + counter, *_snapshot_keys(prefix, messages)], args=args)
+        reply = _script(_COUNT_AND_PUBLISH, "realtime_count_script")(
+            keys=[prefix + counter, *(claim.key for claim in claims), *_snapshot_keys(prefix, messages)],
+            args=args)
         report_recovery()
-        return True
+        return [bool(won) for won in reply[1:]]
     except RedisError as exc:
         _undelivered(messages, exc)
-        return False
+        return None
 
 
 def _undelivered(messages, exc) -> None:

@@ -13,12 +13,12 @@ from redis import RedisError
 
 from app.alerts.service import settings_of
 from app.chat import pushes as chat_pushes
-from app.goals.pushes import room_changed
+from app.goals.pushes import room_claim, room_claimed
 from app.push.service import page_path, push_to_users
 from app.realtime import fragments
-from app.realtime.bus import COUNT, count_and_publish, user_channel
+from app.realtime.bus import COUNT, count_publish_and_claim, user_channel
 from app.redis_client import get_redis
-from app.wallet.pushes import balance_messages, earnings_changed
+from app.wallet.pushes import balance_messages, earnings_claim, earnings_claimed
 
 
 def overlay_channel(creator_id: int) -> str:
@@ -28,9 +28,9 @@ def overlay_channel(creator_id: int) -> str:
 
 def tip_sent(tip, sender, sender_balance: int) -> None:
     """Overlay on the tip's channel, OBS overlay + feed + unseen badge for the creator,
-    balance for the sender's other tabs: one round trip to Redis. The creator's earnings
-    figure follows from a job (`earnings_changed`: one per creator at a time, whatever
-    the storm)."""
+    balance for the sender's other tabs, and the claims of the jobs that refresh the
+    creator's earnings figure and the stream's room (one per creator / stream at a time,
+    whatever the storm: `earnings_changed`, `room_changed`): one round trip to Redis."""
     # The creator's alert controls (app/alerts): a tip under their minimum pops up nowhere
     # (it still lands in every list); OBS plays their sound.
     alerts = settings_of(tip.creator_id)
@@ -49,10 +49,14 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
         if tip.stream_id:  # the stream's chat shows the tip too, in the same message (app/chat)
             html += chat_pushes.tip_line(**pop)
         messages.append((tip.channel, html))
-    count_and_publish(_unseen_counter(tip.creator_id), messages)
-    if tip.stream_id:
-        room_changed(tip.stream_id)  # the stream's goal bar and leaderboard (app/goals, issue 18)
-    earnings_changed([tip.creator_id])
+    # The creator's earnings pill and the stream's goal bar and leaderboard (app/goals) are
+    # refreshed by jobs, one per creator / stream at a time: their claims ride along.
+    claims = [earnings_claim(tip.creator_id)] + ([room_claim(tip.stream_id)] if tip.stream_id else [])
+    won = count_publish_and_claim(_unseen_counter(tip.creator_id), messages, claims) or [False] * len(claims)
+    if won[0]:
+        earnings_claimed([tip.creator_id])
+    if tip.stream_id and won[1]:
+        room_claimed(tip.stream_id)
     tip_push(tip, sender)
 
 

@@ -10,7 +10,7 @@ from flask import current_app
 from redis import RedisError
 
 from app.realtime import fragments
-from app.realtime.bus import publish_many, user_channel
+from app.realtime.bus import Claim, publish_many, user_channel
 from app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,22 @@ def earnings_changed(creator_ids) -> None:
     except RedisError as exc:
         log.warning("wallet: no earnings refresh for %d creator(s) (%s)", len(ids), exc)
         return
-    if claimed:
+    earnings_claimed(claimed)
+
+
+def earnings_claim(creator_id: int) -> Claim:
+    """`earnings_changed`'s claim for one creator, for a caller that takes it in its own
+    publish's round trip (a tip: `bus.count_publish_and_claim`); whoever wins it calls
+    `earnings_claimed`."""
+    return Claim(earnings_claim_key(creator_id), _EARNINGS_CLAIM_SECONDS)
+
+
+def earnings_claimed(creator_ids: list[int]) -> None:
+    """The caller won these creators' claims: queue their refresh (nothing for none)."""
+    if creator_ids:
         from app.jobs import enqueue
         from app.wallet.jobs import push_earnings
-        enqueue(push_earnings, claimed)
+        enqueue(push_earnings, creator_ids)
 
 
 def earnings_claim_key(creator_id: int) -> str:

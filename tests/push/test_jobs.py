@@ -189,3 +189,40 @@ def test_going_live_pushes_to_each_follower_with_live_on_once(app, ctx, make_cre
     assert announce_live(stream_id) == 0
     run_jobs()
     assert len(receiver.to("follower-phone")) == 1
+
+
+def test_a_device_subscribed_elsewhere_gets_tip_pushes_within_the_cache_bound(ctx, make_creator, make_fan, queue,
+                                                                               monkeypatch):
+    """A tip asks about its creator's devices at most once per TOPICS_CACHE_SECONDS per process
+    (app/push/service.py): a device another process subscribed counts within that bound."""
+    from app.push import service as push
+    from tests.push.helpers import Device
+
+    monkeypatch.setattr(push, "TOPICS_CACHE_SECONDS", 2.0)
+    creator, fan = make_creator(), make_fan(balance=500)
+
+    def tip_queues_a_push() -> bool:
+        queue.empty()
+        tips.send_tip(fan, creator.id, 10, "", None, str(uuid.uuid4()))
+        return "app.push.jobs.send_push" in [job.func_name for job in queue.jobs]
+
+    assert not tip_queues_a_push()  # no device: read and remembered
+    # Another process subscribes the creator's phone (its cache is not ours to drop).
+    device = Device("https://push.example.com/other-process")
+    keys = device.subscription(["tips"])["keys"]
+    db.session.add(PushSubscription(user_id=creator.id, endpoint=device.endpoint, p256dh=keys["p256dh"],
+                                    auth=keys["auth"], topics=["tips"]))
+    db.session.commit()
+    assert not tip_queues_a_push()  # within the bound this process may not know yet
+    time.sleep(2.1)
+    assert tip_queues_a_push()
+
+
+def test_a_device_subscribed_through_this_process_gets_the_next_tip_push(ctx, make_creator, make_fan, subscribe,
+                                                                         receiver, queue):
+    creator, fan = make_creator(), make_fan(balance=500)
+    tips.send_tip(fan, creator.id, 10, "", None, str(uuid.uuid4()))  # no device yet: remembered
+    subscribe(creator, "new-phone", ["tips"])
+    queue.empty()
+    tips.send_tip(fan, creator.id, 10, "", None, str(uuid.uuid4()))
+    assert "app.push.jobs.send_push" in [job.func_name for job in queue.jobs]

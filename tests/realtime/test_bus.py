@@ -51,6 +51,28 @@ def test_count_and_publish_reports_an_outage_instead_of_raising(make_app, servic
         assert bus.count_and_publish("test-counter", [("a", bus.COUNT)]) is False
 
 
+def test_count_publish_and_claim_wins_each_claim_once_with_its_expiry(app, listener):
+    (a, _), pubsub = listener
+    prefix = app.config["REDIS_PREFIX"]
+    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    counter, tag = f"test-counter-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    short, long = bus.Claim(f"{prefix}claim-short-{tag}", 5), bus.Claim(f"{prefix}claim-long-{tag}", 60)
+    with app.app_context():
+        assert bus.count_publish_and_claim(counter, [(a, f"<b>{bus.COUNT}</b>")], [short, long]) == [True, True]
+        client.delete(short.key)  # as the refresh job does when it starts
+        assert bus.count_publish_and_claim(counter, [(a, f"<b>{bus.COUNT}</b>")], [short, long]) == [True, False]
+        assert bus.count_publish_and_claim(counter, [(a, "plain")], []) == []
+    assert 0 < client.ttl(short.key) <= 5 and 5 < client.ttl(long.key) <= 60
+    assert _received(pubsub, 3) == [(prefix + a, "<b>1</b>"), (prefix + a, "<b>2</b>"), (prefix + a, "plain")]
+    client.delete(short.key, long.key)
+
+
+def test_count_publish_and_claim_claims_nothing_while_redis_is_down(make_app, services):
+    down = make_app((services[0], "redis://127.0.0.1:1/0"))
+    with down.app_context():
+        assert bus.count_publish_and_claim("test-counter", [("a", bus.COUNT)], [bus.Claim("x", 5)]) is None
+
+
 def test_the_publisher_sends_each_batch_in_order_from_its_own_thread(app, listener):
     (a, b), pubsub = listener
     prefix = app.config["REDIS_PREFIX"]
