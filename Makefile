@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP := $(VENV)/.requirements-installed
 JS_STAMP := static/vendor/.npm-installed
 
-.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks bench-hls-auth bench-chat bench-tips-room clean
+.PHONY: run test install bench-ledger bench-fanout bench-tips bench-metering bench-dashboard bench-webhooks bench-hls-auth bench-chat bench-tips-room bench-fanout-10k bench-rooms bench-joins bench-tips-viewers clean
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -53,6 +53,18 @@ bench-chat: install
 
 bench-tips-room: install
 	$(BIN)/python bench/tips_http.py --room
+
+bench-fanout-10k: install
+	$(BIN)/python bench/fanout.py --viewers 10,10000 --instances 2
+
+bench-rooms: install
+	$(BIN)/python bench/rooms.py
+
+bench-joins: install
+	$(BIN)/python bench/joins.py
+
+bench-tips-viewers: install
+	$(BIN)/python bench/tips_http.py --viewers 1000
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor
