@@ -54,7 +54,7 @@ transfer stops scaling once that one core is busy.
 Then the cost inside PostgreSQL alone (``--in-db``, the issue's measure): a
 ``DO`` loop of N ``ledger_post()`` calls against a loop of the raw SQL's three
 statements, each run in autocommit (its COMMIT and deferred trigger included),
-alternating, best of five; wall time per transfer, and the server process's
+alternating, median of five; wall time per transfer, and the server process's
 CPU time when it runs on this machine (read from /proc). Informational: the
 targets are the throughput ratios.
 
@@ -81,6 +81,7 @@ import argparse
 import json
 import os
 import queue
+import statistics
 import sys
 import threading
 import time
@@ -361,8 +362,9 @@ def in_db_cost(conninfo: str, parties: Parties, amount: int, n: int, tries: int 
     """Per transfer inside PostgreSQL: `n` ledger_post() calls in one DO loop
     against `n` times the raw SQL's three statements, on the wallet of the last
     fan (no thread uses it). Autocommit, so each loop's COMMIT and deferred
-    trigger count. `tries` alternating runs each; the best (least disturbed by
-    other load): (wall µs, backend CPU µs or None) per implementation."""
+    trigger count. `tries` alternating runs each, summed up by their median (a
+    function whose plans PostgreSQL keeps re-choosing has fast and slow runs):
+    (wall µs, backend CPU µs or None) per implementation."""
     to_creator, to_platform = ledger.split(amount, parties.share_percent)
     args = dict(n=n, w=parties.fan_wallets[-1].id, e=parties.earnings.id, f=parties.fees.id, a=amount,
                 c=to_creator, p=to_platform)
@@ -379,7 +381,8 @@ def in_db_cost(conninfo: str, parties: Parties, amount: int, n: int, tries: int 
                 cpu1 = _backend_cpu(pid)
                 if cpu0 is not None and cpu1 is not None:
                     cpus[name].append((cpu1 - cpu0) / n * 1e6)
-    return {name: (min(walls[name]), min(cpus[name]) if cpus[name] else None) for name in walls}
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]) if cpus[name] else None)
+            for name in walls}
 
 
 # ---- main ---------------------------------------------------------------------
@@ -464,7 +467,7 @@ def main() -> int:
         elif args.in_db:
             cost = in_db_cost(libpq_url(db_url), parties, args.amount, args.in_db)
             committed["in-db"] = 2 * 5 * args.in_db
-            print(f"inside PostgreSQL ({args.in_db:,}-transfer DO loops, best of 5):")
+            print(f"inside PostgreSQL ({args.in_db:,}-transfer DO loops, median of 5):")
             for impl, (wall, cpu) in cost.items():
                 cpu_text = f", backend CPU {cpu:4.0f} us" if cpu is not None else ""
                 print(f"  {impl:<14} {wall:4.0f} us/transfer{cpu_text}")
