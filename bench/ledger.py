@@ -12,12 +12,14 @@ Two implementations run against the same freshly migrated database:
 
 * **ledger** - the real code path: ``ledger.transfer(...)`` then
   ``db.session.commit()``, each thread inside its own Flask app context
-  (so its own scoped ``db.session`` and a connection from the app's pool).
+  (so its own scoped ``db.session`` and a connection from the app's pool,
+  sized as in production: ``DB_POOL_SIZE`` 10 + ``DB_MAX_OVERFLOW`` 10).
 * **raw SQL** - the minimum the same transaction needs, written directly with
-  psycopg 3 (no SQLAlchemy), one connection per thread: a conditional
+  psycopg 3 (no SQLAlchemy): a conditional
   ``UPDATE ... WHERE balance >= n RETURNING balance`` on the wallet, an
   ``INSERT INTO ledger_transfers ... RETURNING id``, one INSERT of the three
-  entries, ``COMMIT``.
+  entries, ``COMMIT``. It gets the same connection budget as the ledger: a
+  plain queue of at most 20 psycopg connections, one taken per transfer.
 
 Both go through the database's own rules (deferred "entries sum to zero"
 trigger, append-only triggers, CHECKs), so the difference between them is the
@@ -49,6 +51,13 @@ prints this process's CPU time per transfer: the Python side of both
 implementations shares one GIL, so a path that needs much more client CPU per
 transfer stops scaling once that one core is busy.
 
+Then the cost inside PostgreSQL alone (``--in-db``, the issue's measure): a
+``DO`` loop of N ``ledger_post()`` calls against a loop of the raw SQL's three
+statements, each run in autocommit (its COMMIT and deferred trigger included),
+alternating, median of five; wall time per transfer, and the server process's
+CPU time when it runs on this machine (read from /proc). Informational: the
+targets are the throughput ratios.
+
 At the end ``app.ledger.verify()`` re-checks every invariant over everything
 both implementations wrote; the books must balance.
 
@@ -60,7 +69,7 @@ Usage::
 
     .venv/bin/python bench/ledger.py [--seconds 12] [--threads 8,32] [--rounds 4]
                                      [--warmup 1.5] [--amount 10] [--fund 1000000]
-                                     [--profile]
+                                     [--in-db 2000] [--profile]
 
 ``--profile`` adds a cProfile of a single-threaded ledger loop. Exit status:
 0 all targets met and books clean, 1 a throughput target missed, 2 the books
@@ -71,6 +80,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
+import statistics
 import sys
 import threading
 import time
@@ -101,18 +112,47 @@ RAW_ENTRIES = ("INSERT INTO ledger_entries (transfer_id, account_id, amount, bal
 
 
 def make_app(db_url: str):
-    """The real app on the bench database (Redis is configured but never used)."""
+    """The real app on the bench database (Redis is configured but never used),
+    with production's connection pool (`Config`'s DB_POOL_SIZE and
+    DB_MAX_OVERFLOW): at 32 threads, some wait for a connection, as they would
+    in a web process."""
     cfg = Config.from_env(
         {"APP_ENV": "test", "DATABASE_URL": db_url,
          "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
          "SECRET_KEY": "bench-secret-key", "INSTANCE_DIR": str(BENCH_INSTANCE)},
         PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
         RATELIMIT_ENABLED=False,
-        # One pooled connection per thread at the largest thread count, and no
-        # overflow connections being opened and closed during a run.
-        DB_POOL_SIZE=64, DB_MAX_OVERFLOW=0,
     )
     return create_app(cfg)
+
+
+class RawPool:
+    """The raw SQL side's connections: at most `size` psycopg connections (the
+    ledger's pool size plus overflow), opened on demand and reused, one taken per
+    transfer. Threads beyond `size` wait, as the ledger's do in its pool."""
+
+    def __init__(self, conninfo: str, size: int):
+        self.conninfo, self.size, self.opened = conninfo, size, 0
+        self.idle: queue.LifoQueue = queue.LifoQueue()
+        self.lock = threading.Lock()
+
+    def get(self) -> psycopg.Connection:
+        try:
+            return self.idle.get_nowait()
+        except queue.Empty:
+            with self.lock:
+                open_one = self.opened < self.size
+                self.opened += open_one
+            if open_one:
+                return psycopg.connect(self.conninfo)
+            return self.idle.get()
+
+    def put(self, conn: psycopg.Connection) -> None:
+        self.idle.put(conn)
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get_nowait().close()
 
 
 # ---- fixtures: one hot creator, one funded fan per thread --------------------
@@ -195,18 +235,19 @@ def ledger_worker(app, parties: Parties, amount: int, run: Run, i: int) -> None:
             db.session.remove()
 
 
-def raw_worker(conninfo: str, parties: Parties, amount: int, run: Run, i: int) -> None:
+def raw_worker(pool: RawPool, parties: Parties, amount: int, run: Run, i: int) -> None:
     wallet_id = parties.fan_wallets[i].id
     earnings_id, fees_id = parties.earnings.id, parties.fees.id
     meta = json.dumps({"creatorId": parties.creator_id, "fanId": parties.fan_ids[i], "bench": True})
     try:
-        # autocommit off: psycopg opens the transaction (BEGIN) at the first
-        # statement and conn.commit() ends it - one transaction per transfer.
-        with psycopg.connect(conninfo) as conn:
-            cur = conn.cursor()
-            run.barrier.wait()
-            while not run.stop.is_set():
+        run.barrier.wait()
+        while not run.stop.is_set():
+            # autocommit off: psycopg opens the transaction (BEGIN) at the first
+            # statement and conn.commit() ends it - one transaction per transfer.
+            conn = pool.get()
+            try:
                 to_creator, to_platform = ledger.split(amount, parties.share_percent)
+                cur = conn.cursor()
                 cur.execute(RAW_DEBIT, (amount, wallet_id, amount))
                 row = cur.fetchone()
                 if row is None:
@@ -218,7 +259,9 @@ def raw_worker(conninfo: str, parties: Parties, amount: int, run: Run, i: int) -
                                           tid, earnings_id, to_creator,
                                           tid, fees_id, to_platform))
                 conn.commit()
-                run.counts[i] += 1
+            finally:
+                pool.put(conn)
+            run.counts[i] += 1
     except Exception as exc:  # noqa: BLE001
         run.errors.append(f"raw thread {i}: {exc!r}")
         run.barrier.abort()
@@ -291,6 +334,57 @@ def profile_ledger(app, parties: Parties, amount: int, n: int = 3000) -> int:
     return run.counts[0]
 
 
+# ---- inside PostgreSQL ---------------------------------------------------------
+
+IN_DB_LEDGER = """DO $$ BEGIN FOR i IN 1..{n} LOOP
+    PERFORM ledger_post('tip', 'indb:{tag}:' || i, '{{"bench": true}}', ARRAY[{w}, {e}, {f}]::bigint[],
+                        ARRAY[-{a}, {c}, {p}]::bigint[]);
+END LOOP; END $$"""
+IN_DB_RAW = """DO $$ DECLARE b bigint; t bigint; BEGIN FOR i IN 1..{n} LOOP
+    UPDATE ledger_accounts SET balance = balance - {a} WHERE id = {w} AND balance >= {a} RETURNING balance INTO b;
+    INSERT INTO ledger_transfers (kind, idempotency_key, metadata)
+         VALUES ('tip', 'indb:{tag}:' || i, '{{"bench": true}}') RETURNING id INTO t;
+    INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after)
+         VALUES (t, {w}, -{a}, b), (t, {e}, {c}, NULL), (t, {f}, {p}, NULL);
+END LOOP; END $$"""
+
+
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend, when it runs on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_db_cost(conninfo: str, parties: Parties, amount: int, n: int, tries: int = 5) -> dict[str, tuple]:
+    """Per transfer inside PostgreSQL: `n` ledger_post() calls in one DO loop
+    against `n` times the raw SQL's three statements, on the wallet of the last
+    fan (no thread uses it). Autocommit, so each loop's COMMIT and deferred
+    trigger count. `tries` alternating runs each, summed up by their median (a
+    function whose plans PostgreSQL keeps re-choosing has fast and slow runs):
+    (wall µs, backend CPU µs or None) per implementation."""
+    to_creator, to_platform = ledger.split(amount, parties.share_percent)
+    args = dict(n=n, w=parties.fan_wallets[-1].id, e=parties.earnings.id, f=parties.fees.id, a=amount,
+                c=to_creator, p=to_platform)
+    walls: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
+    cpus: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        for t in range(tries):
+            order = [("ledger_post()", IN_DB_LEDGER), ("raw SQL", IN_DB_RAW)]
+            for name, sql in order if t % 2 == 0 else reversed(order):
+                cpu0, t0 = _backend_cpu(pid), time.perf_counter()
+                conn.execute(sql.format(tag=uuid.uuid4().hex, **args))
+                walls[name].append((time.perf_counter() - t0) / n * 1e6)
+                cpu1 = _backend_cpu(pid)
+                if cpu0 is not None and cpu1 is not None:
+                    cpus[name].append((cpu1 - cpu0) / n * 1e6)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]) if cpus[name] else None)
+            for name in walls}
+
+
 # ---- main ---------------------------------------------------------------------
 
 def main() -> int:
@@ -303,6 +397,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds at the start of each run")
     parser.add_argument("--amount", type=int, default=10, help="tokens per transfer")
     parser.add_argument("--fund", type=int, default=1_000_000, help="tokens bought for each fan")
+    parser.add_argument("--in-db", type=int, default=2000, metavar="N",
+                        help="transfers per DO loop for the in-database cost (0: skip)")
     parser.add_argument("--profile", action="store_true", help="also cProfile a single-thread ledger loop")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -322,15 +418,20 @@ def main() -> int:
             upgrade()
             server_version = db.session.execute(text("SHOW server_version")).scalar_one()
             db.session.remove()
-        parties = make_parties(app, max(thread_counts), args.fund)
+        # One fan more than threads: the in-database loops use the last one's wallet.
+        parties = make_parties(app, max(thread_counts) + 1, args.fund)
+        connections = app.config["DB_POOL_SIZE"] + app.config["DB_MAX_OVERFLOW"]
+        raw_pool = RawPool(libpq_url(db_url), connections)
         print(f"PostgreSQL {server_version}; {max(thread_counts)} fans x {args.fund:,} tokens; "
               f"{args.amount} tokens/transfer ({parties.share_percent}% creator); "
               f"{args.seconds:g} s measured per implementation per thread count "
-              f"({args.rounds} x {per_run:g} s runs, {args.warmup:g} s warm-up each)\n")
+              f"({args.rounds} x {per_run:g} s runs, {args.warmup:g} s warm-up each); "
+              f"connections: at most {connections} each (pool {app.config['DB_POOL_SIZE']} "
+              f"+ overflow {app.config['DB_MAX_OVERFLOW']}, as in production)\n")
 
         impls = {
             "ledger": (ledger_worker, (app, parties, args.amount)),
-            "raw SQL": (raw_worker, (libpq_url(db_url), parties, args.amount)),
+            "raw SQL": (raw_worker, (raw_pool, parties, args.amount)),
         }
         committed = {"ledger": 0, "raw SQL": 0}
         rates = {t: {"ledger": [], "raw SQL": []} for t in thread_counts}
@@ -359,6 +460,20 @@ def main() -> int:
             print(f"{threads:>2} threads: ledger {mean['ledger']:.0f}/s, raw SQL {mean['raw SQL']:.0f}/s, "
                   f"ledger/raw = {mean['ledger'] / mean['raw SQL']:.2f}", flush=True)
         print()
+        raw_pool.close()
+
+        if args.in_db and args.fund < 10 * args.in_db * args.amount:
+            print(f"(in-database loops skipped: --fund must cover {10 * args.in_db * args.amount:,} tokens)\n")
+        elif args.in_db:
+            cost = in_db_cost(libpq_url(db_url), parties, args.amount, args.in_db)
+            committed["in-db"] = 2 * 5 * args.in_db
+            print(f"inside PostgreSQL ({args.in_db:,}-transfer DO loops, median of 5):")
+            for impl, (wall, cpu) in cost.items():
+                cpu_text = f", backend CPU {cpu:4.0f} us" if cpu is not None else ""
+                print(f"  {impl:<14} {wall:4.0f} us/transfer{cpu_text}")
+            (lw, lc), (rw, rc) = cost["ledger_post()"], cost["raw SQL"]
+            print(f"  ledger_post()/raw: wall {lw / rw:.2f}"
+                  + (f", CPU {lc / rc:.2f}" if lc is not None and rc else "") + "\n")
 
         if args.profile:
             committed["ledger"] += profile_ledger(app, parties, args.amount)
@@ -390,9 +505,10 @@ def main() -> int:
             in_db = db.session.execute(text("SELECT count(*) FROM ledger_transfers WHERE kind = :k"),
                                        {"k": KIND}).scalar_one()
             db.session.remove()
-        expected = committed["ledger"] + committed["raw SQL"]
+        expected = committed["ledger"] + committed["raw SQL"] + committed.get("in-db", 0)
         print(f"\nbooks: {in_db:,} {KIND} transfers in the database "
-              f"({committed['ledger']:,} ledger + {committed['raw SQL']:,} raw SQL committed)")
+              f"({committed['ledger']:,} ledger + {committed['raw SQL']:,} raw SQL committed"
+              + (f" + {committed['in-db']:,} in-database loops" if "in-db" in committed else "") + ")")
         if violations:
             exit_code = 2
             print(f"ledger.verify(): {len(violations)} violation(s) - the books do NOT balance")

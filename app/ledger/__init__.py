@@ -324,7 +324,8 @@ def balance_of(account: Account) -> int:
 
 # One statement per transfer (app/ledger/sql/functions/ledger_post.sql explains the
 # steps), sent on the session's own psycopg connection (see `driver_connection`).
-_POST = "SELECT o_transfer_id, o_created, o_shortfall, o_balances FROM ledger_post(%s, %s, %s, %s, %s)"
+_POST = ("SELECT o_transfer_id, o_created, o_shortfall, o_balances "
+         "FROM ledger_post(%s, %s, %s, %s::bigint[], %s::bigint[])")
 
 
 def _post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
@@ -332,16 +333,26 @@ def _post_arguments(legs: list[Leg]) -> tuple[list[int], list[int]]:
     ids, amounts). Raises `LedgerError` for malformed legs."""
     if len(legs) < 2:
         raise LedgerError("a transfer needs at least two legs")
-    seen = set()
-    for leg in legs:
-        if type(leg.amount) is not int or leg.amount == 0:
-            raise LedgerError(f"leg amounts must be non-zero integers, got {leg.amount!r}")
-        if leg.account.id in seen:
-            raise LedgerError("an account may appear once per transfer")
-        seen.add(leg.account.id)
-    if sum(leg.amount for leg in legs) != 0:
+    ids = [leg.account.id for leg in legs]
+    amounts = [leg.amount for leg in legs]
+    for account_id, amount in zip(ids, amounts):
+        if type(amount) is not int or amount == 0:
+            raise LedgerError(f"leg amounts must be non-zero integers, got {amount!r}")
+        if type(account_id) is not int:
+            raise LedgerError(f"account ids must be integers, got {account_id!r}")
+    if len(set(ids)) != len(ids):
+        raise LedgerError("an account may appear once per transfer")
+    if sum(amounts) != 0:
         raise LedgerError("legs must sum to zero")
-    return [leg.account.id for leg in legs], [leg.amount for leg in legs]
+    return ids, amounts
+
+
+def _bigint_array(values: list[int]) -> str:
+    """`values` (integers, checked by `_post_arguments`) as a PostgreSQL array literal,
+    for a ``%s::bigint[]`` parameter: the same value psycopg would send for the
+    list, without its pure-Python list dumper (measured: ~20 µs of client CPU per
+    array, a tenth of what a whole transfer costs the client)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def transfer(kind: TransferKind, key: str, legs: list[Leg], metadata: dict | None = None) -> TransferResult:
@@ -360,7 +371,7 @@ def transfer(kind: TransferKind, key: str, legs: list[Leg], metadata: dict | Non
     """
     ids, amounts = _post_arguments(legs)
     tid, created, shortfall, balances = driver_connection().execute(
-        _POST, (kind, key, Jsonb(metadata or {}), ids, amounts)).fetchone()
+        _POST, (kind, key, Jsonb(metadata or {}), _bigint_array(ids), _bigint_array(amounts))).fetchone()
     if shortfall:
         raise InsufficientFunds(required=shortfall)
     if not created:
@@ -429,7 +440,7 @@ def transfer_many(requests: list[TransferRequest]) -> list[TransferResult | Insu
 
 # A claim and a transfer in one statement (app/ledger/sql/functions/ledger_post_request.sql).
 _POST_REQUEST = ("SELECT o_status, o_resource_id, o_transfer_id, o_balances, o_shortfall "
-                 "FROM ledger_post_request(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+                 "FROM ledger_post_request(%s, %s, %s, %s, %s, %s, %s, %s::bigint[], %s::bigint[])")
 # The same, with the caller's row written in that statement when the transfer is
 # posted: its INSERT reads the request as `posted(id, transfer_id)`.
 _POST_REQUEST_AND_RECORD = (
@@ -468,7 +479,7 @@ def transfer_for_request(kind: TransferKind, legs: list[Leg], metadata: dict | N
     """
     ids, amounts = _post_arguments(legs)
     args = (user_id, key, scope, idempotency.fingerprint(scope, params), id_sequence, kind, Jsonb(metadata or {}),
-            ids, amounts)
+            _bigint_array(ids), _bigint_array(amounts))
     if record is None:
         row = driver_connection().execute(_POST_REQUEST, args).fetchone() + (None,)
     else:

@@ -43,6 +43,70 @@ def test_50_threads_spending_one_wallet_never_overdraw(app, make_fan, make_creat
     assert ledger.verify() == []
 
 
+def test_concurrent_replays_of_a_debit_the_wallet_pays_once_all_answer_done(app, make_fan, make_creator):
+    """30 tokens, 20 threads posting the same 30-token transfer: one moves them, every
+    other one waits on the wallet's lock and then finds the key (created=False, the
+    same transfer) — none is told "insufficient funds"."""
+    fan, creator = make_fan(balance=30), make_creator()
+    wallet_acc = ledger.account_for(fan.id, "wallet")
+    legs = ledger.creator_payment(wallet_acc, ledger.account_for(creator.id, "earnings"), 30).legs
+    key = f"replay:{uuid.uuid4()}"
+
+    def post(i):
+        result = ledger.transfer("tip", key, legs)
+        db.session.commit()
+        return result
+
+    results = run_together(app, 20, post)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(r.created for r in results) == 1
+    assert len({r.transfer_id for r in results}) == 1
+    assert ledger.balance_of(wallet_acc) == 0
+    assert ledger.verify() == []
+
+
+def test_concurrent_debits_of_one_derived_account_never_overdraw(app, make_fan, make_creator):
+    """Earnings of 80 (derived: the sum of their entries), 10 concurrent refunds of 30
+    out of them: exactly two go through. Each sums the entries after taking the account's lock."""
+    fan, creator = make_fan(balance=100), make_creator()
+    earnings = ledger.account_for(creator.id, "earnings")
+    ledger.transfer("tip", f"tip:{uuid.uuid4()}",
+                    ledger.creator_payment(ledger.account_for(fan.id, "wallet"), earnings, 100).legs)
+    db.session.commit()
+    refunded = ledger.account_for(fan.id, "wallet")
+
+    def refund(i):
+        ledger.transfer("call_refund", f"refund:{uuid.uuid4()}", [ledger.Leg(earnings, -30), ledger.Leg(refunded, 30)])
+        db.session.commit()
+        return "ok"
+
+    results = run_together(app, 10, refund)
+    refused = [r for r in results if isinstance(r, InsufficientFunds)]
+    assert results.count("ok") == 2 and len(refused) == 8, results
+    assert {r.required for r in refused} == {10}
+    assert ledger.balance_of(earnings) == 20
+    assert ledger.verify() == []
+
+
+def test_transfers_both_ways_between_two_wallets_never_deadlock(app, make_fan):
+    """20 threads move tokens between the same two wallets, half each way with their legs
+    listed in opposite orders: locks are taken in account-id order, so no deadlock."""
+    a, b = make_fan(balance=1000), make_fan(balance=1000)
+    wallet_a, wallet_b = ledger.account_for(a.id, "wallet"), ledger.account_for(b.id, "wallet")
+
+    def shuttle(i):
+        payer, payee = (wallet_a, wallet_b) if i % 2 else (wallet_b, wallet_a)
+        for _ in range(15):
+            ledger.transfer("tip", f"shuttle:{uuid.uuid4()}", [ledger.Leg(payer, -1), ledger.Leg(payee, 1)])
+            db.session.commit()
+        return "ok"
+
+    results = run_together(app, 20, shuttle)
+    assert results == ["ok"] * 20, [r for r in results if r != "ok"][:3]
+    assert ledger.balance_of(wallet_a) == ledger.balance_of(wallet_b) == 1000
+    assert ledger.verify() == []
+
+
 def test_200_concurrent_replays_of_one_key_credit_once(app, make_fan):
     fan = make_fan()
     fan_id = fan.id

@@ -102,3 +102,55 @@ def test_a_refused_transfer_writes_nothing_so_the_callers_transaction_can_go_on(
     assert ledger.transfer("tip", key, _tip_legs(fan, creator, 10)).created
     db.session.commit()
     assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 0 and ledger.verify() == []
+
+
+def test_a_replay_is_done_even_when_the_wallet_could_not_pay_it_again(make_fan, make_creator):
+    """The first post emptied the wallet: posting its key again answers "already done"
+    (created=False, the same transfer), not "insufficient funds"."""
+    fan, creator = make_fan(balance=100), make_creator()
+    key = f"t:{uuid.uuid4()}"
+    first = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    db.session.commit()
+    again = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    db.session.commit()
+    assert (again.created, again.transfer_id, again.balances) == (False, first.transfer_id, {})
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 0 and ledger.verify() == []
+
+
+def test_a_derived_account_debit_is_checked_against_the_sum_of_its_entries(make_fan, make_creator):
+    """Earnings (derived) hold what their entries sum to: a debit within it goes through,
+    one beyond it is refused with the exact shortfall and writes nothing."""
+    fan, creator = make_fan(balance=100), make_creator()
+    ledger.transfer("tip", f"t:{uuid.uuid4()}", _tip_legs(fan, creator, 100))  # earnings +80
+    db.session.commit()
+    earnings, refunded = ledger.account_for(creator.id, "earnings"), ledger.account_for(fan.id, "wallet")
+    paid = ledger.transfer("call_refund", f"t:{uuid.uuid4()}", [ledger.Leg(earnings, -50), ledger.Leg(refunded, 50)])
+    db.session.commit()
+    assert paid.created and paid.balances == {refunded.id: 50}
+    with pytest.raises(InsufficientFunds) as refused:
+        ledger.transfer("call_refund", f"t:{uuid.uuid4()}", [ledger.Leg(earnings, -40), ledger.Leg(refunded, 40)])
+    db.session.rollback()
+    assert refused.value.required == 10
+    assert ledger.balance_of(earnings) == 30 and ledger.verify() == []
+
+
+def test_each_cached_leg_reports_its_balance_after_the_transfer(make_fan):
+    """Two wallets in one transfer: `balances` has each one's new balance, in any leg order."""
+    payer, payee = make_fan(balance=70), make_fan(balance=5)
+    a, b = ledger.account_for(payer.id, "wallet"), ledger.account_for(payee.id, "wallet")
+    moved = ledger.transfer("tip", f"t:{uuid.uuid4()}", [ledger.Leg(b, 20), ledger.Leg(a, -20)])
+    db.session.commit()
+    assert moved.balances == {a.id: 50, b.id: 25}
+    assert ledger.balance_of(a) == 50 and ledger.balance_of(b) == 25 and ledger.verify() == []
+
+
+def test_an_account_id_that_is_not_an_integer_is_refused_before_touching_the_database(make_fan, make_creator):
+    """Ids are written into an array literal for the database: only integers may be."""
+    fan, creator = make_fan(balance=100), make_creator()
+    wallet = ledger.account_for(fan.id, "wallet")
+    legs = _tip_legs(fan, creator, 10)
+    legs[0] = ledger.Leg(ledger.Account(str(wallet.id), wallet.kind, wallet.cached), -10)
+    with pytest.raises(ledger.LedgerError, match="account ids"):
+        ledger.transfer("tip", f"t:{uuid.uuid4()}", legs)
+    db.session.rollback()
+    assert ledger.balance_of(wallet) == 100
