@@ -234,7 +234,7 @@ def test_no_join_misses_a_tip_published_before_its_subscription_while_tips_and_j
     every tip published before a joiner's subscription returned is in its state (or
     older than all ten recent tips it shows), or delivered to it."""
     fans = [make_fan(balance=100_000).id for _ in range(4)]
-    creator_id, stream_id, channel = live.creator_id, live.id, live.channel
+    stream_id, channel = live.id, live.channel
     published: list[tuple[float, int]] = []  # (when tip_sent returned, tip id)
     stop = threading.Event()
     errors: list[BaseException] = []
