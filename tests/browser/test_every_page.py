@@ -233,13 +233,17 @@ def _load(p: Page, path: str, size: dict, status: int, then) -> None:
 
 
 def _wait_sockets_synced(p: Page) -> None:
-    """Let each socket's (re)connect state land first (WS_PROBE counts its messages): it swaps
-    parts of the page (the balance, and with it the tip modal's amount field), and a form
-    filled while that happens loses its field mid-check. A settling wait, bounded: a socket
-    that sends nothing on connect just costs the bound."""
+    """Let each socket's (re)connect state land first (WS_PROBE counts its messages), and the
+    htmx requests it sets off: it swaps parts of the page (the balance, and with it the tip
+    modal's amount field), and a form filled while that happens loses its field mid-check. A
+    settling wait, bounded: a socket that sends nothing on connect just costs the bound."""
     try:
         p.page.wait_for_function("""() => [...document.querySelectorAll("[ws-connect]")]
             .every((el) => el.hasAttribute("data-test-ws-messages"))""", timeout=5_000)
+        # The balance in that state fires `balance-changed`, and the tip modal's amount field
+        # re-renders itself with an htmx request: let such requests land too (htmx marks the
+        # requesting element, or its indicator, with `htmx-request` while one is in flight).
+        p.page.wait_for_function("() => !document.querySelector('.htmx-request')", timeout=5_000)
     except PlaywrightTimeoutError:
         pass
 
