@@ -10,7 +10,7 @@ from app.extensions import sock
 from app.goals import pushes, service
 from app.realtime import fragments
 from app.realtime.channels import register_channel_share
-from app.realtime.sockets import serve
+from app.realtime.sockets import hub_served, serve
 from app.streams.models import CHANNEL_PREFIX
 from app.streams.service import stream_for_channel
 from app.tips.live import join_overlay
@@ -32,6 +32,7 @@ bp.before_request(join_overlay)  # the secret URL is the credential, as for the 
 
 
 @sock.route("/ws/overlay/<secret>/goal", bp=bp)
+@hub_served
 def overlay_socket(ws, secret):
     creator_id = g.overlay_creator_id
     serve(ws, (pushes.obs_goal_channel(creator_id),),

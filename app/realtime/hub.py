@@ -129,6 +129,7 @@ SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE command when many are (re)subscr
 READ_BATCH = 1000  # most messages taken from the buffer before they are delivered
 
 WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
+YIELD_AFTER_WRITES = 500  # direct socket writes (hand_over) before the listener lets others run
 # Give memory back once the local socket count has fallen by at least this many
 # and to under half its peak since the last time.
 TRIM_AFTER_LEAVING = 500
@@ -172,7 +173,7 @@ class Subscriber:
     only one (the socket's loop) may get.
     """
 
-    __slots__ = ("id", "channels", "dropped", "_items", "_waiter")
+    __slots__ = ("id", "channels", "dropped", "sink", "_items", "_waiter")
 
     def __init__(self, channels: tuple[str, ...]):
         self.id = next(_ids)  # unique in this process; presence adds the process's token
@@ -182,20 +183,33 @@ class Subscriber:
         # inboxes hold a few items at most (popping the front of 256 is a short memmove).
         self._items: list = []
         self._waiter = None  # a lock made on the first wait, released by a put
+        # Set once the hub serves the socket itself (`Hub.hand_over`): messages go
+        # straight to it, and the inbox is no longer used.
+        self.sink = None
 
     @property
     def queue(self) -> "Subscriber":
         return self
 
-    def offer(self, message) -> None:
+    def offer(self, message) -> bool:
+        """Deliver `message`; → True if it was put in the inbox (a socket loop
+        must run to write it), False if written already (or dropped)."""
+        if self.sink is not None:
+            self.sink.offer(message)
+            return False
         if self.dropped:
-            return
+            return False
         try:
             self.put_nowait(message)
         except queue.Full:
             self.dropped = True  # the socket loop closes it; never block the listener
+            return False
+        return True
 
-    def wake(self) -> None:
+    def wake(self, now: float) -> None:
+        if self.sink is not None:
+            self.sink.tick(now)
+            return
         if not self._items:  # a busy inbox wakes its loop anyway
             try:
                 self.put_nowait(WAKE)
@@ -319,6 +333,20 @@ class Hub:
                    and time.monotonic() < deadline):
                 pass
         return sub
+
+    def hand_over(self, sub: Subscriber, sink) -> None:
+        """From now on the hub serves `sub`'s socket itself: what waits in its
+        inbox, then every message, goes to `sink.offer` (detached.Connection),
+        and `sink.tick(now)` runs about every second. Under gevent only: nothing
+        here or in the sink yields, so no message slips between the inbox and
+        the sink."""
+        items, sub._items = sub._items, []
+        sub.sink = sink
+        if sub.dropped:
+            sink.offer(RESYNC)  # the inbox overflowed while the state was sent: start again
+            return
+        for item in items:
+            sink.offer(item)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Remove `sub`; a channel's last local socket leaving ends its subscription."""
@@ -515,8 +543,9 @@ class Hub:
             sub.offer(RESYNC)
 
     def _wake_all(self) -> None:
+        now = time.monotonic()
         for sub in self._local_subscribers():
-            sub.wake()
+            sub.wake(now)
 
     def _coalesces(self, channel: str) -> bool:
         coalesce = self._coalesce.get(channel)
@@ -533,6 +562,7 @@ class Hub:
             by_channel = {}
             for channel, data in batch:
                 by_channel.setdefault(channel, []).append(data)
+        written = 0  # socket writes since the listener last yielded
         for channel, messages in by_channel.items():
             with self._lock:
                 targets = list(self._subs.get(channel, ()))
@@ -546,13 +576,19 @@ class Hub:
                 # Redis hands us the UTF-8 bytes the frame carries
                 frames = [text_frame(data) for data in messages]
             for frame in frames:
+                queued = False
                 for sub in targets:
-                    sub.offer(frame)
-                # Let the sockets run. In a burst the listener reads message after message
-                # from its buffer without a syscall, so without yielding it would fill every
-                # inbox — dropping fast sockets too — before any of them got the GIL (or,
-                # under gevent, before any other greenlet ran).
-                time.sleep(0)
+                    if sub.offer(frame):
+                        queued = True
+                written += len(targets)
+                if queued or written >= YIELD_AFTER_WRITES:
+                    # Let the sockets run. In a burst the listener reads message after message
+                    # from its buffer without a syscall, so without yielding it would fill every
+                    # inbox — dropping fast sockets too — before any of them got the GIL (or,
+                    # under gevent, before any other greenlet ran). Sockets the hub writes to
+                    # itself need no turn, but requests must get one now and then.
+                    time.sleep(0)
+                    written = 0
 
     # ---- memory ------------------------------------------------------------------
 

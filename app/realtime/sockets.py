@@ -18,13 +18,17 @@ so an event committed while the socket connects is in the state, or
 delivered, or both — never neither. After that it only relays hub messages
 (and re-sends the state when the hub says it missed events during a Redis
 outage); the DB session is released so a thousand idle sockets hold no
-connections.
+connections. Under gevent (production's worker) a socket that only relays is
+handed to the hub once its state is sent, and its request ends: the hub writes
+to it and reads from it itself (detached.py), so an open socket costs a small
+object instead of two greenlets and a request.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import socket
+import threading
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -36,6 +40,7 @@ from app.auth.models import User
 from app.errors import AppError, Forbidden, Unauthorized, error_response
 from app.extensions import db, sock
 from app.realtime.bus import credential_channel, user_channel
+from app.realtime import detached
 from app.realtime.channels import channel_not_found, registry
 from app.realtime.hub import ENDED, RESYNC, WAKE
 
@@ -49,6 +54,24 @@ def init_app(app: Flask) -> None:
     Origin and access are checked once its credentials are known."""
     app.before_request(_guard)
     app.register_blueprint(bp)
+    app.config["SOCK_SERVER_OPTIONS"].setdefault("thread_class", ReaderThread)
+
+
+def hub_served(view):
+    """Mark a WebSocket route (under its `@sock.route`) whose socket only `serve`
+    handles: under gevent the hub takes such a socket over once its state is
+    sent, and reads it itself, so no reader thread is started for it."""
+    view.hub_served = True
+    return view
+
+
+class ReaderThread(threading.Thread):
+    """simple-websocket's reader thread (SOCK_SERVER_OPTIONS' `thread_class`),
+    except for a socket the hub will read (`_guard` decides, per handshake)."""
+
+    def start(self) -> None:
+        if not g.get("hub_reads"):
+            super().start()
 
 
 def hub():
@@ -76,6 +99,8 @@ def _guard():
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     if not _origin_allowed():
         return error_response(Forbidden("WebSocket connections from other sites are refused.", "bad_origin"))
+    view = current_app.view_functions.get(request.endpoint)
+    g.hub_reads = getattr(view, "hub_served", False) and detached.available()
     return None
 
 
@@ -119,6 +144,7 @@ def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -
     channels += credential_channels()
     db.session.remove()  # hold no DB connection while the hub subscribes (or for the socket's lifetime)
     sub = hub().subscribe(channels)
+    handed_over = False
     try:
         try:
             state = _state(render_state)
@@ -131,6 +157,12 @@ def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -
             return
         if state:
             ws.send(state)
+        if g.get("hub_reads") and ws.connected:
+            ping = current_app.config["SOCK_SERVER_OPTIONS"].get("ping_interval")
+            hub().hand_over(sub, detached.Connection(ws.sock, sub, hub().unsubscribe, ping))
+            handed_over = True
+            ws.connected = False  # flask-sock closes `ws` when we return: not the hub's socket
+            return
         while ws.connected:
             message = sub.queue.get()  # no timeout: the hub WAKEs idle inboxes every second
             if sub.dropped:
@@ -161,7 +193,8 @@ def serve(ws, channels: tuple[str, ...], render_state=None, resync_state=None) -
         pass
     finally:
         db.session.remove()
-        hub().unsubscribe(sub)
+        if not handed_over:
+            hub().unsubscribe(sub)
 
 
 def close(ws, code: int, message: str, wait: float = 2.0) -> None:
@@ -175,7 +208,8 @@ def close(ws, code: int, message: str, wait: float = 2.0) -> None:
         ws.close(reason=code, message=message)
     except (ConnectionClosed, OSError):
         pass
-    ws.thread.join(wait)
+    if ws.thread.is_alive():  # none for a socket the hub was to read (`ReaderThread`)
+        ws.thread.join(wait)
     with contextlib.suppress(OSError):
         ws.sock.shutdown(socket.SHUT_RDWR)
 
@@ -192,6 +226,7 @@ def _state(render_state) -> str | None:
 
 
 @sock.route("/ws/channels/<channel>", bp=bp)
+@hub_served
 def channel_socket(ws, channel):
     served, joined = g.joined  # `_join` checked the channel exists and this user may join it
     state = partial(registry().connect_state, served, channel, joined)
@@ -199,6 +234,7 @@ def channel_socket(ws, channel):
 
 
 @sock.route("/ws/me", bp=bp)
+@hub_served
 def me_socket(ws):
     user_id = current_user.id
     feed = registry().feed

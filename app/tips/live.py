@@ -15,7 +15,7 @@ from app.alerts.service import settings_of
 from app.errors import NotFound, error_response
 from app.extensions import sock
 from app.realtime.channels import register_feed
-from app.realtime.sockets import serve
+from app.realtime.sockets import hub_served, serve
 from app.tips import pushes, service
 
 bp = Blueprint("tips_live", __name__)
@@ -46,6 +46,7 @@ def join_overlay():
 
 
 @sock.route("/ws/overlay/<secret>", bp=bp)
+@hub_served
 def overlay_socket(ws, secret):
     creator_id = g.overlay_creator_id
     serve(ws, (pushes.overlay_channel(creator_id),), partial(_overlay_state, creator_id))
