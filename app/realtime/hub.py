@@ -111,6 +111,7 @@ import threading
 import time
 import uuid
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -127,6 +128,8 @@ PRESENCE_TTL = 60.0
 SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for its channels to be subscribed
 SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE command when many are (re)subscribed at once
 READ_BATCH = 1000  # most messages taken from the buffer before they are delivered
+READ_TIMEOUT = 0.5  # longest the listener waits for Redis before its periodic work
+HEALTH_INTERVAL = 5.0  # a listener connection silent this long is PINGed; twice this long, dropped
 
 WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
 YIELD_AFTER_WRITES = 500  # direct socket writes (hand_over) before the listener lets others run
@@ -259,6 +262,79 @@ class Subscriber:
 
     def empty(self) -> bool:
         return not self._items
+
+
+class _Feed:
+    """The listener's Redis connection in subscribed mode, read without redis-py's
+    PubSub: a read takes everything Redis has sent in one recv and hiredis parses
+    it (RESP2 replies: [b"message", channel, data], [b"subscribe", channel, n], …).
+    Measured under gevent with 100 rooms live, `PubSub.get_message` cost more than
+    writing the message to its sockets: a poll() per call to learn whether more was
+    buffered, a retry wrapper, a timeout and a dict per message.
+
+    redis-py still opens the connection (URL, TLS, AUTH, database, CLIENT SETNAME);
+    only this object reads and writes it afterwards, from the listener thread.
+    No retries: a dropped connection raises, so that the listener notices events
+    lost while it reconnects. A connection silent for `HEALTH_INTERVAL` is PINGed,
+    and one still silent after as long again is given up (a peer gone without a
+    FIN would otherwise hold the listener forever)."""
+
+    def __init__(self, url: str, name: str):
+        # Kept: a client that is garbage collected closes its pool's connections.
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0),
+                                            client_name=name, protocol=2)
+        self._connection = self._client.connection_pool.get_connection()
+        self._sock = self._connection._sock
+        self._sock.settimeout(READ_TIMEOUT)
+        self._reader = hiredis.Reader()
+        self._heard = time.monotonic()  # when Redis last sent anything
+        self._pinged = False
+
+    def send(self, *args) -> None:
+        self._sock.sendall(b"".join(self._connection.pack_command(*args)))
+
+    def read(self, limit: int) -> list:
+        """At most `limit` replies: those already received, else what one recv
+        brings (waiting at most `READ_TIMEOUT`); [] if nothing came."""
+        replies = self._take(limit)
+        if replies:
+            return replies
+        try:
+            data = self._sock.recv(1 << 16)
+        except TimeoutError:
+            self._check_health()
+            return []
+        if not data:
+            raise redis.ConnectionError("Redis closed the listener's connection")
+        self._heard, self._pinged = time.monotonic(), False
+        self._reader.feed(data)
+        return self._take(limit)
+
+    def _take(self, limit: int) -> list:
+        replies = []
+        while len(replies) < limit:
+            reply = self._reader.gets()
+            if reply is False:
+                break
+            if isinstance(reply, Exception):  # an error reply: this connection is not what we think it is
+                raise redis.ResponseError(str(reply))
+            replies.append(reply)
+        return replies
+
+    def _check_health(self) -> None:
+        silent = time.monotonic() - self._heard
+        if silent >= 2 * HEALTH_INTERVAL and self._pinged:
+            raise redis.ConnectionError(f"Redis has not answered the listener's PING for {silent:.0f} s")
+        if silent >= HEALTH_INTERVAL and not self._pinged:
+            self.send("PING")  # answered as [b"pong", b""] in subscribed mode
+            self._pinged = True
+
+    def close(self) -> None:
+        try:
+            self._connection.disconnect()
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection
+            pass
 
 
 class Hub:
@@ -413,13 +489,9 @@ class Hub:
         missed = False  # events may have been published while we weren't subscribed
         peak = 0  # most local sockets since memory was last given back
         while not self._stopping.is_set():
-            pubsub = None
+            feed = None
             try:
-                # No silent retries inside redis-py: a dropped connection must surface
-                # here, or events lost while it reconnected would go unnoticed.
-                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, health_check_interval=5,
-                                              retry=Retry(NoBackoff(), 0), client_name=self.listener_name)
-                pubsub = client.pubsub()
+                feed = _Feed(self.redis_url, self.listener_name)
                 with self._lock:
                     # A new connection holds no subscriptions: every channel with local sockets is subscribed anew.
                     self._live.clear()
@@ -427,34 +499,29 @@ class Hub:
                 requested: set[str] = set()  # channels whose last request sent was SUBSCRIBE
                 unanswered: dict[str, int] = {}  # requests sent per channel, not yet answered
                 confirmed = 0  # of the control channel and the credential pattern
-                pubsub.subscribe(self._control)
-                pubsub.psubscribe(self.prefix + CREDENTIAL_FEEDS + "*")
+                feed.send("SUBSCRIBE", self._control)
+                feed.send("PSUBSCRIBE", self.prefix + CREDENTIAL_FEEDS + "*")
+                prefixed = len(self.prefix)
                 while not self._stopping.is_set():
-                    self._apply(pubsub, requested, unanswered)
-                    message = pubsub.get_message(timeout=0.5)
+                    self._apply(feed, requested, unanswered)
                     batch = []
-                    taken = 0
-                    while message is not None:
-                        kind = message["type"]
-                        if kind == "message":
-                            channel = message["channel"].decode()
+                    # Whatever Redis already sent (waiting READ_TIMEOUT at most for the first).
+                    for reply in feed.read(READ_BATCH):
+                        kind = reply[0]
+                        if kind == b"message":
+                            channel = reply[1].decode()
                             if channel != self._control:
-                                batch.append((channel[len(self.prefix):], message["data"]))
-                        elif kind == "pmessage":
-                            batch.append((message["channel"].decode()[len(self.prefix):], message["data"]))
-                        elif kind == "subscribe" or kind == "unsubscribe":
-                            channel = message["channel"].decode()
+                                batch.append((channel[prefixed:], reply[2]))
+                        elif kind == b"pmessage":
+                            batch.append((reply[2].decode()[prefixed:], reply[3]))
+                        elif kind == b"subscribe" or kind == b"unsubscribe":
+                            channel = reply[1].decode()
                             if channel == self._control:
                                 confirmed += 1
                             else:
-                                self._answered(channel[len(self.prefix):], kind, requested, unanswered)
-                        elif kind == "psubscribe":
+                                self._answered(channel[prefixed:], kind.decode(), requested, unanswered)
+                        elif kind == b"psubscribe":
                             confirmed += 1
-                        taken += 1
-                        if taken >= READ_BATCH:
-                            break
-                        # Whatever Redis already sent, without waiting for more.
-                        message = pubsub.get_message(timeout=0)
                     if batch:
                         self.received += len(batch)
                         self._dispatch(batch)
@@ -474,7 +541,7 @@ class Hub:
                         self._wake_all()
                     if now >= next_presence:
                         next_presence = now + PRESENCE_INTERVAL
-                        self._presence_tick(client)
+                        self._presence_tick()
             except (redis.RedisError, OSError) as exc:
                 self.connected.clear()
                 self._outage.set()
@@ -489,13 +556,10 @@ class Hub:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001 - closing a dead connection
-                        pass
+                if feed is not None:
+                    feed.close()
 
-    def _apply(self, pubsub, requested: set[str], unanswered: dict[str, int]) -> None:
+    def _apply(self, feed: "_Feed", requested: set[str], unanswered: dict[str, int]) -> None:
         """Send SUBSCRIBE for dirty channels that now have local sockets and
         UNSUBSCRIBE for those that have none (listener thread only)."""
         if not self._dirty:
@@ -509,10 +573,10 @@ class Hub:
             self._live.difference_update(left)
         requested.update(joined)
         requested.difference_update(left)
-        for channels, send in ((joined, pubsub.subscribe), (left, pubsub.unsubscribe)):
+        for channels, command in ((joined, "SUBSCRIBE"), (left, "UNSUBSCRIBE")):
             for i in range(0, len(channels), SUBSCRIBE_BATCH):
                 chunk = channels[i:i + SUBSCRIBE_BATCH]
-                send(*(self.prefix + c for c in chunk))
+                feed.send(command, *(self.prefix + c for c in chunk))
                 for c in chunk:
                     unanswered[c] = unanswered.get(c, 0) + 1
         for c in left:
@@ -630,7 +694,7 @@ class Hub:
         except (redis.RedisError, OSError):
             pass  # presence is best effort; the next tick repairs it
 
-    def _presence_tick(self, client: redis.Redis) -> None:
+    def _presence_tick(self) -> None:
         """Refresh our sockets' heartbeats, expire stale ones, push counts that changed."""
         if self._audience is None:
             return
@@ -640,7 +704,7 @@ class Hub:
         if not counted:
             return
         now = time.time()
-        pipe = client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for channel, _render, ids in counted:
             key = self._presence_key(channel)
             pipe.zadd(key, {self._member + str(i): now for i in ids})
