@@ -9,7 +9,7 @@ simple-websocket's reader), with the request's buffers and context around them:
 ~60 KB a socket measured at 10,000 viewers, and every message to a room wakes
 each socket's greenlet to write a few bytes. Here the handler sends the state,
 hands the connection to the hub and ends. What is left per socket is this small
-object, a `Subscriber`, a duplicated file descriptor and one read watcher on
+object, a `Subscriber`, the connection's file descriptor and one read watcher on
 gevent's loop: the hub writes frames to the socket directly, without blocking
 and without waking anyone, and the loop calls back when the browser sends
 something (a pong, a close, the end of the connection).
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import _socket
 import errno
-import os
 import struct
 import time
 
@@ -79,8 +78,12 @@ def close_frame(code: int, reason: str = "") -> bytes:
 class Connection:
     """One open WebSocket served by the hub (see the module's contract).
 
-    `sock` is the handler's socket: its descriptor is duplicated, so the server
-    closing its own once the handler returns leaves this connection open."""
+    `sock` is the handler's socket. Its descriptor is detached from it, so the
+    server's close once the handler returns leaves the connection open (and
+    gevent drops that socket's watchers). Not a dup(): epoll registers the open
+    file, not the number, so a registration left by the closed duplicate would
+    keep reporting this socket's events under a dead or reused number, which
+    libev recovers from by rebuilding its whole epoll set."""
 
     __slots__ = ("subscriber", "_gone", "_sock", "_fd", "_reader", "_writer", "_queued", "_queued_bytes",
                  "_in", "_closing_until", "_done", "_ping_every", "_next_ping", "_pong_due")
@@ -88,7 +91,7 @@ class Connection:
     def __init__(self, sock, subscriber, gone, ping_interval: float | None):
         self.subscriber = subscriber
         self._gone = gone
-        self._fd = os.dup(sock.fileno())
+        self._fd = sock.detach()
         # The C socket, not gevent's: its send and recv never wait (or switch greenlets).
         self._sock = _socket.socket(fileno=self._fd)
         self._sock.setblocking(False)
