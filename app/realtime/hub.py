@@ -11,8 +11,8 @@ process holds for that channel.
 * **Subscribed per channel.** The listener SUBSCRIBEs a channel when the
   process's first local socket joins it and UNSUBSCRIBEs when the last one
   leaves, so a process's work grows with the channels its own sockets watch,
-  not with every room on the site. Only the listener thread touches its pubsub
-  connection (redis-py's PubSub is not safe across threads): `subscribe` and
+  not with every room on the site. Only the listener thread touches its Redis
+  connection (`_Feed`, read with hiredis, not redis-py's PubSub): `subscribe` and
   `unsubscribe` only change the reference counts (`_subs`, under `_lock`) and
   mark the channel dirty; the listener applies dirty channels on its next turn,
   deciding under the same lock, so a join racing the last leave either keeps
@@ -52,6 +52,15 @@ process holds for that channel.
   wait, ~0.3 KB (a `queue.Queue` is a deque, a lock and three Conditions:
   ~2.5 KB under gevent, 4 KB with threads; tracemalloc). It has one reader,
   the socket's loop.
+* **Sockets the hub serves itself** (gevent only, detached.py). Once a viewer's
+  socket has its state, `sockets.serve` hands it over (`hand_over`) and its
+  request ends: the subscriber's `sink` then takes every message, written to
+  the socket by the listener without blocking (what the kernel doesn't take is
+  queued, up to a bound that marks the socket too slow), and gevent's loop
+  reads what the browser sends. No greenlet per socket: ~1.4 KB a socket
+  instead of ~60 KB, and no wake-up per socket per message. The listener yields
+  after `YIELD_AFTER_WRITES` such writes so requests keep being served. Under
+  threads (the development server, gthread) sockets keep their loop.
 * **Memory given back.** A thousand sockets leaving free their objects into
   the allocator's arenas, which glibc keeps. When the local socket count falls
   well below its peak the listener collects garbage and calls `malloc_trim`,
