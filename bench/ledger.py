@@ -576,7 +576,8 @@ def main() -> int:
         expected = committed["ledger"] + committed["raw SQL"] + committed.get("in-db", 0)
         print(f"\nbooks: {in_db:,} {KIND} transfers in the database "
               f"({committed['ledger']:,} ledger + {committed['raw SQL']:,} raw SQL committed"
-              + (f" + {committed['in-db']:,} in-database and one-connection loops" if "in-db" in committed else "") + ")")
+              + (f" + {committed['in-db']:,} in-database and one-connection loops" if "in-db" in committed else "")
+              + ")")
         if violations:
             exit_code = 2
             print(f"ledger.verify(): {len(violations)} violation(s) - the books do NOT balance")
