@@ -51,6 +51,19 @@ def test_same_transfer_key_moves_nothing_the_second_time(make_fan, make_creator)
     assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 900
 
 
+def test_a_key_posted_twice_before_commit_moves_tokens_once(make_fan, make_creator):
+    """The one-account path debits as it checks; the replay it then finds (the key
+    this same transaction just used) gives the debit back: one transfer, one debit."""
+    fan, creator = make_fan(balance=1000), make_creator()
+    key = f"t:{uuid.uuid4()}"
+    first = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    again = ledger.transfer("tip", key, _tip_legs(fan, creator, 100))
+    db.session.commit()
+    assert (first.created, again.created, again.transfer_id) == (True, False, first.transfer_id)
+    assert first.balances == {ledger.account_for(fan.id, "wallet").id: 900}
+    assert ledger.balance_of(ledger.account_for(fan.id, "wallet")) == 900
+    assert ledger.balance_of(ledger.account_for(creator.id, "earnings")) == 80 and ledger.verify() == []
+
 def test_overdraft_raises_insufficient_funds_with_shortfall(make_fan, make_creator):
     fan, creator = make_fan(balance=40), make_creator()
     with pytest.raises(InsufficientFunds) as info:

