@@ -653,13 +653,17 @@ class Hub:
                 for sub in targets:
                     if sub.offer(frame):
                         queued = True
-                written += len(targets)
-                if queued or written >= YIELD_AFTER_WRITES:
+                    written += 1
+                    if written >= YIELD_AFTER_WRITES:
+                        # Sockets the hub writes to itself need no turn, but requests must
+                        # get one now and then (a frame to 5,000 sockets is ~20 ms of sends).
+                        time.sleep(0)
+                        written = 0
+                if queued:
                     # Let the sockets run. In a burst the listener reads message after message
                     # from its buffer without a syscall, so without yielding it would fill every
                     # inbox — dropping fast sockets too — before any of them got the GIL (or,
-                    # under gevent, before any other greenlet ran). Sockets the hub writes to
-                    # itself need no turn, but requests must get one now and then.
+                    # under gevent, before any other greenlet ran).
                     time.sleep(0)
                     written = 0
 

@@ -286,3 +286,34 @@ def test_hand_over_keeps_the_order_of_what_waited_in_the_inbox(services):
     assert out["texts"] == ["early 0", "early 1", "early 2", "late"]
     assert out["viewers_before"] == 1
     assert out["local_after"] == 0 and out["viewers_after"] == 0  # the hub let go of it
+
+
+def test_a_frame_to_thousands_of_sockets_lets_requests_run_every_few_hundred_writes():
+    out = run("""
+        hub = Hub(url, prefix=prefix)
+        ticks = []  # (writes so far, greenlet turn) each time the "request" greenlet gets a turn
+        writes = []
+
+        class Sink:
+            def offer(self, message):
+                writes.append(message)
+
+        subs = set()
+        for _ in range(1200):
+            sub = Subscriber(("big",))
+            sub.sink = Sink()
+            subs.add(sub)
+        hub._subs["big"] = subs
+
+        def request():
+            while len(writes) < 1200:
+                ticks.append(len(writes))
+                gevent.sleep(0)
+        gevent.spawn(request)
+        gevent.sleep(0)  # the request greenlet starts
+        hub._dispatch([("big", b"one frame")])
+        out["writes"] = len(writes)
+        out["turns_during"] = sorted({t for t in ticks if 0 < t < 1200})
+    """)
+    assert out["writes"] == 1200
+    assert out["turns_during"] == [500, 1000]  # hub.YIELD_AFTER_WRITES
