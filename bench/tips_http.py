@@ -11,7 +11,10 @@ baseline, in the same run on the same server, is the same threads calling
 The ratio tips/no-op says what the tip itself costs (validation, idempotency
 claim, the ledger transfer, the commit, the realtime publish).
 
-Rounds alternate (no-op, tips, tips, no-op, …) so drift hits both alike.
+Rounds alternate (no-op, tips, tips, no-op, …) so drift hits both alike. Each
+round prints the cores used by the client, the web tier and (when it runs on this
+machine) PostgreSQL's backends of the bench database, and their CPU per request:
+the ratio is made of the web's and PostgreSQL's.
 Target (issue 19; was 0.4 in issue 3): tips ≥ 0.6× the no-op rate. Afterwards
 the ledger is verified and the creator's earnings checked against the tips
 counted.
@@ -114,7 +117,7 @@ def worker(port: int, token: str, creator_id: int, mode: str, stop: threading.Ev
 
 
 def timed(port: int, fans: list, creator_id: int, mode: str, seconds: float, warmup: float = 1.0,
-          server=None, stream_id: dict | None = None, viewers=None) -> float:
+          server=None, stream_id: dict | None = None, viewers=None, postgres=None) -> float:
     stop, errors = threading.Event(), []
     counts = [0] * len(fans)
     threads = [threading.Thread(target=worker, args=(port, f["token"], creator_id, mode, stop, counts, i, errors,
@@ -124,19 +127,82 @@ def timed(port: int, fans: list, creator_id: int, mode: str, seconds: float, war
     time.sleep(warmup)
     n0, t0 = sum(counts), time.perf_counter()
     c0, s0, v0 = time.process_time(), server.cpu_seconds(), viewers.cpu_seconds() if viewers else 0.0
+    p0 = postgres.cpu_seconds() if postgres else None
     time.sleep(seconds)
     n1, t1 = sum(counts), time.perf_counter()
-    wall = t1 - t0
-    # Where the time goes: the web tier's CPU per request is what the ratio is made of.
-    print(f"      cores: client {(time.process_time() - c0) / wall:.2f}, web {(server.cpu_seconds() - s0) / wall:.2f}"
+    wall, n = t1 - t0, max(n1 - n0, 1)
+    web, pg = server.cpu_seconds() - s0, postgres.cpu_seconds() - p0 if p0 is not None else None
+    # Where the time goes: the web tier's and PostgreSQL's CPU per request are what the ratio is made of.
+    print(f"      cores: client {(time.process_time() - c0) / wall:.2f}, web {web / wall:.2f}"
+          f"{f', postgres {pg / wall:.2f}' if pg is not None else ''}"
           f"{f', viewers {(viewers.cpu_seconds() - v0) / wall:.2f}' if viewers else ''}; "
-          f"web CPU per request {(server.cpu_seconds() - s0) / max(n1 - n0, 1) * 1000:.2f} ms")
+          f"web CPU per request {web / n * 1000:.2f} ms"
+          f"{f', postgres {pg / n * 1000:.2f} ms' if pg is not None else ''}")
     stop.set()
     for t in threads:
         t.join()
     if errors:
         raise RuntimeError(f"{mode} run failed: {errors[:3]}")
     return (n1 - n0) / (t1 - t0), sum(counts)
+
+
+class PostgresCpu:
+    """CPU seconds used by the server backends of the bench's database (/proc/<pid>/stat), to
+    show PostgreSQL's share of each request beside the web tier's. Only when PostgreSQL runs
+    on this machine (else `cpu_seconds` is None and nothing is printed).
+
+    The pool's overflow connections come and go during a round, and a backend that exits
+    takes its CPU with it: so a thread reads every backend's CPU every 50 ms (the list of
+    backends every 250 ms) and keeps the last reading of each, exited ones included. What a
+    backend used between its last reading and its exit is missed."""
+
+    def __init__(self, db_url: str, name: str):
+        import psycopg
+        from _common import libpq_url
+        self.name = name
+        self.conn = psycopg.connect(libpq_url(db_url), autocommit=True)
+        self.local = self._stat(self.conn.info.backend_pid) is not None
+        self.last: dict[tuple[int, int], float] = {}  # (pid, start time): the last CPU reading
+        self.lock, self.stop_event = threading.Lock(), threading.Event()
+        if self.local:
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+
+    @staticmethod
+    def _stat(pid: int) -> tuple[float, int] | None:
+        """(CPU seconds, start time) of a process, or None once it is gone."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[19])
+
+    def _sample(self) -> None:
+        pids, tick = [], 0
+        while not self.stop_event.wait(0.05):
+            if tick % 5 == 0:
+                pids = [pid for (pid,) in self.conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'", (self.name,)).fetchall()]
+            tick += 1
+            for pid in pids:
+                found = self._stat(pid)
+                if found is not None:  # keyed by start time too: a new backend may reuse a pid
+                    with self.lock:
+                        self.last[pid, found[1]] = found[0]
+
+    def cpu_seconds(self) -> float | None:
+        if not self.local:
+            return None
+        with self.lock:
+            return sum(self.last.values())
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self.local:
+            self.thread.join()
+        self.conn.close()
 
 
 class RoomWorker:
@@ -354,6 +420,7 @@ def main() -> int:
                            {"TIP_LIMIT_PER_USER": "100000 per second"}, log_path="/tmp/pm-bench-tips-http.log")
         jobs = RoomWorker(db_url, redis) if args.room or args.viewers else None
         stream_id, viewers, held = None, None, []
+        postgres = PostgresCpu(db_url, name)
         try:
             creator = register(server.base, "creator", "Hot Creator")
             fans = [register(server.base, "fan", f"Fan {i}") for i in range(args.fans)]
@@ -386,7 +453,7 @@ def main() -> int:
                 order = modes if r % 2 == 0 else modes[::-1]
                 for mode in order:
                     rate, total = timed(server.port, fans, creator["user"]["id"], mode, per_run, server=server,
-                                        stream_id=stream_id, viewers=viewers)
+                                        stream_id=stream_id, viewers=viewers, postgres=postgres)
                     rates[mode].append(rate)
                     totals[mode] += total
                     print(f"  round {r + 1}  {mode:<6} {rate:7.0f} req/s", flush=True)
@@ -427,6 +494,7 @@ def main() -> int:
                 jobs.stop()
             for held_id in held:
                 room_claim(redis, held_id, hold=False)
+            postgres.close()
             server.stop()
 
 

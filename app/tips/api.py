@@ -19,6 +19,9 @@ def send():
     amount = service.tip_amount(data.get("amountTokens"))
     message = service.tip_message(data.get("message"))
     item_id, confirmed = menu_item_id(data.get("menuItemId")), confirm_value(data.get("confirm"))
-    result = service.send_tip(current_user, data.get("toCreatorId"), amount, message, data.get("context"),
-                              request_idempotency_key(), menu_item_id=item_id, confirmed=confirmed)
+    # The user itself, not the `current_user` proxy: the tip and its pushes read the sender
+    # a dozen times, and each read through the proxy looks the user up again.
+    result = service.send_tip(current_user._get_current_object(), data.get("toCreatorId"), amount, message,
+                              data.get("context"), request_idempotency_key(), menu_item_id=item_id,
+                              confirmed=confirmed)
     return jsonify(tip=result.tip.to_dict(), newBalance=result.new_balance), 201

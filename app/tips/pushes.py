@@ -8,6 +8,8 @@ one, opening the tips menu clears it.
 """
 from __future__ import annotations
 
+import secrets
+
 from flask import current_app
 from redis import RedisError
 
@@ -19,6 +21,12 @@ from app.realtime import fragments
 from app.realtime.bus import COUNT, count_publish_and_claim, user_channel
 from app.redis_client import get_redis
 from app.wallet.pushes import balance_messages, earnings_claim, earnings_claimed
+
+
+# The creator's two lists (feed, dashboard) show the same tip item under their own id prefixes:
+# tips/_creator_push.html renders it once with this prefix and replaces it per list. Random
+# per process, like bus.COUNT, so text a user typed can never contain it.
+ITEM_PREFIX = f"item-{secrets.token_hex(8)}-"
 
 
 def overlay_channel(creator_id: int) -> str:
@@ -37,7 +45,7 @@ def tip_sent(tip, sender, sender_balance: int) -> None:
     pop_up = alerts.pops_up(tip.amount)
     messages = [
         (user_channel(tip.creator_id), fragments.render("tips/_creator_push.html", tip=tip, sender=sender,
-                                                        unseen=COUNT)),
+                                                        unseen=COUNT, prefix=ITEM_PREFIX)),
         *balance_messages(sender.id, sender_balance),
     ]
     if pop_up:

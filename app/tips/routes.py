@@ -67,8 +67,8 @@ def send():
         amount = service.tip_amount(chosen_amount(form), from_form=True)
         item_id = menu_item_id(form.get("menuItemId"), from_form=True)
         message = service.tip_message(form.get("message"))
-        result = service.send_tip(current_user, creator.id, amount, message, _context(stream_id, call_id),
-                                  request_idempotency_key(), menu_item_id=item_id,
+        result = service.send_tip(current_user._get_current_object(), creator.id, amount, message,
+                                  _context(stream_id, call_id), request_idempotency_key(), menu_item_id=item_id,
                                   confirmed=confirm_value(form.get("confirm"), from_form=True))
     except InsufficientFunds as err:
         return render_template("tips/_modal.html", **tip_modal_context(
