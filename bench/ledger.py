@@ -375,19 +375,29 @@ def in_db_cost(conninfo: str, parties: Parties, amount: int, n: int, tries: int 
     to_creator, to_platform = ledger.split(amount, parties.share_percent)
     args = dict(n=n, w=parties.fan_wallets[-1].id, e=parties.earnings.id, f=parties.fees.id, a=amount,
                 c=to_creator, p=to_platform)
-    walls: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
-    cpus: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        for t in range(tries):
-            order = [("ledger_post()", IN_DB_LEDGER), ("raw SQL", IN_DB_RAW)]
-            for name, sql in order if t % 2 == 0 else reversed(order):
-                cpu0, t0 = _backend_cpu(pid), time.perf_counter()
-                conn.execute(sql.format(tag=uuid.uuid4().hex, **args))
-                walls[name].append((time.perf_counter() - t0) / n * 1e6)
-                cpu1 = _backend_cpu(pid)
-                if cpu0 is not None and cpu1 is not None:
-                    cpus[name].append((cpu1 - cpu0) / n * 1e6)
+        return _alternate(conn, n, tries, {
+            "ledger_post()": lambda c, tag: c.execute(IN_DB_LEDGER.format(tag=tag, **args)),
+            "raw SQL": lambda c, tag: c.execute(IN_DB_RAW.format(tag=tag, **args))})
+
+
+def _alternate(conn, n: int, tries: int, sides: dict) -> dict[str, tuple]:
+    """Run each of `sides` ({name: run(conn, tag)}, each doing `n` transfers on
+    `conn`) `tries` times, alternating which goes first, so drift hits both alike:
+    (median wall µs, median backend CPU µs or None) per transfer, per name."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.commit()
+    walls: dict[str, list] = {name: [] for name in sides}
+    cpus: dict[str, list] = {name: [] for name in sides}
+    for t in range(tries):
+        order = list(sides.items())
+        for name, side in order if t % 2 == 0 else reversed(order):
+            cpu0, t0 = _backend_cpu(pid), time.perf_counter()
+            side(conn, uuid.uuid4().hex)
+            walls[name].append((time.perf_counter() - t0) / n * 1e6)
+            cpu1 = _backend_cpu(pid)
+            if cpu0 is not None and cpu1 is not None:
+                cpus[name].append((cpu1 - cpu0) / n * 1e6)
     return {name: (statistics.median(walls[name]), statistics.median(cpus[name]) if cpus[name] else None)
             for name in walls}
 
@@ -426,22 +436,8 @@ def per_transaction_cost(conninfo: str, parties: Parties, amount: int, n: int,
             cur.execute(RAW_ENTRIES, (tid, w, -amount, row[0], tid, e, to_creator, tid, f, to_platform))
             conn.commit()
 
-    walls: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
-    cpus: dict[str, list] = {"ledger_post()": [], "raw SQL": []}
     with psycopg.connect(conninfo) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        conn.commit()
-        for t in range(tries):
-            order = [("ledger_post()", ledger_side), ("raw SQL", raw_side)]
-            for name, side in order if t % 2 == 0 else reversed(order):
-                cpu0, t0 = _backend_cpu(pid), time.perf_counter()
-                side(conn, uuid.uuid4().hex)
-                walls[name].append((time.perf_counter() - t0) / n * 1e6)
-                cpu1 = _backend_cpu(pid)
-                if cpu0 is not None and cpu1 is not None:
-                    cpus[name].append((cpu1 - cpu0) / n * 1e6)
-    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]) if cpus[name] else None)
-            for name in walls}
+        return _alternate(conn, n, tries, {"ledger_post()": ledger_side, "raw SQL": raw_side})
 
 
 def print_cost(title: str, cost: dict[str, tuple]) -> None:
