@@ -39,8 +39,8 @@ from simple_websocket import ConnectionClosed
 from app.auth.models import User
 from app.errors import AppError, Forbidden, Unauthorized, error_response
 from app.extensions import db, sock
-from app.realtime.bus import credential_channel, user_channel
 from app.realtime import detached
+from app.realtime.bus import credential_channel, user_channel
 from app.realtime.channels import channel_not_found, registry
 from app.realtime.hub import ENDED, RESYNC, WAKE
 
