@@ -401,6 +401,17 @@ def room_books(base: str, token: str, stream_id: int, expected: int) -> bool:
     return progress == expected and board_sum <= expected and (len(board["top"]) < 10 or board_sum > 0)
 
 
+def ratio_met(base: str, measured: str, base_rate: float, rate: float, target: float, extra: str = "",
+              label: str | None = None) -> bool:
+    """Print one verdict line, "<base> N/s, <measured> M/s, <label> = M/N (target ≥ T)  PASS|FAIL";
+    → whether M/N reached `target`."""
+    ratio = rate / base_rate
+    met = ratio >= target
+    print(f"{base} {base_rate:.0f}/s, {measured} {rate:.0f}/s, {label or f'{measured}/{base}'} = {ratio:.2f} "
+          f"(target ≥ {target})  {'PASS' if met else 'FAIL'}{extra}")
+    return met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fans", type=int, default=32)
@@ -461,25 +472,17 @@ def main() -> int:
                         print(f"      viewers caught up {viewers.catch_up(totals['watched']):.1f} s after the round",
                               flush=True)
             mean = {m: sum(v) / len(v) for m, v in rates.items()}
-            noop, tips = mean["no-op"], mean["tips"]
-            ratio = tips / noop
-            ok = ratio >= TARGET
-            print(f"\nno-op {noop:.0f}/s, tips {tips:.0f}/s, tips/no-op = {ratio:.2f} (target ≥ {TARGET})  "
-                  f"{'PASS' if ratio >= TARGET else 'FAIL'}")
+            tips = mean["tips"]
+            print()
+            ok = ratio_met("no-op", "tips", mean["no-op"], mean["tips"], TARGET)
             tips_total = sum(totals.get(m, 0) for m in TIP_MODES)
             if args.room:
-                room_ratio = mean["room"] / mean["stream"]
-                ok = ok and room_ratio >= ROOM_TARGET
-                print(f"stream {mean['stream']:.0f}/s, room {mean['room']:.0f}/s, room/stream = {room_ratio:.2f} "
-                      f"(target ≥ {ROOM_TARGET})  {'PASS' if room_ratio >= ROOM_TARGET else 'FAIL'}; "
-                      f"room/tips = {mean['room'] / tips:.2f}")
+                ok = ratio_met("stream", "room", mean["stream"], mean["room"], ROOM_TARGET,
+                               f"; room/tips = {mean['room'] / tips:.2f}") and ok
                 ok = room_books(server.base, creator["token"], stream_id["room"], totals["room"] * TIP) and ok
             if args.viewers:
-                watched_ratio = mean["watched"] / mean["stream"]
-                ok = ok and watched_ratio >= VIEWERS_TARGET
-                print(f"stream {mean['stream']:.0f}/s, watched by {args.viewers:,} {mean['watched']:.0f}/s, "
-                      f"watched/stream = {watched_ratio:.2f} (target ≥ {VIEWERS_TARGET})  "
-                      f"{'PASS' if watched_ratio >= VIEWERS_TARGET else 'FAIL'}")
+                ok = ratio_met("stream", f"watched by {args.viewers:,}", mean["stream"], mean["watched"],
+                               VIEWERS_TARGET, label="watched/stream") and ok
                 ok = viewers_books(viewers, args.viewers, totals["watched"]) and ok
             _, wallet = api(server.base, "GET", "/api/wallet/me", token=creator["token"])
             expected = tips_total * (TIP * 80 // 100)
