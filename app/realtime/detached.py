@@ -26,7 +26,8 @@ Contract
   reconnects and resyncs), as an inbox that fills up is.
 * The browser's frames: a ping is answered, a close is answered and the
   connection ended, data is read and dropped (these sockets take no input),
-  a frame over `MAX_FRAME` or not masked closes the socket (1009, 1002).
+  a frame over `MAX_FRAME`, not masked, or a control frame over 125 bytes
+  closes the socket (1009, 1002, 1002).
 * `tick(now)` (from the hub, about every second): pings every `ping_interval`;
   no pong by the next ping closes (1008, as simple-websocket does); a close we
   started ends the connection after `CLOSE_WAIT` even if the browser never
@@ -54,7 +55,7 @@ MAX_QUEUED = 1 << 20  # bytes the kernel hasn't taken before the socket counts a
 MAX_FRAME = 64 * 1024  # the largest frame read from a browser (SOCK_SERVER_OPTIONS' max_message_size)
 READ_SIZE = 4096
 
-PING = b"\x89\x00"
+CLOSE, PING, PONG = 0x8, 0x9, 0xA  # control opcodes (RFC 6455 §5.5)
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
@@ -71,8 +72,12 @@ def available() -> bool:
 def close_frame(code: int, reason: str = "") -> bytes:
     """A server's close frame (unmasked) with `code` and `reason` (cut to fit a
     control frame's 125 bytes)."""
-    payload = struct.pack("!H", code) + reason.encode()[:123]
-    return struct.pack("!BB", 0x88, len(payload)) + payload
+    return control_frame(CLOSE, struct.pack("!H", code) + reason.encode()[:123])
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A server's control frame (FIN, unmasked; `payload` at most 125 bytes)."""
+    return struct.pack("!BB", 0x80 | opcode, len(payload)) + payload
 
 
 class Connection:
@@ -133,7 +138,7 @@ class Connection:
                 return
             self._pong_due = True
             self._next_ping = now + self._ping_every
-            self._send(PING)
+            self._send(control_frame(PING))
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame and wait (at most `CLOSE_WAIT`) for the browser's."""
@@ -231,26 +236,29 @@ class Connection:
         if length > MAX_FRAME:
             self._refuse(1009, "Message too big.")
             return None
+        if opcode >= CLOSE and length > 125:
+            self._refuse(1002, "Control frames carry at most 125 bytes.")
+            return None
         if len(buf) < at + 4 + length:
             return None
         payload = b""
-        if opcode >= 8:  # control frames: at most 125 bytes, read; data frames are dropped unread
+        if opcode >= CLOSE:  # control frames (at most 125 bytes) are read; data frames are dropped unread
             mask = buf[at:at + 4]
             payload = bytes(b ^ mask[i & 3] for i, b in enumerate(buf[at + 4:at + 4 + length]))
         self._in = buf[at + 4 + length:]
         return opcode, payload
 
     def _on_frame(self, opcode: int, payload: bytes) -> None:
-        if opcode == 8:  # close: answer it (unless it answers ours), then end the connection
+        if opcode == CLOSE:  # answer it (unless it answers ours), then end the connection
             if self._closing_until is None:
                 if self._queued:  # what is left of a frame the kernel took part of goes first
                     del self._queued[1:]
                     self._queued_bytes = len(self._queued[0])
-                self._send(struct.pack("!BB", 0x88, min(len(payload), 2)) + payload[:2])
+                self._send(control_frame(CLOSE, payload[:2]))
             self._finish()
-        elif opcode == 9:  # ping
-            self._send(struct.pack("!BB", 0x8A, len(payload)) + payload)
-        elif opcode == 10:  # pong
+        elif opcode == PING:
+            self._send(control_frame(PONG, payload))
+        elif opcode == PONG:
             self._pong_due = False
 
     def _refuse(self, code: int, reason: str) -> None:

@@ -153,7 +153,8 @@ def test_a_close_frame_split_across_reads_is_still_understood():
 
 
 @pytest.mark.parametrize("frame, code", [("struct.pack('!BB', 0x81, 2) + b'hi'", 1002),  # not masked
-                                         ("masked(2, b'x' * (64 * 1024 + 1))", 1009)])  # over MAX_FRAME
+                                         ("masked(2, b'x' * (64 * 1024 + 1))", 1009),  # over MAX_FRAME
+                                         ("masked(9, b'p' * 300)", 1002)])  # a ping over 125 bytes
 def test_a_frame_the_server_will_not_read_closes_the_socket(frame, code):
     out = run(f"""
         conn, sub, browser = connect()
