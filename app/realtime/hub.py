@@ -42,6 +42,17 @@ process holds for that channel.
   (at 1,000 viewers and ~200 tips/s the writes are the cost). Other channels
   are never coalesced: call signaling reads one JSON document per frame, and
   a credential feed's message becomes `ENDED`. Order within a channel is kept.
+* **Delivery rounds.** The listener delivers at most one round every
+  `ROUND_INTERVAL` (50 ms): a message that arrives sooner after the last round
+  waits for the rest of that time and goes out with whatever arrives meanwhile.
+  A quiet channel's message goes out at once (the last round was long ago); a
+  busy process trades at most 50 ms of latency for fewer, fuller rounds. That
+  is what keeps many small rooms as cheap per delivery as one big one: with a
+  hundred rooms each tipped once a second, a process otherwise woke, read and
+  wrote a hundred times a second for five sockets at a time, and each of those
+  writes woke a sleeping reader (measured: ~155 µs a message, ~90 µs of it the
+  five sends). In one busy room it makes coalescing bite: the tips of 50 ms are
+  one frame per viewer.
 * **Bounded per-socket inboxes.** The listener never blocks on a socket: it
   offers each message to each subscriber's inbox (`QUEUE_SIZE` items). A
   subscriber whose inbox is full is marked dropped; its socket loop closes
@@ -138,6 +149,9 @@ SUBSCRIBE_WAIT = 2.0  # longest a new socket waits for its channels to be subscr
 SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE command when many are (re)subscribed at once
 READ_BATCH = 1000  # most messages taken from the buffer before they are delivered
 READ_TIMEOUT = 0.5  # longest the listener waits for Redis before its periodic work
+# Shortest time between two delivery rounds: messages that arrive sooner after a round
+# wait for the rest of this and go out with what arrives meanwhile (see "Delivery rounds").
+ROUND_INTERVAL = 0.05
 HEALTH_INTERVAL = 5.0  # a listener connection silent this long is PINGed; twice this long, dropped
 
 WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
@@ -319,6 +333,25 @@ class _Feed:
         self._reader.feed(data)
         return self._take(limit)
 
+    def read_ready(self, limit: int) -> list:
+        """At most `limit` replies, of what has arrived by now; never waits."""
+        replies = self._take(limit)
+        self._sock.settimeout(0)
+        try:
+            while len(replies) < limit:
+                try:
+                    data = self._sock.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not data:
+                    raise redis.ConnectionError("Redis closed the listener's connection")
+                self._heard, self._pinged = time.monotonic(), False
+                self._reader.feed(data)
+                replies += self._take(limit - len(replies))
+        finally:
+            self._sock.settimeout(READ_TIMEOUT)
+        return replies
+
     def _take(self, limit: int) -> list:
         replies = []
         while len(replies) < limit:
@@ -497,6 +530,7 @@ class Hub:
         next_presence = next_wake = 0.0
         missed = False  # events may have been published while we weren't subscribed
         peak = 0  # most local sockets since memory was last given back
+        last_round = 0.0  # when messages were last delivered
         while not self._stopping.is_set():
             feed = None
             try:
@@ -515,7 +549,13 @@ class Hub:
                     self._apply(feed, requested, unanswered)
                     batch = []
                     # Whatever Redis already sent (waiting READ_TIMEOUT at most for the first).
-                    for reply in feed.read(READ_BATCH):
+                    replies = feed.read(READ_BATCH)
+                    if replies:
+                        pause = last_round + ROUND_INTERVAL - time.monotonic()
+                        if pause > 0:  # busy: let this round gather what arrives until it is due
+                            time.sleep(pause)
+                            replies += feed.read_ready(READ_BATCH)
+                    for reply in replies:
                         kind = reply[0]
                         if kind == b"message":
                             channel = reply[1].decode()
@@ -534,6 +574,7 @@ class Hub:
                     if batch:
                         self.received += len(batch)
                         self._dispatch(batch)
+                        last_round = time.monotonic()
                     if confirmed == 2 and not self.connected.is_set():
                         # Confirmed by Redis: from now on every PUBLISH to our channels reaches us.
                         self._outage.clear()

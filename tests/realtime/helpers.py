@@ -134,6 +134,7 @@ class Viewer:
         self.ws = _Client.connect(url, headers=headers, ssl_context=ssl_context)
         self.messages: list[str] = []
         self.closed = False
+        self._unread: tuple[str, str] | None = None  # (frame, its part after wait_for's last match)
 
     def receive(self, timeout: float) -> str | None:
         if self.closed:
@@ -150,11 +151,20 @@ class Viewer:
         return message
 
     def wait_for(self, needle: str, timeout: float = 2.0) -> str | None:
-        """The first message (from now on) containing `needle`, or None at the deadline."""
+        """The first message (from now on) containing `needle`, or None at the deadline.
+
+        A frame can carry several messages (the hub joins a round's messages to one
+        stream into one frame; htmx swaps each fragment in order), so the part of a
+        matched frame after the match is still unread: the next call looks there first."""
+        frame, self._unread = self._unread, None
+        if frame is not None and needle in frame[1]:
+            self._unread = (frame[0], frame[1].split(needle, 1)[1])
+            return frame[0]
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             message = self.receive(left)
             if message is not None and needle in message:
+                self._unread = (message, message.split(needle, 1)[1])
                 return message
             if message is None and self.closed:
                 return None

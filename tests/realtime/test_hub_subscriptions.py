@@ -234,3 +234,37 @@ def test_without_an_audience_nothing_is_coalesced(make_hub, publisher, prefix):
     _publish_together(publisher, [(prefix + channel, m) for m in sent])
     assert _texts(sub, 3, lambda t: len(t) >= len(sent)) == sent
     hub.unsubscribe(sub)
+
+
+def test_messages_arriving_soon_after_a_round_wait_for_the_next_round_and_go_out_together(
+        make_hub, publisher, prefix):
+    """Delivery rounds (ROUND_INTERVAL): the first message after a quiet spell goes out
+    at once; messages published one by one within the interval after it wait and reach
+    a stream's sockets as one frame, in order, no later than the interval plus slack."""
+    from app.realtime import hub as hub_module
+
+    tag = uuid.uuid4().hex[:8]
+    stream = f"stream-{tag}"
+    hub = make_hub(audience=lambda c: (lambda n: f"<b>{n}</b>") if c.startswith("stream-") else None)
+    viewer = hub.subscribe((stream,))
+
+    def payloads(count):
+        return [f for f in _texts(viewer, 3, lambda t: "\n".join(
+            x for x in t if not x.startswith("<b>")).count("<p ") >= count) if not f.startswith("<b>")]
+
+    time.sleep(hub_module.ROUND_INTERVAL * 2)  # quiet: the next message opens a round
+    sent = time.monotonic()
+    publisher.publish(prefix + stream, '<p id="first"></p>')
+    assert payloads(1) == ['<p id="first"></p>']
+    first_latency = time.monotonic() - sent
+
+    later = [f'<p id="m{i}"></p>' for i in range(5)]
+    sent = time.monotonic()
+    for message in later:  # five PUBLISH calls, each its own read on a quiet machine
+        publisher.publish(prefix + stream, message)
+    frames = payloads(len(later))
+    waited = time.monotonic() - sent
+    assert frames == ["\n".join(later)], f"{len(frames)} frames: {frames}"
+    assert waited < hub_module.ROUND_INTERVAL + 1.0
+    assert first_latency < 1.0
+    hub.unsubscribe(viewer)
