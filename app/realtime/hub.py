@@ -43,17 +43,18 @@ process holds for that channel.
   are never coalesced: call signaling reads one JSON document per frame, and
   a credential feed's message becomes `ENDED`. Order within a channel is kept.
 * **Delivery rounds.** A busy listener delivers at most one round every
-  `ROUND_INTERVAL` (100 ms), as a network card moderates its interrupts: after
-  a round that delivered, it sleeps until the next is due and then takes, without
-  waiting, whatever Redis sent meanwhile. A quiet channel's message goes out at
-  once (the listener is waiting in `read`); under load a message waits at most
-  the interval. That keeps many small rooms about as cheap per delivery as one
-  big one: with a hundred rooms each tipped once a second, a process otherwise
-  woke, read and wrote a hundred times a second for five sockets at a time, and
-  each of those sends woke a sleeping reader (bench/rooms.py: 2.4× the CPU per
-  delivery of one room of 2,000 at 50 ms rounds with a timed read each, 1.4× at
-  100 ms without). In one busy room it makes coalescing bite: a round's tips
-  are one frame per viewer.
+  `ROUND_INTERVAL` (200 ms), as a network card moderates its interrupts: after
+  a round that delivered, it sleeps until the next is due and then takes,
+  without waiting, whatever Redis sent meanwhile. A quiet channel's message
+  goes out at once (the listener is waiting in `read`); under load a message
+  waits at most the interval. That keeps many small rooms about as cheap per
+  delivery as one big one: with a hundred rooms each tipped once a second, a
+  process otherwise woke, read and wrote a hundred times a second for five
+  sockets at a time, and each of those sends woke a sleeping reader
+  (bench/rooms.py, rooms / one room CPU per delivery: 3.06 with a round per
+  message; 2.40 with 50 ms rounds and a timed read each; 1.40–1.54 at 100 ms
+  and 1.36–1.40 at 200 ms without). In one busy room it makes coalescing bite:
+  a round's tips are one frame per viewer.
 * **Bounded per-socket inboxes.** The listener never blocks on a socket: it
   offers each message to each subscriber's inbox (`QUEUE_SIZE` items). A
   subscriber whose inbox is full is marked dropped; its socket loop closes
@@ -152,7 +153,7 @@ READ_BATCH = 1000  # most messages taken from the buffer before they are deliver
 READ_TIMEOUT = 0.5  # longest the listener waits for Redis before its periodic work
 # Shortest time between two delivery rounds: a message that arrives sooner after a round
 # waits for the rest of this and goes out with what arrived meanwhile ("Delivery rounds").
-ROUND_INTERVAL = 0.1
+ROUND_INTERVAL = 0.2
 HEALTH_INTERVAL = 5.0  # a listener connection silent this long is PINGed; twice this long, dropped
 
 WAKE_INTERVAL = 1.0  # how often idle inboxes are woken to check their socket
@@ -190,6 +191,25 @@ def frame_payload(frame: bytes) -> bytes:
 
 
 _ids = itertools.count(1)
+
+# A presence tick for one channel: refresh this process's members' heartbeats,
+# expire stale members, keep the key alive, → the number of viewers.
+# KEYS[1] the channel's presence set; ARGV: now, stale before, key TTL, members…
+# (ZADD in chunks: Lua's unpack is limited to a few thousand values.)
+_PRESENCE_TICK = """
+local key, now = KEYS[1], ARGV[1]
+for i = 4, #ARGV, 500 do
+    local pairs = {}
+    for j = i, math.min(i + 499, #ARGV) do
+        pairs[#pairs + 1] = now
+        pairs[#pairs + 1] = ARGV[j]
+    end
+    redis.call('ZADD', key, unpack(pairs))
+end
+redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[2])
+redis.call('EXPIRE', key, ARGV[3])
+return redis.call('ZCARD', key)
+"""
 
 
 class Subscriber:
@@ -413,6 +433,7 @@ class Hub:
         self._outage = threading.Event()  # set while the listener can't reach Redis
         # For presence writes and wake-ups from socket threads (redis-py clients are thread-safe).
         self._client = bounded_client(redis_url, max_connections, socket_connect_timeout=0.5, socket_timeout=1)
+        self._presence_script = self._client.register_script(_PRESENCE_TICK)
 
     # ---- sockets ---------------------------------------------------------------
 
@@ -769,14 +790,14 @@ class Hub:
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         for channel, _render, ids in counted:
-            key = self._presence_key(channel)
-            pipe.zadd(key, {self._member + str(i): now for i in ids})
-            pipe.zremrangebyscore(key, 0, now - PRESENCE_TTL)
-            pipe.zcard(key)
-            pipe.expire(key, int(PRESENCE_TTL * 2))
+            # One script call a channel rather than four commands: with a hundred rooms
+            # live, redis-py's per-command work was most of an idle process's CPU.
+            self._presence_script(keys=[self._presence_key(channel)], client=pipe,
+                                  args=[now, now - PRESENCE_TTL, int(PRESENCE_TTL * 2),
+                                        *(self._member + str(i) for i in ids)])
         results = pipe.execute()
         for i, (channel, render, _ids) in enumerate(counted):
-            count = int(results[i * 4 + 2])
+            count = int(results[i])
             if self._last_counts.get(channel) != count:
                 self._last_counts[channel] = count
                 frame = text_frame(render(count).encode())

@@ -268,3 +268,31 @@ def test_messages_arriving_soon_after_a_round_wait_for_the_next_round_and_go_out
     assert waited < hub_module.ROUND_INTERVAL + 1.0
     assert first_latency < 1.0
     hub.unsubscribe(viewer)
+
+
+def test_a_presence_tick_refreshes_our_members_expires_stale_ones_and_pushes_the_count(
+        make_hub, publisher, prefix):
+    """One script call a channel (hub._PRESENCE_TICK): every local socket's heartbeat
+    is refreshed (more than one ZADD chunk of 500 here), a member whose heartbeat is
+    older than PRESENCE_TTL (a crashed instance's socket) is dropped, the key keeps
+    a TTL, and the sockets are pushed the count."""
+    from app.realtime import hub as hub_module
+
+    channel = f"stream-{uuid.uuid4().hex[:8]}"
+    hub = make_hub(audience=lambda c: (lambda n: f"<b>{n}</b>") if c.startswith("stream-") else None)
+    subs = [hub.subscribe((channel,)) for _ in range(1001)]
+    key = f"{prefix}viewers:{channel}"
+    publisher.zadd(key, {"crashed-instance:1": time.time() - hub_module.PRESENCE_TTL - 5})
+    publisher.zadd(key, {m.decode(): 0 for m in publisher.zrange(key, 0, -1) if not m.startswith(b"crashed")},
+                   xx=True)  # our heartbeats look old too: the tick must bring them back
+    started = time.time()
+
+    hub._presence_tick()
+
+    members = dict(publisher.zrange(key, 0, -1, withscores=True))
+    assert b"crashed-instance:1" not in members
+    assert len(members) == 1001 and min(members.values()) >= started - 1
+    assert 0 < publisher.ttl(key) <= hub_module.PRESENCE_TTL * 2
+    assert "<b>1001</b>" in _texts(subs[0], 3, lambda t: "<b>1001</b>" in t)
+    for sub in subs:
+        hub.unsubscribe(sub)
