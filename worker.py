@@ -17,7 +17,7 @@ refunded, settled or canceled something. Every 5 s of INFO would push the
 demo passwords `make run` printed off the screen within seconds. The jobs that
 only refresh what pages show (`display_refreshes`: a room's goal bar and
 leaderboard, a creator's earnings pill) are quiet the same way: a tip storm
-runs them back to back. Other jobs (a show's refunds, a payout) keep RQ's INFO
+runs them back to back; so is the go-live announcement. Other jobs (a show's refunds, a payout) keep RQ's INFO
 lines; failures stay visible.
 """
 from __future__ import annotations
@@ -50,10 +50,14 @@ def cron_jobs() -> list:
 
 
 def display_refreshes() -> list:
-    """Jobs that only re-read and publish what pages show, queued by tips and calls."""
+    """Jobs that only re-read and publish what pages show, queued by tips and calls,
+    and the go-live announcement, queued each time a stream starts (the demo's
+    live stream's at every `make run`: run late on a busy machine, its lines pushed
+    the demo passwords up). Their effect shows in the app; failures stay visible."""
     from app.goals.jobs import push_room
+    from app.notifications.jobs import announce_live
     from app.wallet.jobs import push_earnings
-    return [push_room, push_earnings]
+    return [push_room, push_earnings, announce_live]
 
 
 class QuietCronTicks(logging.Filter):
