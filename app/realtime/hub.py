@@ -348,10 +348,7 @@ class _Feed:
         except TimeoutError:
             self._check_health()
             return []
-        if not data:
-            raise redis.ConnectionError("Redis closed the listener's connection")
-        self._heard, self._pinged = time.monotonic(), False
-        self._reader.feed(data)
+        self._received(data)
         return self._take(limit)
 
     def read_ready(self, limit: int) -> list:
@@ -364,16 +361,20 @@ class _Feed:
                     data = self._sock.recv(1 << 16)
                 except (BlockingIOError, InterruptedError):
                     break
-                if not data:
-                    raise redis.ConnectionError("Redis closed the listener's connection")
-                self._heard, self._pinged = time.monotonic(), False
-                self._reader.feed(data)
+                self._received(data)
                 replies += self._take(limit - len(replies))
                 if len(data) < 1 << 16:
                     break  # a short read emptied the kernel's buffer: no recv just to hear EAGAIN
         finally:
             self._sock.settimeout(READ_TIMEOUT)
         return replies
+
+    def _received(self, data: bytes) -> None:
+        """Hand what one recv brought to the parser; b"" means Redis hung up."""
+        if not data:
+            raise redis.ConnectionError("Redis closed the listener's connection")
+        self._heard, self._pinged = time.monotonic(), False
+        self._reader.feed(data)
 
     def _take(self, limit: int) -> list:
         replies = []
@@ -555,7 +556,6 @@ class Hub:
         missed = False  # events may have been published while we weren't subscribed
         peak = 0  # most local sockets since memory was last given back
         last_round = 0.0  # when messages were last delivered
-        busy = False  # the last turn delivered messages
         while not self._stopping.is_set():
             feed = None
             try:
@@ -567,7 +567,7 @@ class Hub:
                 requested: set[str] = set()  # channels whose last request sent was SUBSCRIBE
                 unanswered: dict[str, int] = {}  # requests sent per channel, not yet answered
                 confirmed = 0  # of the control channel and the credential pattern
-                busy = False
+                busy = False  # the last turn delivered messages
                 feed.send("SUBSCRIBE", self._control)
                 feed.send("PSUBSCRIBE", self.prefix + CREDENTIAL_FEEDS + "*")
                 prefixed = len(self.prefix)
