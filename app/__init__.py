@@ -6,6 +6,7 @@ import logging
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 
+from app import redis_client
 from app.config import Config
 from app.extensions import csrf, db, limiter, login_manager, migrate, sock
 
@@ -41,7 +42,10 @@ def create_app(config: Config | None = None) -> Flask:
         REMEMBER_COOKIE_SECURE=app.config["APP_ENV"] == "production",
         MAX_CONTENT_LENGTH=64 * 1024,
         RATELIMIT_STORAGE_URI=_limits_uri(app.config["REDIS_URL"]),
-        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 1},
+        # Bounded like the app's own pool (app/redis_client): a tip storm queues for
+        # REDIS_MAX_CONNECTIONS connections instead of opening one per waiting request.
+        RATELIMIT_STORAGE_OPTIONS={"connection_pool": redis_client.rate_limit_pool(
+            app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"])},
         # A Redis outage must take neither logins and purchases nor their limits
         # down: counting moves to this process's memory (Flask-Limiter logs the
         # outage once and checks Redis again every few seconds).
@@ -60,7 +64,6 @@ def create_app(config: Config | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
-    from app import redis_client
     redis_client.init_app(app)
     _init_realtime(app)
 

@@ -21,12 +21,15 @@ from flask import current_app
 
 log = logging.getLogger(__name__)
 
-# Per process and per client (the app's and the realtime hub's; the hub's
-# listener holds one more). Every thread or greenlet holds a connection only
+# Per process and per client (the app's, the realtime hub's and the rate
+# limiter's; the hub's listener holds one more). Every thread or greenlet holds a connection only
 # for one command or pipeline, so 50 serve thousands of sockets.
 DEFAULT_MAX_CONNECTIONS = 50
 # How long a command waits for a free connection before PoolExhausted.
 POOL_TIMEOUT = 1.0
+# At most one "pool exhausted" line per this many seconds (per pool, or for all
+# of `report_failure`'s callers).
+EXHAUSTED_LOG_INTERVAL = 5.0
 
 
 class PoolExhausted(redis.ConnectionError):
@@ -35,7 +38,16 @@ class PoolExhausted(redis.ConnectionError):
 
 class BoundedPool(redis.BlockingConnectionPool):
     """redis-py's BlockingConnectionPool, raising PoolExhausted (with the pool's
-    size in its message) instead of a bare "No connection available."."""
+    size in its message) instead of a bare "No connection available.".
+
+    `label` names a pool whose caller is not ours (the rate limiter's: Flask-Limiter
+    catches the error and counts in memory): such a pool logs its exhaustion itself,
+    at most every `EXHAUSTED_LOG_INTERVAL` seconds, as `report_failure` does for ours."""
+
+    def __init__(self, *args, label: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label = label
+        self._exhausted_logged = -EXHAUSTED_LOG_INTERVAL
 
     def get_connection(self, *args, **kwargs):
         try:
@@ -43,9 +55,15 @@ class BoundedPool(redis.BlockingConnectionPool):
         except redis.ConnectionError as exc:
             if type(exc) is not redis.ConnectionError or str(exc) != "No connection available.":
                 raise
-            raise PoolExhausted(
-                f"Redis connection pool exhausted: all {self.max_connections} connections in use "
-                f"for {self.timeout:g}s (REDIS_MAX_CONNECTIONS)") from exc
+            pool = f" ({self.label})" if self.label else ""
+            exhausted = PoolExhausted(
+                f"Redis connection pool{pool} exhausted: all {self.max_connections} connections in use "
+                f"for {self.timeout:g}s (REDIS_MAX_CONNECTIONS)")
+            now = time.monotonic()
+            if self.label and now - self._exhausted_logged >= EXHAUSTED_LOG_INTERVAL:
+                self._exhausted_logged = now  # a race may log twice: harmless
+                log.warning("%s: %s", self.label, exhausted)
+            raise exhausted from exc
 
 
 def bounded_client(url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS, timeout: float = POOL_TIMEOUT,
@@ -54,6 +72,14 @@ def bounded_client(url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS, tim
     waiting at most `timeout` seconds for one (then PoolExhausted)."""
     pool = BoundedPool.from_url(url, max_connections=max_connections, timeout=timeout, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def rate_limit_pool(url: str, max_connections: int) -> BoundedPool:
+    """The rate limiter's own pool (Flask-Limiter keeps a client of its own), bounded
+    like the app's. A limit check that can't get a connection in time, like one that
+    can't reach Redis, is counted in this process's memory (RATELIMIT_IN_MEMORY_FALLBACK)."""
+    return BoundedPool.from_url(url, max_connections=max_connections, timeout=POOL_TIMEOUT, label="rate limits",
+                                socket_connect_timeout=0.5, socket_timeout=1)
 
 
 def init_app(app):
@@ -67,8 +93,6 @@ def init_app(app):
 def get_redis() -> redis.Redis:
     return current_app.extensions["redis"]
 
-
-EXHAUSTED_LOG_INTERVAL = 5.0
 
 
 class _Outage:
