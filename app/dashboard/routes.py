@@ -21,7 +21,6 @@ from app.tips.service import recent_tips
 bp = Blueprint("dashboard", __name__)
 
 DEFAULT_RANGE = "30d"
-RECENT_TIPS = 10
 # The page's tables are capped: a creator with thousands of shows and calls gets the most
 # recent ones, and a note pointing to the CSV export (every entry) instead of a page that
 # grows with the history.
@@ -48,7 +47,7 @@ def creator():
         streams_shown=STREAMS_SHOWN, calls_shown=CALLS_SHOWN,
     )
     return _render("dashboard/creator.html", "dashboard/_creator_body.html", range_, error,
-                   recent=None if _fragment() else recent_tips(creator_id=current_user.id, limit=RECENT_TIPS),
+                   recent=None if _fragment() else recent_tips(creator_id=current_user.id),
                    **context)
 
 

@@ -23,6 +23,7 @@ bp = Blueprint("tips_live", __name__)
 
 def init_app(app: Flask) -> None:
     register_feed(app, _creator_feed)
+    app.jinja_env.globals.update(recent_tips_shown=service.RECENT_SHOWN, tip_pops_shown=service.POPS_SHOWN)
     app.register_blueprint(bp)
 
 

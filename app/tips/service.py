@@ -28,6 +28,11 @@ from app.tips.models import Tip
 from app.wallet.reversals import refuse_if_owing
 
 MESSAGE_MAX = 280
+# What a tip list shows (a stream's, a call's, a creator's feed and dashboard): on load, and
+# live, where the page drops the oldest beyond it (data-keep, static/js/app.js).
+RECENT_SHOWN = 10
+# Pops on screen at once (#tip-overlay): in a storm the oldest leave early.
+POPS_SHOWN = 5
 TIP_PRESETS = (50, 100, 250, 500)
 SCOPE = "tips.send"
 
@@ -213,7 +218,7 @@ class TipView:
 
 
 def recent_tips(*, stream_id: int | None = None, call_id: int | None = None, creator_id: int | None = None,
-                limit: int = 10) -> list[TipView]:
+                limit: int = RECENT_SHOWN) -> list[TipView]:
     """The latest tips of a stream, of a call, or to a creator (give exactly one)."""
     q = select(Tip, User.display_name).join(User, User.id == Tip.sender_id)
     if stream_id is not None:

@@ -48,6 +48,21 @@
     }
   }).observe(document.documentElement, { childList: true, subtree: true });
 
+  // ---- Live lists stay as long as a reload would show them (`data-keep`): in a tip storm a
+  // phone's page would otherwise gain a node per tip for as long as it stays open. The oldest
+  // go first: the last child of a list that grows at the top, the first of one that grows at
+  // the bottom (`data-oldest="first"`: the pops on #tip-overlay, which leave early then). ----
+  function trim(list) {
+    const keep = parseInt(list.dataset.keep, 10);
+    if (!(keep >= 0)) return;
+    const fromStart = list.dataset.oldest === "first";
+    while (list.children.length > keep) (fromStart ? list.firstElementChild : list.lastElementChild).remove();
+  }
+  document.addEventListener("htmx:oobAfterSwap", (event) => {
+    const list = event.detail && event.detail.target;
+    if (list instanceof Element && list.hasAttribute("data-keep")) trim(list);
+  });
+
   // "No tips yet" disappears once the first one lands.
   document.addEventListener("htmx:oobAfterSwap", () => {
     const list = document.getElementById("recent-tips");

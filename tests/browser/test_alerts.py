@@ -25,7 +25,7 @@ MASKED = "<img src=x onerror=alert(1)> *** this"
 # Before any page script (DevTools protocol, so CSP is untouched): watch the OBS stage and
 # note every alert shown, the most ever visible at once, and every sound that started.
 OBS_PROBE = WS_PROBE + """
-window.obsSeen = []; window.obsMaxVisible = 0; window.obsSounds = [];
+window.obsSeen = []; window.obsShownAt = []; window.obsMaxVisible = 0; window.obsSounds = [];
 document.addEventListener("play", (e) => window.obsSounds.push(e.target.id), true);
 document.addEventListener("DOMContentLoaded", () => {
   const stage = document.getElementById("tip-overlay");
@@ -33,7 +33,9 @@ document.addEventListener("DOMContentLoaded", () => {
   new MutationObserver(() => {
     const shown = stage.querySelectorAll(".tip-pop");
     window.obsMaxVisible = Math.max(window.obsMaxVisible, shown.length);
-    shown.forEach((el) => { if (!window.obsSeen.includes(el.id)) window.obsSeen.push(el.id); });
+    shown.forEach((el) => {
+      if (!window.obsSeen.includes(el.id)) { window.obsSeen.push(el.id); window.obsShownAt.push(performance.now()); }
+    });
   }).observe(stage, { childList: true });
 });
 """
@@ -88,6 +90,34 @@ def test_obs_plays_three_quick_tips_one_at_a_time_in_order_with_the_sound(
     assert obs.page.evaluate("window.obsSeen") == ids
     assert obs.page.evaluate("window.obsMaxVisible") == 1  # never two at once
     assert obs.page.evaluate("window.obsSounds")[:3] == ["sound-coin"] * 3
+    obs.assert_clean()
+
+
+def test_obs_in_a_tip_storm_keeps_fifty_waiting_drops_the_smallest_first_and_plays_them_faster(
+        open_anonymous, hub, make_fan, new_creator, make_stream):
+    creator, fan = new_creator(), make_fan(balance=10_000)
+    alerts.update_settings(creator, 0, False, False, "coin")
+    stream_id = make_stream(creator, live=True).id
+    obs = open_obs(open_anonymous, hub, creator)
+    # 55 small tips (tier 1), then 5 big ones (tier 3). The first plays at once; of the 59 that
+    # wait, the nine oldest small ones are dropped to keep 50 waiting, the big ones all stay.
+    small = [send_tip(fan, creator, 10, f"small {i}", stream_id) for i in range(55)]
+    big = [send_tip(fan, creator, 1_000, f"big {i}", stream_id) for i in range(5)]
+    queue = obs.page.locator("#alert-queue")
+    expect(queue.locator(f"#tip-{big[-1].id}")).to_have_count(1)
+    waiting = obs.page.evaluate("Array.from(document.querySelectorAll('#alert-queue > li'), (li) => li.id)")
+    playing = obs.page.evaluate("window.obsSeen")
+    assert playing[0] == f"tip-{small[0].id}"
+    assert len(waiting) == 50, waiting
+    assert waiting[-5:] == [f"tip-{t.id}" for t in big]
+    assert waiting[0] in [f"tip-{t.id}" for t in small[10:12]], waiting[:3]  # the oldest small ones went
+    assert not set(waiting) & {f"tip-{t.id}" for t in small[1:10]}
+    # While more than three wait, each alert shows for 1.5 s instead of its 4 s (then 0.4 s fade).
+    obs.page.wait_for_function("(n) => window.obsSeen.length >= n", arg=4, timeout=16_000)
+    started = obs.page.evaluate("window.obsShownAt")
+    gaps = [(b - a) / 1000 for a, b in zip(started[1:], started[2:4])]
+    assert all(1.8 <= gap < 3.5 for gap in gaps), gaps  # 4.4 s each without the storm rule
+    assert obs.page.evaluate("window.obsMaxVisible") == 1
     obs.assert_clean()
 
 

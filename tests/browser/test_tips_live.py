@@ -285,6 +285,47 @@ def test_creator_badge_counts_live_and_clears_when_opened(open_page, hub, make_f
         p.assert_clean()
 
 
+# ---- 3b. a tip storm: live lists keep what a reload would show --------------------
+
+POP_PROBE = """
+window.mostPops = 0;
+document.addEventListener("DOMContentLoaded", () => {
+  const stage = document.getElementById("tip-overlay");
+  if (!stage) return;
+  new MutationObserver(() => { window.mostPops = Math.max(window.mostPops, stage.children.length); })
+    .observe(stage, { childList: true });
+});
+"""
+
+
+def test_in_a_tip_storm_every_list_keeps_the_newest_ten_and_at_most_five_pops_show(
+        open_page, hub, make_fan, new_creator, make_stream):
+    from app.tips import service as tips
+
+    creator, fan = new_creator(), make_fan(balance=1_000)
+    stream_id = make_stream(creator, live=True).id
+    viewer = open_page(make_fan(), f"/streams/{stream_id}")
+    viewer.page.context.add_init_script(POP_PROBE)
+    viewer.page.reload()
+    dashboard = open_page(creator, "/dashboard")
+    wait_listening(viewer, hub, ".player")
+    wait_listening(dashboard, hub, "[ws-connect='/ws/me']")
+
+    sent = [tips.send_tip(fan, creator.id, 10, f"storm {i}", {"streamId": stream_id}, str(uuid.uuid4())).tip
+            for i in range(25)]
+    newest = [t.id for t in reversed(sent[-10:])]
+    for p, selector, prefix in ((viewer, "#recent-tips", "recent-"), (dashboard, "#dashboard-tips", "dash-"),
+                                (dashboard, "#creator-feed", "feed-")):
+        expect(p.page.locator(f"{selector} #{prefix}tip-{sent[-1].id}")).to_have_count(1)
+        ids = p.page.evaluate(f"Array.from(document.querySelectorAll('{selector} > li'), (li) => li.id)")
+        assert ids == [f"{prefix}tip-{i}" for i in newest], (selector, ids)
+    expect(pop(viewer, sent[-1].id)).to_be_visible()
+    assert 1 <= viewer.page.evaluate("window.mostPops") <= 5
+    expect(pop(viewer, sent[-6].id)).to_have_count(0)  # left early, for the newer ones
+    for p in (viewer, dashboard):
+        p.assert_clean()
+
+
 # ---- 4. not enough tokens: top up inside the modal ---------------------------------
 
 def test_insufficient_balance_offers_a_topup_in_the_modal(open_page, hub, make_fan, new_creator, make_stream):

@@ -341,7 +341,7 @@ def test_a_new_creator_is_told_what_to_do_next(ctx, browser_for, make_creator):
     assert '<a href="/creator/streams">Go live</a>' in html
     assert '<a href="/creator/settings">Set a call rate</a>' in html
     assert "Share your page" in html
-    assert "No tips yet" in html and '<ul id="dashboard-tips" class="tip-feed" aria-live="polite"></ul>' in html
+    assert "No tips yet" in html and '<ul id="dashboard-tips" class="tip-feed" aria-live="polite" data-keep="10"></ul>' in html
     assert figure(html, "earned-total") == 0
     assert 'class="bar"' not in html  # an empty chart, still with its axes
     assert "Show the numbers as a table" not in html
