@@ -5,7 +5,8 @@ Nothing here queries or computes money: every figure comes from
 `app.dashboard.service`; this module only turns per-day totals into SVG
 coordinates (pure functions of their input, so the chart is server-rendered,
 readable without JavaScript, and tested without a browser). Numbers are
-written by the templates with the `|tokens` filter, never formatted here.
+written by the templates with the `|tokens` filter, never formatted here,
+except the y axis's, which `axis_label` shortens.
 """
 from __future__ import annotations
 
@@ -115,6 +116,17 @@ def day_label(day: date, with_weekday: bool = False) -> str:
     if with_weekday:
         text = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day.weekday()] + " " + text
     return text
+
+
+def axis_label(value: int) -> str:
+    """A y-axis tick: 7,500 as is, from 10,000 on 15k, 250k, 1.5M, 2B. Exact for every tick
+    `nice_ceiling` makes (two significant digits at most); the exact figures are also in each
+    bar's label and the table below the chart. The axis has a fixed share of the chart's width:
+    on a phone, "45,000" did not fit it."""
+    if value < 10_000:
+        return f"{value:,}"
+    size, suffix = next((s, x) for s, x in ((10 ** 9, "B"), (10 ** 6, "M"), (10 ** 3, "k")) if value >= s)
+    return f"{value / size:.1f}".removesuffix(".0") + suffix
 
 
 def month_label(day: date) -> str:

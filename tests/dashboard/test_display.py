@@ -21,6 +21,25 @@ def test_axis_maximum_is_a_round_number_at_or_above_the_peak_in_four_whole_steps
     assert top == expected and top >= value and top % 4 == 0
 
 
+@pytest.mark.parametrize("value,label", [(0, "0"), (7_500, "7,500"), (10_000, "10k"), (45_000, "45k"),
+                                         (750_000, "750k"), (1_500_000, "1.5M"), (75_000_000, "75M"),
+                                         (2_000_000_000, "2B")])
+def test_y_axis_labels_are_short_from_ten_thousand_on(value, label):
+    assert display.axis_label(value) == label
+
+
+def test_every_axis_label_fits_five_characters_and_reads_back_exactly():
+    # The axis is 12% of the chart's width: ~36 px on a phone, where "45,000" spilled out.
+    scale = {"k": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9}
+    for peak in [int(m * 10 ** e) for e in range(0, 11) for m in (1, 1.2, 1.5, 2.2, 3.3, 4.4, 5.5, 7.7, 9.9)]:
+        chart = display.bar_chart(days((peak, 0, 0)))
+        for tick in chart.y_ticks:
+            label = display.axis_label(tick.value)
+            assert len(label) <= 5, (peak, tick.value, label)
+            if tick.value >= 10_000:
+                assert round(float(label[:-1]) * scale[label[-1]]) == tick.value, (tick.value, label)
+
+
 def test_bars_stack_tips_tickets_calls_from_the_baseline_with_heights_in_proportion():
     chart = display.bar_chart(days((30, 0, 10), (0, 0, 0), (50, 20, 10)))
     assert [b.total for b in chart.bars] == [40, 0, 80]
