@@ -14,6 +14,7 @@ from app.streams.models import CHANNEL_PREFIX
 
 def init_app(app: Flask) -> None:
     register_channel_share(app, CHANNEL_PREFIX, connect_state)
+    app.jinja_env.globals["chat_lines_kept"] = service.LINES_KEPT
 
 
 def connect_state(channel: str) -> str | None:

@@ -42,6 +42,9 @@ from app.tips.models import Tip
 
 MESSAGE_MAX = 500
 PAGE_SIZE = 50  # messages per page of history
+# Lines a page keeps while it follows a live chat: beyond, the oldest go ("Load earlier" brings
+# them back). A busy room would otherwise add a node per message for as long as it stays open.
+LINES_KEPT = 200
 BAN_MINUTES_MAX = 525_600  # a year
 OPEN_STATUSES = ("scheduled", "live")
 

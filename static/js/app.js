@@ -257,6 +257,28 @@
     if (!fragment.children.length) detail.shouldSwap = false;
   });
 
+  // A page that follows the chat keeps its newest lines (data-keep-lines on #chat-list): the
+  // older ones go, from a message on (the earlier lines are fetched before a message), and
+  // "Load earlier messages" now starts before the oldest message left.
+  function keepNewest() {
+    const list = document.getElementById("chat-list");
+    const keep = list ? parseInt(list.dataset.keepLines, 10) : NaN;
+    if (!(keep > 0) || list.children.length <= keep) return;
+    const lines = Array.from(list.children);
+    const first = lines.slice(lines.length - keep).find((line) => line.classList.contains("chat-message"));
+    const button = document.querySelector("#chat-earlier [data-path]");
+    if (!first || !button) return;
+    for (const line of lines) {
+      if (line === first) break;
+      line.remove();
+    }
+    button.setAttribute("hx-get", button.dataset.path + "?before=" + first.id.slice("chat-".length));
+    button.hidden = false;
+    const start = button.nextElementSibling;
+    if (start) start.hidden = true;
+    htmx.process(button);
+  }
+
   // After: follow the end, or keep the reader's place and offer the pill.
   function afterSwap(target) {
     const box = scroller();
@@ -266,6 +288,7 @@
     if (was && was.prepend) {
       box.scrollTop = was.top + (box.scrollHeight - was.height);
     } else if (stuck) {
+      keepNewest();
       box.scrollTop = box.scrollHeight;
     } else if (was && box.scrollHeight > was.height && pill()) {
       pill().hidden = false;

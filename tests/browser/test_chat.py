@@ -194,6 +194,39 @@ def test_the_list_sticks_to_the_bottom_unless_scrolled_up_then_a_pill_takes_you_
         p.assert_clean()
 
 
+def test_a_page_following_a_busy_chat_keeps_its_newest_lines_and_load_earlier_brings_back_the_rest(
+        open_page, hub, make_fan, new_creator, make_stream):
+    from app.chat import service as chat
+
+    creator, talker, reader = new_creator(), make_fan(), make_fan()
+    stream = make_stream(creator, live=True)
+    db.session.execute(db.text(
+        "INSERT INTO chat_messages (stream_id, user_id, text, created_at) SELECT :s, :u, 'old ' || g, "
+        "now() - (200 - g) * interval '1 second' FROM generate_series(1, 120) g"), {"s": stream.id, "u": talker.id})
+    db.session.commit()
+    r = open_page(reader, f"/streams/{stream.id}")
+    wait_listening(r, hub, ".player")
+    lines = r.page.locator("#chat-list > li")
+    expect(lines).to_have_count(chat.PAGE_SIZE)  # the newest page: old 71 … old 120
+
+    posted = [chat.post_message(talker, stream.id, f"live {i}") for i in range(170)]
+    expect(r.page.locator(f"#chat-{posted[-1].id}")).to_have_count(1)
+    kept = chat.LINES_KEPT
+    ids = r.page.evaluate("Array.from(document.querySelectorAll('#chat-list > li'), (li) => li.id)")
+    assert len(ids) == kept and ids[-1] == f"chat-{posted[-1].id}", (len(ids), ids[-3:])
+    assert r.page.evaluate("() => { const b = document.getElementById('chat-scroll');"
+                           " return b.scrollHeight - b.scrollTop - b.clientHeight < 48; }")  # still at the end
+    # "Load earlier" now starts before the oldest line kept: the next page comes back above it,
+    # with no gap and nothing twice.
+    first_kept = int(ids[0].removeprefix("chat-"))
+    r.page.get_by_role("button", name="Load earlier messages").click()
+    expect(lines).to_have_count(kept + chat.PAGE_SIZE)
+    after = r.page.evaluate("Array.from(document.querySelectorAll('#chat-list > li'), (li) => li.id)")
+    assert after[chat.PAGE_SIZE:] == ids and len(set(after)) == len(after)
+    assert after[chat.PAGE_SIZE - 1] == f"chat-{first_kept - 1}"  # the message just before, ids in order
+    r.assert_clean()
+
+
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_the_chat_fits_a_phone_and_a_desktop_and_is_accessible(open_page, anonymous_page, hub, make_fan, new_creator,
                                                               make_stream, viewport):
