@@ -15,9 +15,9 @@ own lines about a periodic job (enqueued, started, completed, OK, result
 kept) go down to DEBUG, and each job logs its own INFO line when it charged,
 refunded, settled or canceled something. Every 5 s of INFO would push the
 demo passwords `make run` printed off the screen within seconds. The jobs that
-only refresh what pages show (`display_refreshes`: a room's goal bar and
-leaderboard, a creator's earnings pill) are quiet the same way: a tip storm
-runs them back to back; so is the go-live announcement. Other jobs (a show's refunds, a payout) keep RQ's INFO
+only refresh what pages show (a room's goal bar and leaderboard, a creator's
+earnings pill: a tip storm runs them back to back) and the go-live
+announcement are quiet the same way (`quiet_jobs`). Other jobs (a show's refunds, a payout) keep RQ's INFO
 lines; failures stay visible.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def cron_jobs() -> list:
             *payouts_cron.schedule(), *notifications_cron.schedule()]
 
 
-def display_refreshes() -> list:
+def quiet_jobs() -> list:
     """Jobs that only re-read and publish what pages show, queued by tips and calls,
     and the go-live announcement, queued each time a stream starts (the demo's
     live stream's at every `make run`: run late on a busy machine, its lines pushed
@@ -145,7 +145,7 @@ def main() -> None:
     app = create_app()
     with app.app_context():
         connection = Redis.from_url(app.config["REDIS_URL"])
-        quiet_cron_ticks([func for func, _ in cron_jobs()] + display_refreshes())
+        quiet_cron_ticks([func for func, _ in cron_jobs()] + quiet_jobs())
         if cron_jobs():
             # Its own connection: sharing the worker's made the worker's blocking
             # dequeue time out every few seconds (seen with RQ 3.0).

@@ -194,11 +194,11 @@ def test_a_metering_tick_logs_info_only_when_it_charged_or_ended_something(clock
     assert len(charged) == 1 and "block(s) charged" in charged[0] and not charged[0].startswith("metering: 0 ")
 
 
-def test_the_display_refreshes_a_tip_storm_queues_are_quiet_too(ctx):
+def test_the_display_refreshes_a_tip_storm_queues_and_the_go_live_announcement_are_quiet_too(ctx):
     """A room's goal bar and leaderboard, a creator's earnings pill: jobs a storm runs back to
     back log nothing at INFO (RQ's lines become DEBUG), like the cron ticks."""
-    from worker import QuietCronTicks, display_refreshes
-    quiet = QuietCronTicks(display_refreshes())
+    from worker import QuietCronTicks, quiet_jobs
+    quiet = QuietCronTicks(quiet_jobs())
     job_id = "0b7a2a4e-3f0c-4f55-9b0e-3c1d5e6f7a8b"
     lines = [
         _record("rq.worker", "Worker %s: %s: %s (%s)", "w1", "pm:jobs", "app.goals.jobs.push_room(1)", job_id),
