@@ -69,12 +69,18 @@ def open_obs(open_anonymous, hub, creator) -> Page:
     return obs
 
 
-def test_obs_plays_three_quick_tips_one_at_a_time_in_order_with_the_sound(
-        open_anonymous, hub, make_fan, new_creator, make_stream):
-    creator, fan = new_creator(), make_fan(balance=1_000)
+def obs_scene(open_anonymous, hub, make_fan, new_creator, make_stream, balance: int):
+    """A creator live (every tip alerts, with the "coin" sound), a fan with `balance`, and the
+    creator's OBS source listening: (creator, fan, stream id, OBS page)."""
+    creator, fan = new_creator(), make_fan(balance=balance)
     alerts.update_settings(creator, 0, False, False, "coin")
     stream_id = make_stream(creator, live=True).id
-    obs = open_obs(open_anonymous, hub, creator)
+    return creator, fan, stream_id, open_obs(open_anonymous, hub, creator)
+
+
+def test_obs_plays_three_quick_tips_one_at_a_time_in_order_with_the_sound(
+        open_anonymous, hub, make_fan, new_creator, make_stream):
+    creator, fan, stream_id, obs = obs_scene(open_anonymous, hub, make_fan, new_creator, make_stream, 1_000)
     expect(obs.page.locator("#alert-sound")).to_have_attribute("data-sound", "coin")
     sent = [send_tip(fan, creator, amount, f"number {i}", stream_id) for i, amount in enumerate((50, 60, 70))]
     ids = [f"tip-{t.id}" for t in sent]
@@ -95,10 +101,7 @@ def test_obs_plays_three_quick_tips_one_at_a_time_in_order_with_the_sound(
 
 def test_obs_in_a_tip_storm_keeps_fifty_waiting_drops_the_smallest_first_and_plays_them_faster(
         open_anonymous, hub, make_fan, new_creator, make_stream):
-    creator, fan = new_creator(), make_fan(balance=10_000)
-    alerts.update_settings(creator, 0, False, False, "coin")
-    stream_id = make_stream(creator, live=True).id
-    obs = open_obs(open_anonymous, hub, creator)
+    creator, fan, stream_id, obs = obs_scene(open_anonymous, hub, make_fan, new_creator, make_stream, 10_000)
     # 55 small tips (tier 1), then 5 big ones (tier 3). The first plays at once; of the 59 that
     # wait, the nine oldest small ones are dropped to keep 50 waiting, the big ones all stay.
     small = [send_tip(fan, creator, 10, f"small {i}", stream_id) for i in range(55)]
