@@ -22,8 +22,8 @@ from flask import current_app
 log = logging.getLogger(__name__)
 
 # Per process and per client (the app's, the realtime hub's and the rate
-# limiter's; the hub's listener holds one more). Every thread or greenlet holds a connection only
-# for one command or pipeline, so 50 serve thousands of sockets.
+# limiter's; the hub's listener holds one more). Every thread or greenlet holds
+# a connection only for one command or pipeline, so 50 serve thousands of sockets.
 DEFAULT_MAX_CONNECTIONS = 50
 # How long a command waits for a free connection before PoolExhausted.
 POOL_TIMEOUT = 1.0
@@ -92,7 +92,6 @@ def init_app(app):
 
 def get_redis() -> redis.Redis:
     return current_app.extensions["redis"]
-
 
 
 class _Outage:
