@@ -17,8 +17,8 @@ refunded, settled or canceled something. Every 5 s of INFO would push the
 demo passwords `make run` printed off the screen within seconds. The jobs that
 only refresh what pages show (a room's goal bar and leaderboard, a creator's
 earnings pill: a tip storm runs them back to back) and the go-live
-announcement are quiet the same way (`quiet_jobs`). Other jobs (a show's refunds, a payout) keep RQ's INFO
-lines; failures stay visible.
+announcement are quiet the same way (`quiet_jobs`). Other jobs (a show's
+refunds, a payout) keep RQ's INFO lines; failures stay visible.
 """
 from __future__ import annotations
 

@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONNECTIONS = 50
 # How long a command waits for a free connection before PoolExhausted.
 POOL_TIMEOUT = 1.0
-# At most one "pool exhausted" line per this many seconds (per pool, or for all
-# of `report_failure`'s callers).
+# At most one "pool exhausted" line per pool per this many seconds.
 EXHAUSTED_LOG_INTERVAL = 5.0
 
 
@@ -41,13 +40,12 @@ class BoundedPool(redis.BlockingConnectionPool):
     size in its message) instead of a bare "No connection available.".
 
     `label` names a pool whose caller is not ours (the rate limiter's: Flask-Limiter
-    catches the error and counts in memory): such a pool logs its exhaustion itself,
-    at most every `EXHAUSTED_LOG_INTERVAL` seconds, as `report_failure` does for ours."""
+    catches the error and counts in memory): such a pool reports its exhaustion itself,
+    through `report_failure` like our callers do."""
 
     def __init__(self, *args, label: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.label = label
-        self._exhausted_logged = -EXHAUSTED_LOG_INTERVAL
 
     def get_connection(self, *args, **kwargs):
         try:
@@ -59,10 +57,8 @@ class BoundedPool(redis.BlockingConnectionPool):
             exhausted = PoolExhausted(
                 f"Redis connection pool{pool} exhausted: all {self.max_connections} connections in use "
                 f"for {self.timeout:g}s (REDIS_MAX_CONNECTIONS)")
-            now = time.monotonic()
-            if self.label and now - self._exhausted_logged >= EXHAUSTED_LOG_INTERVAL:
-                self._exhausted_logged = now  # a race may log twice: harmless
-                log.warning("%s: %s", self.label, exhausted)
+            if self.label:
+                report_failure(self.label, exhausted)
             raise exhausted from exc
 
 
@@ -101,15 +97,15 @@ class _Outage:
         self._lock = threading.Lock()
         self.down = False
         self.missed = 0
-        self.exhausted_logged = 0.0
+        self.exhausted_logged: dict[str, float] = {}  # a pool's exhaustion message → when last logged
 
     def failure(self, what: str, exc: Exception) -> None:
         if isinstance(exc, PoolExhausted):
             # Redis is up, this process is short of connections: say so (at most every
-            # few seconds), and don't report an outage that isn't one.
-            now = time.monotonic()
-            if now - self.exhausted_logged >= EXHAUSTED_LOG_INTERVAL:
-                self.exhausted_logged = now
+            # few seconds per pool: the message names it), and don't report an outage that isn't one.
+            now, pool = time.monotonic(), str(exc)
+            if now - self.exhausted_logged.get(pool, -EXHAUSTED_LOG_INTERVAL) >= EXHAUSTED_LOG_INTERVAL:
+                self.exhausted_logged[pool] = now  # a race may log twice: harmless
                 log.warning("%s (%s): %s", what, type(exc).__name__, exc)
             return
         with self._lock:
