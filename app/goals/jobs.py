@@ -33,8 +33,11 @@ def push_room(stream_id: int) -> bool:
             if stream.status == "live":
                 announce.append((pushes.obs_goal_channel(stream.creator_id), pushes.reached_html(state)))
     messages = [(stream.channel, pushes.goal_html(state) + leaderboard_html(stream, top))]
-    if stream.status == "live":
-        messages.append((pushes.obs_goal_channel(stream.creator_id), pushes.goal_html(state, obs=True)))
+    # The creator's goal OBS source shows their live stream's goal: this one while it is live;
+    # else what it shows now (the stream went live or ended, which queues this refresh: another
+    # live stream's goal, or nothing, and the bar hides).
+    obs_state = state if stream.status == "live" else service.obs_goal(stream.creator_id)
+    messages.append((pushes.obs_goal_channel(stream.creator_id), pushes.goal_html(obs_state, obs=True)))
     # A goal set or cleared is announced only here, by goals' own script: joins must stop
     # being served a cached state without it before that PUBLISH (app/realtime/snapshot.py).
     snapshot_changed([stream.channel])

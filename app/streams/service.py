@@ -106,6 +106,7 @@ def change_status(user, stream_id: int, action: str) -> Stream:
 
 
 def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Stream:
+    from app.goals.pushes import room_changed
     from app.jobs import enqueue
     from app.notifications.jobs import announce_live
     from app.streams import tickets
@@ -137,6 +138,9 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
         raise
     db.session.refresh(stream)  # the timestamps the database set
     pushes.stream_status_changed(stream)
+    # The room's refresh also tells the creator's goal OBS source: the goal shows once the
+    # stream is live and goes once it is over (app/goals).
+    room_changed(stream.id)
     if to == "ended" and stream.settlement_transfer_id:  # the ticket money reached the creator's nav
         earnings_changed([stream.creator_id])
     if to == "canceled" and stream.type == "private":

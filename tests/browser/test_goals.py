@@ -100,6 +100,33 @@ def test_a_tip_moves_the_goal_and_board_for_another_viewer_and_reached_shows_onc
         p.assert_clean()
 
 
+def test_the_obs_goal_source_shows_the_goal_once_live_and_drops_it_when_the_stream_ends(
+        open_page, hub, worker, new_creator, make_stream, run_jobs):
+    """Issue 18's goal OBS source used to change only on a tip or a goal edit: a stream's end
+    left its goal on the broadcast until OBS reconnected, and going live showed nothing yet."""
+    creator = new_creator()
+    stream = make_stream(creator)
+    goals.set_goal(creator, stream.id, "Ring light", 2_000)
+    run_jobs()  # the goal's own refresh, while the stream is still scheduled
+    obs = open_page(None, f"/overlay/{tips.overlay_secret(creator)}/goal")
+    wait_listening(obs, hub, "body")
+    expect(bar(obs)).to_be_hidden()
+
+    c = open_page(creator, f"/streams/{stream.id}")
+    c.page.get_by_role("button", name="Go live").click()
+    expect(c.page.locator("#stream-status")).to_have_text("Live")
+    expect(obs.page.locator("#goal-title")).to_have_text("🎯 Ring light", timeout=int(LATENCY * 3000))
+    expect(bar(obs).get_by_test_id("goal-figures")).to_have_text("0 / 2,000 tokens")
+
+    c.page.get_by_role("button", name="End stream").click()
+    expect(c.page.locator("#stream-status")).to_have_text("Ended")
+    expect(bar(obs)).to_be_hidden(timeout=int(LATENCY * 3000))
+    expect(obs.page.locator("#goal-title")).to_have_count(0)
+    assert obs.navigations == 1, "the OBS source reloaded"
+    for p in (c, obs):
+        p.assert_clean()
+
+
 def test_creator_sets_replaces_and_clears_the_goal_and_viewers_follow(
         open_page, hub, worker, make_fan, new_creator, make_stream):
     creator, viewer = new_creator(), make_fan()

@@ -22,10 +22,12 @@ BAD_TARGETS = [None, "", "100", 0, -1, 1.5, 10.0, True, False, 10_000_001, 2**63
 
 
 @pytest.fixture()
-def room(make_fan, make_creator, make_stream, api_headers):
-    """A creator with a live public stream, a funded fan, their bearer headers."""
+def room(make_fan, make_creator, make_stream, api_headers, run_jobs):
+    """A creator with a live public stream, a funded fan, their bearer headers; the room's
+    refresh that going live queued has run."""
     creator, fan = make_creator(), make_fan(balance=10_000)
     stream = make_stream(creator, live=True)
+    run_jobs()
     return creator, fan, stream, api_headers(creator), api_headers(fan)
 
 
