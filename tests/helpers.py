@@ -1,13 +1,17 @@
 """Helpers shared by tests of several packages: API error assertions, threads released
-together, logging a test client in, the text a person reads on a page."""
+together, logging a test client in, the text a person reads on a page, what a job publishes."""
 from __future__ import annotations
 
 import html as htmllib
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from flask import current_app
 
 from app.extensions import db
+from app.redis_client import get_redis
 
 
 def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
@@ -57,3 +61,25 @@ def log_in(client, user) -> str:
 def visible(html: str) -> str:
     """The text a person reads: tags removed, entities decoded, whitespace collapsed."""
     return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+@contextmanager
+def published(channel: str, run_jobs):
+    """A list of the messages published on `channel` (a name without this run's Redis prefix)
+    while the block runs and once the jobs it queued have run (`run_jobs`, as the worker
+    would); filled when the block ends, after half a second without a message."""
+    pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(current_app.config["REDIS_PREFIX"] + channel)
+    pubsub.get_message(timeout=1)  # the subscription is confirmed before anything is published
+    messages: list[str] = []
+    try:
+        yield messages
+        run_jobs()
+        quiet = 0
+        while quiet < 2:
+            message = pubsub.get_message(timeout=0.25)
+            quiet = 0 if message else quiet + 1
+            if message:
+                messages.append(message["data"].decode())
+    finally:
+        pubsub.close()

@@ -6,35 +6,19 @@ an ended stream's goal stayed on the broadcast until OBS reconnected.
 Real PostgreSQL and Redis; the room jobs run on a real RQ worker (`run_jobs`)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 
 from app.goals import pushes as goal_pushes
 from app.goals import service as goals
-from app.redis_client import get_redis
 from app.streams import service as streams
+from tests.helpers import published
 
 
 @pytest.fixture()
 def obs_goal_pushes(ctx, run_jobs):
     """obs_goal_pushes(creator_id): a context collecting the goal bars published to the
     creator's goal OBS source while the block runs and once the jobs it queued have run."""
-    @contextmanager
-    def _watch(creator_id: int):
-        pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(ctx.config["REDIS_PREFIX"] + goal_pushes.obs_goal_channel(creator_id))
-        pushed: list[str] = []
-        try:
-            yield pushed
-            run_jobs()
-            for _ in range(8):
-                message = pubsub.get_message(timeout=0.25)
-                if message:
-                    pushed.append(message["data"].decode())
-        finally:
-            pubsub.close()
-    return _watch
+    return lambda creator_id: published(goal_pushes.obs_goal_channel(creator_id), run_jobs)
 
 
 def bar_title(html: str) -> str | None:

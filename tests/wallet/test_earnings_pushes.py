@@ -12,11 +12,11 @@ import pytest
 
 from app.calls import service as calls
 from app.realtime.bus import user_channel
-from app.redis_client import get_redis
 from app.streams import service as streams
 from app.streams import tickets
 from app.tips import service as tips
 from tests.calls.helpers import earnings
+from tests.helpers import published
 
 _PUSH = re.compile(r'<span id="nav-earnings" hx-swap-oob="true">([\d,]+)</span>')
 
@@ -27,20 +27,10 @@ def pushed_earnings(ctx, run_jobs):
     creator's channel while the block runs and when the jobs it queued have run (as the worker would)."""
     @contextmanager
     def _watch(creator_id: int):
-        prefix = ctx.config["REDIS_PREFIX"]
-        pubsub = get_redis().pubsub()
-        pubsub.subscribe(prefix + user_channel(creator_id))
-        pubsub.get_message(timeout=1)  # the subscription's confirmation
         figures: list[str] = []
-        try:
+        with published(user_channel(creator_id), run_jobs) as messages:
             yield figures
-            run_jobs()
-            for _ in range(20):
-                message = pubsub.get_message(timeout=0.25)
-                if message and message["type"] == "message":
-                    figures += _PUSH.findall(message["data"].decode())
-        finally:
-            pubsub.close()
+        figures += [figure for html in messages for figure in _PUSH.findall(html)]
     return _watch
 
 
