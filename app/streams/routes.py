@@ -1,14 +1,14 @@
 """Pages: /streams/<id> (the show, or its ticket gate), /creator/streams (create,
 go live, end, cancel), the player's playback token, and the media server's
 auth hook (/media/auth)."""
-from flask import Blueprint, jsonify, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import ledger
 from app.auth.models import User
 from app.auth.service import require_creator
 from app.chat import service as chat_service  # issue 18: chat
-from app.errors import AccountRestricted, AppError, InsufficientFunds
+from app.errors import AccountRestricted, AppError, Conflict, InsufficientFunds
 from app.extensions import db
 from app.http import is_htmx, redirect_to, render
 from app.streams import media, service, tickets
@@ -139,6 +139,11 @@ def manage():
 @bp.post("/creator/streams/<int:stream_id>/<any(start, end, cancel):action>")
 @login_required
 def change(stream_id, action):
-    service.change_status(current_user, stream_id, action)
-    return redirect_to(request.form.get("next") if request.form.get("next") == f"/streams/{stream_id}"
-                       else url_for("streams.manage"))
+    back = request.form.get("next") if request.form.get("next") == f"/streams/{stream_id}" else url_for("streams.manage")
+    try:
+        service.change_status(current_user, stream_id, action)
+    except Conflict as err:
+        # A page older than the stream's status (another tab or device ended it, say): back to
+        # the page, which shows the status as it is now, saying why nothing happened.
+        flash(err.message, "error")
+    return redirect_to(back)

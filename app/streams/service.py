@@ -29,6 +29,9 @@ TICKET_MAX = 1_000_000
 STARTS_AT_MIN_YEAR, STARTS_AT_MAX_YEAR = 2000, 9998
 _TRANSITIONS = {"start": ({"scheduled"}, "live"), "end": ({"live"}, "ended"),
                 "cancel": ({"scheduled", "live"}, "canceled")}
+# Why a transition is refused, as a person reads it ("This stream has already ended, so …").
+_STATUS_NOW = {"scheduled": "has not started yet", "live": "is already live", "ended": "has already ended",
+               "canceled": "was canceled"}
 
 
 def _parse_starts_at(value):
@@ -121,7 +124,7 @@ def _transition(stream_id: int, action: str, cancel_reason: str | None) -> Strea
                                     .execution_options(populate_existing=True)).scalar_one()
         allowed_from, to = _TRANSITIONS[action]
         if stream.status not in allowed_from:
-            raise Conflict(f"A {stream.status} stream cannot be "
+            raise Conflict(f"This stream {_STATUS_NOW[stream.status]}, so it cannot be "
                            f"{'started' if action == 'start' else action + 'ed'}.", "invalid_stream_status")
         stream.status = to
         if to == "live":

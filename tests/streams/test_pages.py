@@ -107,6 +107,29 @@ def test_ended_stream_page_has_no_status_buttons(client, live_show, login):
     assert "Ended" in html
 
 
+@pytest.mark.parametrize("action, back, said", [
+    ("end", "stream", "This stream has already ended, so it cannot be ended."),
+    ("start", "stream", "This stream has already ended, so it cannot be started."),
+    ("cancel", "list", "This stream has already ended, so it cannot be canceled."),
+])
+def test_a_button_on_a_page_older_than_the_streams_status_goes_back_and_says_why(client, live_show, login,
+                                                                                  action, back, said):
+    """The creator ended the stream on another device; this tab still shows its buttons. Pressing
+    one changes nothing and brings them back to where they were (the stream's page, or their
+    streams) with the reason, not to an error page."""
+    s = live_show
+    csrf = login(s.creator)
+    streams.change_status(s.creator, s.live_id, "end")
+    data = {"csrf_token": csrf, **({"next": f"/streams/{s.live_id}"} if back == "stream" else {})}
+    resp = client.post(f"/creator/streams/{s.live_id}/{action}", data=data)
+    assert resp.status_code == 303
+    assert urlsplit(resp.headers["Location"]).path == (f"/streams/{s.live_id}" if back == "stream" else "/creator/streams")
+    assert status_of(s.live_id) == "ended"
+    html = page(client, urlsplit(resp.headers["Location"]).path)
+    assert f'<div class="alert error">{said}</div>' in html
+    assert said not in page(client, urlsplit(resp.headers["Location"]).path)  # said once
+
+
 def test_private_stream_shows_the_gate_without_socket_or_channel_to_others(client, new_client, make_creator,
                                                                            make_fan, login, make_stream):
     creator = make_creator()
@@ -304,11 +327,14 @@ def test_status_buttons_of_another_creators_stream_are_403(client, creator_sessi
     assert status_of(stream_id) == "scheduled"
 
 
-def test_illegal_transition_from_the_page_is_409(client, creator_session, make_stream):
+def test_illegal_transition_from_the_page_changes_nothing_and_says_why(client, creator_session, make_stream):
     creator, csrf = creator_session
     stream_id = make_stream(creator, title="Not live yet").id
-    assert client.post(f"/creator/streams/{stream_id}/end", data={"csrf_token": csrf}).status_code == 409
+    resp = client.post(f"/creator/streams/{stream_id}/end", data={"csrf_token": csrf})
+    assert resp.status_code == 303 and urlsplit(resp.headers["Location"]).path == "/creator/streams"
     assert status_of(stream_id) == "scheduled"
+    assert ('<div class="alert error">This stream has not started yet, so it cannot be ended.</div>'
+            in page(client, "/creator/streams"))
 
 
 # ---- /creator/settings and the OBS overlay -------------------------------------------------------
