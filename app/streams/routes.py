@@ -139,7 +139,8 @@ def manage():
 @bp.post("/creator/streams/<int:stream_id>/<any(start, end, cancel):action>")
 @login_required
 def change(stream_id, action):
-    back = request.form.get("next") if request.form.get("next") == f"/streams/{stream_id}" else url_for("streams.manage")
+    page = f"/streams/{stream_id}"
+    back = page if request.form.get("next") == page else url_for("streams.manage")
     try:
         service.change_status(current_user, stream_id, action)
     except Conflict as err:

@@ -123,11 +123,11 @@ def test_a_button_on_a_page_older_than_the_streams_status_goes_back_and_says_why
     data = {"csrf_token": csrf, **({"next": f"/streams/{s.live_id}"} if back == "stream" else {})}
     resp = client.post(f"/creator/streams/{s.live_id}/{action}", data=data)
     assert resp.status_code == 303
-    assert urlsplit(resp.headers["Location"]).path == (f"/streams/{s.live_id}" if back == "stream" else "/creator/streams")
+    went_back = urlsplit(resp.headers["Location"]).path
+    assert went_back == (f"/streams/{s.live_id}" if back == "stream" else "/creator/streams")
     assert status_of(s.live_id) == "ended"
-    html = page(client, urlsplit(resp.headers["Location"]).path)
-    assert f'<div class="alert error">{said}</div>' in html
-    assert said not in page(client, urlsplit(resp.headers["Location"]).path)  # said once
+    assert f'<div class="alert error">{said}</div>' in page(client, went_back)
+    assert said not in page(client, went_back)  # said once
 
 
 def test_private_stream_shows_the_gate_without_socket_or_channel_to_others(client, new_client, make_creator,
